@@ -1,0 +1,15 @@
+// What this build contains; sdd_fast compares it with torch at import.
+#include <cstdint>
+
+namespace sdd {
+
+#ifdef SDD_WITH_CUDA
+int64_t cuda_runtime_version();  // csrc/cuda/cuda_info.cu
+bool has_cuda() { return true; }
+int64_t cuda_version() { return cuda_runtime_version(); }
+#else
+bool has_cuda() { return false; }
+int64_t cuda_version() { return -1; }
+#endif
+
+}  // namespace sdd

@@ -1,0 +1,269 @@
+// The whole metric on the CPU (SPEC steps 1-7) and its backward pass.
+//
+// dse_forward returns, besides the five numbers, the constants of the forward pass that the
+// backward needs: labels, centroids, nearest-other indices and the patch permutation.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "../common/spectral.h"
+#include "kernels.h"
+
+namespace sdd {
+namespace cpu {
+namespace {
+
+using DseForward = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+constexpr double kNormEps = 1e-12;         // x / max(||x||, eps)
+constexpr double kCollapseFraction = 1e-6;  // collapsed when s <= fraction * mean ||x||
+
+// Normalised features and the scale s (SPEC steps 1-2).
+struct Prepared {
+  at::Tensor x;     // [B, N, d] compute dtype, contiguous (normalised if asked)
+  double scale;     // s
+  bool collapsed;
+};
+
+Prepared prepare_features(const at::Tensor& feats, bool normalize) {
+  const at::ScalarType compute = feats.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor x = feats.to(compute).contiguous();
+  if (normalize) x = x / at::clamp_min(at::linalg_vector_norm(x, 2, {-1}, true), kNormEps);
+  const at::Tensor flat = x.view({-1, x.size(2)});
+  const at::Tensor centered = flat - flat.mean(0, /*keepdim=*/true);
+  const double scale = at::linalg_vector_norm(centered, 2, {-1}).mean().item<double>();
+  const double mean_norm = at::linalg_vector_norm(flat, 2, {-1}).mean().item<double>();
+  return {x, scale, scale <= kCollapseFraction * mean_norm};
+}
+
+int64_t valid_clusters(const int64_t* labels, int64_t M, int64_t k, std::vector<int64_t>& counts) {
+  counts.assign(k, 0);
+  for (int64_t i = 0; i < M; ++i) ++counts[labels[i]];
+  int64_t valid = 0;
+  for (int64_t c = 0; c < k; ++c) valid += counts[c] >= 2;
+  return valid;
+}
+
+// Y[n, b] = x[b, perm[b, n]]: [N, B, d].
+at::Tensor permuted_rows(const at::Tensor& x, const at::Tensor& perm) {
+  const at::Tensor images = at::arange(x.size(0), perm.options()).unsqueeze(1);
+  return x.index({images, perm}).transpose(0, 1).contiguous();
+}
+
+at::Tensor values_tensor(const double (&v)[5], const at::TensorOptions& options) {
+  at::Tensor out = at::empty({5}, options);
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "sdd::dse", [&] {
+    for (int i = 0; i < 5; ++i) out.data_ptr<scalar_t>()[i] = static_cast<scalar_t>(v[i]);
+  });
+  return out;
+}
+
+DseForward dse_forward_cpu(const at::Tensor& feats, int64_t local_k, int64_t global_k, int64_t group,
+                           bool normalize, int64_t iters, double tol, int64_t n_init,
+                           c10::string_view seeding, int64_t seed, const c10::optional<at::Tensor>& local_labels,
+                           const c10::optional<at::Tensor>& global_labels) {
+  const std::string seeding_name(seeding);
+  const DseOptions options{local_k, global_k, group, normalize,
+                           make_kmeans_options(local_k, iters, tol, n_init, seeding_name, seed),
+                           make_kmeans_options(global_k, iters, tol, n_init, seeding_name, seed)};
+  const DseShape shape = check_dse_inputs(feats, options, local_labels, global_labels);
+  const int64_t B = shape.batch, N = shape.patches, d = shape.channels, G = shape.groups;
+  const at::ScalarType compute = feats.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::TensorOptions long_opts = feats.options().dtype(at::kLong);
+
+  at::Tensor local_out = local_labels.has_value() ? local_labels->contiguous().clone() : at::zeros({B, N}, long_opts);
+  at::Tensor global_out = global_labels.has_value() ? global_labels->contiguous().clone()
+                                                    : at::full({G, group * N}, -1, long_opts);
+  at::Tensor centroids = at::zeros({G, global_k, d}, feats.options().dtype(compute));
+  at::Tensor other = at::full({G, group * N}, -1, long_opts);
+  at::Tensor perm = at::empty({B, N}, long_opts);
+  patch_permutation(seed, B, N, perm.data_ptr<int64_t>());
+
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (!at::isfinite(feats).all().item<bool>()) {
+    const double v[5] = {nan, nan, nan, nan, nan};
+    return {values_tensor(v, centroids.options()), local_out, global_out, centroids.fill_(nan), other, perm};
+  }
+  const Prepared prep = prepare_features(feats, normalize);
+  const at::Tensor& x = prep.x;
+  double inter_raw = 0.0, intra_image_raw = 0.0, intra_batch_raw = 0.0;
+
+  if (!prep.collapsed) {
+    // ---- M_intra_image: k-means with local_k on each image ----
+    std::vector<double> image_means(B);
+    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+      at::Tensor scratch = at::empty({local_k, d}, x.options());
+      std::vector<double> values(local_k);
+      std::vector<int64_t> counts(local_k);
+      for (int64_t b = begin; b < end; ++b) {
+        const at::Tensor xb = x.select(0, b);
+        int64_t* labels = local_out.data_ptr<int64_t>() + b * N;
+        if (!local_labels.has_value()) {
+          kmeans_problem(xb, options.local, common::RandomStream::kKmeansSeeding, b, scratch, labels);
+        }
+        cluster_singular_sums(xb, labels, local_k, values.data(), counts.data());
+        double total = 0.0;
+        int64_t valid = 0;
+        for (int64_t c = 0; c < local_k; ++c) {
+          if (counts[c] >= 2) { total += values[c]; ++valid; }
+        }
+        image_means[b] = valid > 0 ? total / valid : 0.0;
+      }
+    });
+    for (double m : image_means) intra_image_raw += m / B;
+
+    // ---- M_intra_batch and M_inter: k-means with global_k on each group ----
+    std::vector<double> group_sums(G), group_inter(G);
+    std::vector<int64_t> group_valid(G);
+    const at::Tensor flat = x.view({B * N, d});
+    at::parallel_for(0, G, 1, [&](int64_t begin, int64_t end) {
+      std::vector<double> values(global_k);
+      std::vector<int64_t> counts(global_k);
+      for (int64_t g = begin; g < end; ++g) {
+        const int64_t M = shape.group_images(g) * N;
+        const at::Tensor xg = flat.narrow(0, g * group * N, M);
+        at::Tensor cg = centroids.select(0, g);
+        int64_t* labels = global_out.data_ptr<int64_t>() + g * group * N;
+        std::vector<bool> usable;
+        if (global_labels.has_value()) {
+          cluster_means(xg, labels, global_k, cg, counts);
+          usable.resize(global_k);
+          for (int64_t c = 0; c < global_k; ++c) usable[c] = counts[c] > 0;
+        } else {
+          kmeans_problem(xg, options.global, common::RandomStream::kGlobalKmeansSeeding, g, cg, labels);
+        }
+        cluster_singular_sums(xg, labels, global_k, values.data(), counts.data());
+        group_sums[g] = 0.0;
+        group_valid[g] = 0;
+        for (int64_t c = 0; c < global_k; ++c) {
+          if (counts[c] >= 2) { group_sums[g] += values[c]; ++group_valid[g]; }
+        }
+        group_inter[g] = nearest_other_centroid(xg, cg, labels, usable, other.data_ptr<int64_t>() + g * group * N);
+      }
+    });
+    int64_t valid = 0;
+    for (int64_t g = 0; g < G; ++g) {
+      intra_batch_raw += group_sums[g];
+      valid += group_valid[g];
+      inter_raw += group_inter[g] / G;
+    }
+    intra_batch_raw = valid > 0 ? intra_batch_raw / valid : 0.0;
+  }
+
+  // ---- M_dim: effective rank of B x d matrices of permuted patches ----
+  const at::Tensor y = permuted_rows(x, perm);  // [N, B, d]
+  std::vector<double> ranks(N);
+  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) ranks[n] = effective_rank_matrix(y.select(0, n));
+  });
+  double dim = 0.0;
+  for (double r : ranks) dim += r / N;
+
+  const double s = prep.collapsed ? 1.0 : prep.scale;
+  const double inter = inter_raw / s, intra_image = intra_image_raw / s, intra_batch = intra_batch_raw / s;
+  const double v[5] = {inter + dim - (intra_batch + intra_image) / 2.0, inter, intra_image, intra_batch, dim};
+  return {values_tensor(v, centroids.options()), local_out, global_out, centroids, other, perm};
+}
+
+at::Tensor dse_backward_cpu(const at::Tensor& grad, const at::Tensor& values, const at::Tensor& feats,
+                            const at::Tensor& local_labels, const at::Tensor& global_labels,
+                            const at::Tensor& centroids, const at::Tensor& other, const at::Tensor& perm,
+                            int64_t local_k, int64_t global_k, int64_t group, bool normalize) {
+  check_float_tensor(feats, "feats", 3);
+  const int64_t B = feats.size(0), N = feats.size(1), d = feats.size(2);
+  const int64_t G = (B + group - 1) / group;
+  const at::Tensor g5 = grad.to(at::kDouble).contiguous(), v5 = values.to(at::kDouble).contiguous();
+  const double* gv = g5.data_ptr<double>();
+  const double* vv = v5.data_ptr<double>();
+  if (!at::isfinite(v5).all().item<bool>() || !at::isfinite(g5).all().item<bool>()) {
+    return at::full_like(feats, std::numeric_limits<double>::quiet_NaN());
+  }
+  const Prepared prep = prepare_features(feats, normalize);
+  const at::Tensor& x = prep.x;
+  at::Tensor gx = at::zeros_like(x);  // d loss / d x  [B, N, d]
+  // dse = inter + dim - (intra_batch + intra_image) / 2
+  const double g_inter = gv[0] + gv[1], g_image = gv[2] - gv[0] / 2, g_batch = gv[3] - gv[0] / 2,
+               g_dim = gv[4] + gv[0];
+
+  if (!prep.collapsed) {
+    const double s = prep.scale;
+    const at::Tensor ll = local_labels.contiguous(), gl = global_labels.contiguous();
+    const at::Tensor cc = centroids.to(x.scalar_type()).contiguous(), oc = other.contiguous();
+    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+      std::vector<int64_t> counts;
+      std::vector<double> weights(local_k);
+      for (int64_t b = begin; b < end; ++b) {
+        const int64_t* labels = ll.data_ptr<int64_t>() + b * N;
+        const int64_t valid = valid_clusters(labels, N, local_k, counts);
+        for (int64_t c = 0; c < local_k; ++c) weights[c] = counts[c] >= 2 ? g_image / (s * B * valid) : 0.0;
+        at::Tensor gb = gx.select(0, b);
+        cluster_singular_sums_backward(x.select(0, b), labels, local_k, weights.data(), gb);
+      }
+    });
+    int64_t total_valid = 0;
+    {
+      std::vector<int64_t> counts;
+      for (int64_t g = 0; g < G; ++g) {
+        const int64_t M = std::min(group, B - g * group) * N;
+        total_valid += valid_clusters(gl.data_ptr<int64_t>() + g * group * N, M, global_k, counts);
+      }
+    }
+    const at::Tensor flat = x.view({B * N, d});
+    at::Tensor gflat = gx.view({B * N, d});
+    at::parallel_for(0, G, 1, [&](int64_t begin, int64_t end) {
+      std::vector<double> weights(global_k, total_valid > 0 ? g_batch / (s * total_valid) : 0.0);
+      for (int64_t g = begin; g < end; ++g) {
+        const int64_t M = std::min(group, B - g * group) * N;
+        const at::Tensor xg = flat.narrow(0, g * group * N, M);
+        at::Tensor gg = gflat.narrow(0, g * group * N, M);
+        const int64_t* labels = gl.data_ptr<int64_t>() + g * group * N;
+        cluster_singular_sums_backward(xg, labels, global_k, weights.data(), gg);
+        nearest_other_centroid_backward(xg, cc.select(0, g), oc.data_ptr<int64_t>() + g * group * N,
+                                        g_inter / (s * G), gg, nullptr);
+      }
+    });
+    // Through s = mean ||x_i - mu||: d s / d x_i = (u_i - mean_j u_j) / (B N).
+    const double coeff = -(g_inter * vv[1] + g_image * vv[2] + g_batch * vv[3]) / s;  // values are raw / s
+    const at::Tensor centered = flat - flat.mean(0, true);
+    const at::Tensor norms = at::linalg_vector_norm(centered, 2, {-1}, true);
+    const at::Tensor unit = at::where(norms > 0, centered / at::clamp_min(norms, kNormEps), at::zeros_like(centered));
+    gflat.add_((unit - unit.mean(0, true)) * (coeff / static_cast<double>(B * N)));
+  }
+
+  // M_dim: scatter each permuted matrix's gradient back to its patches.
+  const at::Tensor pc = perm.contiguous();
+  const at::Tensor y = permuted_rows(x, pc);  // [N, B, d]
+  at::Tensor gy = at::zeros_like(y);
+  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      at::Tensor gn = gy.select(0, n);
+      effective_rank_matrix_backward(y.select(0, n), g_dim / N, gn);
+    }
+  });
+  const at::Tensor images = at::arange(B, pc.options()).unsqueeze(1);
+  gx.index_put_({images, pc}, gy.transpose(0, 1), /*accumulate=*/true);
+
+  // Through x = f / max(||f||, eps).
+  if (normalize) {
+    const at::Tensor f = feats.to(x.scalar_type());
+    const at::Tensor norms = at::linalg_vector_norm(f, 2, {-1}, true);
+    const at::Tensor radial = (x * gx).sum(-1, true);
+    gx = at::where(norms > kNormEps, (gx - x * radial) / at::clamp_min(norms, kNormEps), gx / kNormEps);
+  }
+  return gx.to(feats.scalar_type());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(sdd, CPU, m) {
+  m.impl("dse_forward", &dse_forward_cpu);
+  m.impl("dse_backward", &dse_backward_cpu);
+}
+
+}  // namespace cpu
+}  // namespace sdd

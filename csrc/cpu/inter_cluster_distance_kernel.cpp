@@ -1,0 +1,147 @@
+// Mean distance of each point to the nearest centroid other than its own (M_inter's core).
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels.h"
+
+namespace sdd {
+namespace cpu {
+
+double nearest_other_centroid(const at::Tensor& x, const at::Tensor& centroids, const int64_t* labels,
+                              const std::vector<bool>& usable, int64_t* other) {
+  const int64_t M = x.size(0), d = x.size(1), k = centroids.size(0);
+  double total = 0.0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sdd::nearest_other_centroid", [&] {
+    const scalar_t* xd = x.data_ptr<scalar_t>();
+    const scalar_t* cd = centroids.data_ptr<scalar_t>();
+    std::vector<double> c_norms(k);
+    for (int64_t c = 0; c < k; ++c) {
+      double s = 0.0;
+      for (int64_t j = 0; j < d; ++j) s += static_cast<double>(cd[c * d + j]) * cd[c * d + j];
+      c_norms[c] = s;
+    }
+    const at::Tensor dots = at::mm(x, centroids.t());  // [M, k]
+    const scalar_t* dot = dots.data_ptr<scalar_t>();
+    for (int64_t i = 0; i < M; ++i) {
+      int64_t best = -1;
+      double best_score = std::numeric_limits<double>::infinity();
+      for (int64_t c = 0; c < k; ++c) {
+        if (c == labels[i] || (!usable.empty() && !usable[c])) continue;
+        const double score = c_norms[c] - 2.0 * static_cast<double>(dot[i * k + c]);
+        if (best < 0 || score < best_score) { best_score = score; best = c; }
+      }
+      other[i] = best;
+      if (best < 0) continue;
+      double sq = 0.0;
+      for (int64_t j = 0; j < d; ++j) {
+        const double diff = static_cast<double>(xd[i * d + j]) - cd[best * d + j];
+        sq += diff * diff;
+      }
+      total += std::sqrt(sq);
+    }
+  });
+  return total / static_cast<double>(M);
+}
+
+void nearest_other_centroid_backward(const at::Tensor& x, const at::Tensor& centroids, const int64_t* other,
+                                     double grad_mean, at::Tensor& grad_x, at::Tensor* grad_centroids) {
+  const int64_t M = x.size(0), d = x.size(1);
+  if (grad_mean == 0.0) return;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sdd::nearest_other_centroid_backward", [&] {
+    const scalar_t* xd = x.data_ptr<scalar_t>();
+    const scalar_t* cd = centroids.data_ptr<scalar_t>();
+    scalar_t* gx = grad_x.data_ptr<scalar_t>();
+    scalar_t* gc = grad_centroids != nullptr ? grad_centroids->data_ptr<scalar_t>() : nullptr;
+    std::vector<double> diff(d);
+    for (int64_t i = 0; i < M; ++i) {
+      const int64_t c = other[i];
+      if (c < 0) continue;
+      double sq = 0.0;
+      for (int64_t j = 0; j < d; ++j) {
+        diff[j] = static_cast<double>(xd[i * d + j]) - cd[c * d + j];
+        sq += diff[j] * diff[j];
+      }
+      if (!(sq > 0.0)) continue;  // a point on the centroid: subgradient 0
+      const double coeff = grad_mean / static_cast<double>(M) / std::sqrt(sq);
+      for (int64_t j = 0; j < d; ++j) {
+        gx[i * d + j] += static_cast<scalar_t>(coeff * diff[j]);
+        if (gc != nullptr) gc[c * d + j] -= static_cast<scalar_t>(coeff * diff[j]);
+      }
+    }
+  });
+}
+
+// ---- the ops -----------------------------------------------------------------------------
+namespace {
+
+struct InterInputs {
+  at::Tensor x, centroids, labels;
+};
+
+InterInputs prepare(const at::Tensor& x, const at::Tensor& centroids, const at::Tensor& labels) {
+  check_float_tensor(x, "x", 3);
+  check_float_tensor(centroids, "centroids", 3);
+  TORCH_CHECK_VALUE(centroids.size(0) == x.size(0) && centroids.size(2) == x.size(2),
+                    "centroids must have shape [P, k, d] = [", x.size(0), ", k, ", x.size(2), "]; got ",
+                    centroids.sizes());
+  TORCH_CHECK_VALUE(centroids.size(1) >= 1, "centroids must hold k >= 1 centroids; got shape ", centroids.sizes());
+  check_labels_tensor(labels, "labels", {x.size(0), x.size(1)});
+  check_label_range(labels, centroids.size(1), "labels");
+  const at::ScalarType compute = (x.scalar_type() == at::kDouble || centroids.scalar_type() == at::kDouble)
+                                     ? at::kDouble
+                                     : at::kFloat;
+  return {x.to(compute).contiguous(), centroids.to(compute).contiguous(), labels.contiguous()};
+}
+
+at::Tensor inter_cluster_distance_cpu(const at::Tensor& x, const at::Tensor& centroids, const at::Tensor& labels) {
+  const InterInputs in = prepare(x, centroids, labels);
+  const int64_t P = in.x.size(0), M = in.x.size(1);
+  std::vector<double> means(P);
+  at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> other(M);
+    for (int64_t p = begin; p < end; ++p) {
+      means[p] = nearest_other_centroid(in.x.select(0, p), in.centroids.select(0, p),
+                                        in.labels.data_ptr<int64_t>() + p * M, {}, other.data());
+    }
+  });
+  at::Tensor out = at::empty({P}, in.x.options());
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "sdd::inter_cluster_distance", [&] {
+    std::copy(means.begin(), means.end(), out.data_ptr<scalar_t>());
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> inter_cluster_distance_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
+                                                                       const at::Tensor& centroids,
+                                                                       const at::Tensor& labels) {
+  const InterInputs in = prepare(x, centroids, labels);
+  const int64_t P = in.x.size(0), M = in.x.size(1);
+  const at::Tensor g = grad.to(at::kDouble).contiguous();
+  at::Tensor grad_x = at::zeros_like(in.x), grad_c = at::zeros_like(in.centroids);
+  at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> other(M);
+    for (int64_t p = begin; p < end; ++p) {
+      const at::Tensor xp = in.x.select(0, p), cp = in.centroids.select(0, p);
+      nearest_other_centroid(xp, cp, in.labels.data_ptr<int64_t>() + p * M, {}, other.data());
+      at::Tensor gx = grad_x.select(0, p), gc = grad_c.select(0, p);
+      nearest_other_centroid_backward(xp, cp, other.data(), g.data_ptr<double>()[p], gx, &gc);
+    }
+  });
+  return {grad_x.to(x.scalar_type()), grad_c.to(centroids.scalar_type())};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(sdd, CPU, m) {
+  m.impl("inter_cluster_distance", &inter_cluster_distance_cpu);
+  m.impl("inter_cluster_distance_backward", &inter_cluster_distance_backward_cpu);
+}
+
+}  // namespace cpu
+}  // namespace sdd

@@ -1,0 +1,76 @@
+#include "options.h"
+
+#include <ATen/ATen.h>
+
+namespace sdd {
+
+Seeding parse_seeding(const std::string& seeding) {
+  if (seeding == "greedy") return Seeding::kGreedy;
+  if (seeding == "d2") return Seeding::kD2;
+  if (seeding == "d") return Seeding::kD;
+  TORCH_CHECK_VALUE(false, "seeding must be one of 'greedy', 'd2', 'd'; got '", seeding, "'");
+}
+
+KmeansOptions make_kmeans_options(int64_t k, int64_t iters, double tol, int64_t n_init,
+                                  const std::string& seeding, int64_t seed) {
+  TORCH_CHECK_VALUE(k >= 1, "k must be >= 1; got ", k);
+  TORCH_CHECK_VALUE(iters >= 0, "iters must be >= 0; got ", iters);
+  TORCH_CHECK_VALUE(tol >= 0.0, "tol must be >= 0; got ", tol);
+  TORCH_CHECK_VALUE(n_init >= 1, "n_init must be >= 1; got ", n_init);
+  return KmeansOptions{k, iters, tol, n_init, parse_seeding(seeding), seed};
+}
+
+void check_float_tensor(const at::Tensor& t, const char* name, int64_t dim) {
+  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()),
+                   name, " must be a floating-point tensor (fp16, bf16, fp32 or fp64); got ",
+                   t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() == dim, name, " must be ", dim, "-D; got shape ", t.sizes());
+}
+
+void check_labels_tensor(const at::Tensor& labels, const char* name, at::IntArrayRef shape) {
+  TORCH_CHECK_TYPE(labels.scalar_type() == at::kLong, name, " must be int64; got ",
+                   labels.scalar_type());
+  TORCH_CHECK_VALUE(labels.sizes() == shape, name, " must have shape ", shape, "; got ",
+                    labels.sizes());
+}
+
+void check_label_range(const at::Tensor& labels, int64_t k, const char* name) {
+  if (labels.numel() == 0 || !labels.device().is_cpu()) return;
+  const bool ok = at::logical_and(at::ge(labels, 0), at::lt(labels, k)).all().item<bool>();
+  TORCH_CHECK_VALUE(ok, name, " must hold values in [0, ", k, ")");
+}
+
+DseShape check_dse_inputs(const at::Tensor& feats, const DseOptions& options,
+                          const c10::optional<at::Tensor>& local_labels,
+                          const c10::optional<at::Tensor>& global_labels) {
+  check_float_tensor(feats, "feats", 3);
+  const int64_t B = feats.size(0), N = feats.size(1), d = feats.size(2);
+  TORCH_CHECK_VALUE(B >= 1, "feats must hold at least one image (B >= 1); got shape ", feats.sizes());
+  TORCH_CHECK_VALUE(d >= 1, "feats must have at least one channel (d >= 1); got shape ", feats.sizes());
+  TORCH_CHECK_VALUE(options.local_k >= 1, "local_k must be >= 1; got ", options.local_k);
+  TORCH_CHECK_VALUE(options.global_k >= 1, "global_k must be >= 1; got ", options.global_k);
+  TORCH_CHECK_VALUE(options.group >= 1, "group must be >= 1; got ", options.group);
+  TORCH_CHECK_VALUE(N >= 2 * options.local_k, "feats has N = ", N,
+                    " patches per image; local_k = ", options.local_k, " needs N >= 2 * local_k");
+  DseShape shape{B, N, d, (B + options.group - 1) / options.group, options.group};
+  const int64_t smallest_group = shape.group_images(shape.groups - 1) * N;
+  TORCH_CHECK_VALUE(smallest_group >= 2 * options.global_k, "the last group of images holds ",
+                    smallest_group, " patches; global_k = ", options.global_k,
+                    " needs >= 2 * global_k patches in every group (B = ", B, ", group = ",
+                    options.group, ", N = ", N, ")");
+  if (local_labels.has_value()) {
+    check_labels_tensor(*local_labels, "local_labels", {B, N});
+    check_label_range(*local_labels, options.local_k, "local_labels");
+  }
+  if (global_labels.has_value()) {
+    check_labels_tensor(*global_labels, "global_labels", {shape.groups, options.group * N});
+    // Entries past the end of a smaller last group are padding and not read.
+    for (int64_t g = 0; g < shape.groups; ++g) {
+      check_label_range(global_labels->select(0, g).narrow(0, 0, shape.group_images(g) * N),
+                        options.global_k, "global_labels");
+    }
+  }
+  return shape;
+}
+
+}  // namespace sdd

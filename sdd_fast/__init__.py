@@ -1,0 +1,29 @@
+"""sdd-fast: the Dense representation Structure Estimator (DSE) as fast torch ops.
+
+    import sdd_fast
+    result = sdd_fast.dse(patch_tokens)          # patch_tokens: [B, N, d]
+    print(result.to_dict())                      # dse, inter, intra_image, intra_batch, dim
+"""
+
+from . import reference
+from ._library import assert_has_ops, cuda_version, has_cuda, has_ops
+from .dse import DSEResult, dse
+from .ops import cluster_singular_sum, effective_rank, inter_cluster_distance, kmeans
+from .options import DEFAULTS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULTS",
+    "DSEResult",
+    "assert_has_ops",
+    "cluster_singular_sum",
+    "cuda_version",
+    "dse",
+    "effective_rank",
+    "has_cuda",
+    "has_ops",
+    "inter_cluster_distance",
+    "kmeans",
+    "reference",
+]

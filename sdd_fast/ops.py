@@ -1,0 +1,205 @@
+"""Typed wrappers of torch.ops.sdd, their fake kernels and their autograd formulas.
+
+A fake kernel computes only output shapes and dtypes: it is what lets `torch.compile` and
+`torch.export` trace through an op without running it. Autograd formulas call the backward
+ops (C++/CUDA kernels of their own), so no Python runs per element.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._library import assert_has_ops, has_ops
+from .options import DEFAULTS, check_float_tensor, check_kmeans_options
+
+
+def _compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """fp64 stays fp64; fp16 / bf16 / fp32 are computed (and returned) in fp32."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+# ---- public wrappers ---------------------------------------------------------------------
+
+
+def kmeans(x, k, *, iters=DEFAULTS.iters, tol=DEFAULTS.tol, n_init=DEFAULTS.n_init, seeding=DEFAULTS.seeding,
+           seed=DEFAULTS.seed):
+    """Batched k-means (k-means++ seeding from a counter-based RNG, then Lloyd iterations).
+
+    Args:
+        x (Tensor[P, M, d]): P independent problems of M points in d dimensions.
+        k (int): clusters per problem (1 <= k <= M).
+        iters (int): Lloyd iterations at most; stops early when the centroid shift < `tol`.
+        tol (float): early-stop threshold on the Frobenius norm of the centroid update.
+        n_init (int): seedings per problem; the run with the least inertia is kept.
+        seeding (str): "greedy" (greedy k-means++, default), "d2" or "d" (see SPEC).
+        seed (int): RNG key; the same seed and input give the same result. Torch's global
+            RNG is neither read nor advanced.
+
+    Returns:
+        centroids (Tensor[P, k, d]), labels (Tensor[P, M] int64: nearest centroid after the
+        last update), inertia (Tensor[P]: sum of squared distances to the assigned centroid).
+        Outputs are constants (no gradient).
+    """
+    check_float_tensor("x", x, 3)
+    check_kmeans_options(k, iters, tol, n_init, seeding, seed)
+    assert_has_ops()
+    return torch.ops.sdd.kmeans(x.detach(), k, iters, float(tol), n_init, seeding, seed)
+
+
+def cluster_singular_sum(x, labels, k):
+    """Centered singular sum S of every labelled cluster.
+
+    Args:
+        x (Tensor[P, M, d]): points.
+        labels (Tensor[P, M] int64): cluster of every point, in [0, k).
+        k (int): clusters per problem.
+
+    Returns:
+        values (Tensor[P, k]): S(cluster) = sum of singular values of the centered cluster
+        / sqrt(max(n - 1, d)), 0 for clusters of fewer than 2 points (differentiable in x),
+        counts (Tensor[P, k] int64): cluster sizes.
+    """
+    check_float_tensor("x", x, 3)
+    assert_has_ops()
+    return torch.ops.sdd.cluster_singular_sum(x, labels, k)
+
+
+def effective_rank(y):
+    """Normalised effective rank exp(H(p)) / min(R, d), p = sigma / sum(sigma) + 1e-12.
+
+    Args:
+        y (Tensor[Q, R, d]): Q matrices (not centered).
+
+    Returns:
+        Tensor[Q], differentiable in y.
+    """
+    check_float_tensor("y", y, 3)
+    assert_has_ops()
+    return torch.ops.sdd.effective_rank(y)
+
+
+def inter_cluster_distance(x, centroids, labels):
+    """Mean distance of each point to the nearest centroid other than its own.
+
+    Args:
+        x (Tensor[P, M, d]): points.
+        centroids (Tensor[P, k, d]): centroids.
+        labels (Tensor[P, M] int64): own centroid of every point.
+
+    Returns:
+        Tensor[P], differentiable in x and centroids (the nearest-other choice is constant).
+    """
+    check_float_tensor("x", x, 3)
+    check_float_tensor("centroids", centroids, 3)
+    assert_has_ops()
+    return torch.ops.sdd.inter_cluster_distance(x, centroids, labels)
+
+
+# ---- fake kernels and autograd -------------------------------------------------------------
+
+
+def _register() -> None:
+    lib = "sdd::"
+
+    @torch.library.register_fake(lib + "kmeans")
+    def _(x, k, iters, tol, n_init, seeding, seed):
+        P, M, d = x.shape
+        dt = _compute_dtype(x)
+        return (x.new_empty((P, k, d), dtype=dt), x.new_empty((P, M), dtype=torch.int64),
+                x.new_empty((P,), dtype=dt))
+
+    @torch.library.register_fake(lib + "cluster_singular_sum")
+    def _(x, labels, k):
+        P = x.shape[0]
+        return x.new_empty((P, k), dtype=_compute_dtype(x)), x.new_empty((P, k), dtype=torch.int64)
+
+    @torch.library.register_fake(lib + "cluster_singular_sum_backward")
+    def _(grad_values, x, labels, k):
+        return torch.empty_like(x)
+
+    @torch.library.register_fake(lib + "effective_rank")
+    def _(y):
+        return y.new_empty((y.shape[0],), dtype=_compute_dtype(y))
+
+    @torch.library.register_fake(lib + "effective_rank_backward")
+    def _(grad, y):
+        return torch.empty_like(y)
+
+    @torch.library.register_fake(lib + "inter_cluster_distance")
+    def _(x, centroids, labels):
+        dt = torch.promote_types(_compute_dtype(x), _compute_dtype(centroids))
+        return x.new_empty((x.shape[0],), dtype=dt)
+
+    @torch.library.register_fake(lib + "inter_cluster_distance_backward")
+    def _(grad, x, centroids, labels):
+        return torch.empty_like(x), torch.empty_like(centroids)
+
+    @torch.library.register_fake(lib + "dse_forward")
+    def _(feats, local_k, global_k, group, normalize, iters, tol, n_init, seeding, seed, local_labels,
+          global_labels):
+        B, N, d = feats.shape
+        G = -(-B // group)
+        dt = _compute_dtype(feats)
+        long = dict(dtype=torch.int64)
+        return (feats.new_empty((5,), dtype=dt), feats.new_empty((B, N), **long),
+                feats.new_empty((G, group * N), **long), feats.new_empty((G, global_k, d), dtype=dt),
+                feats.new_empty((G, group * N), **long), feats.new_empty((B, N), **long))
+
+    @torch.library.register_fake(lib + "dse_backward")
+    def _(grad, values, feats, local_labels, global_labels, centroids, other, perm, local_k, global_k, group,
+          normalize):
+        return torch.empty_like(feats)
+
+    # -- autograd: labels, centroids, nearest-other choices and the permutation are constants.
+    def _singular_sum_setup(ctx, inputs, output):
+        x, labels, k = inputs
+        ctx.save_for_backward(x, labels)
+        ctx.k = k
+
+    def _singular_sum_backward(ctx, grad_values, _grad_counts):
+        x, labels = ctx.saved_tensors
+        if grad_values is None:
+            return None, None, None
+        return torch.ops.sdd.cluster_singular_sum_backward(grad_values, x, labels, ctx.k), None, None
+
+    torch.library.register_autograd(lib + "cluster_singular_sum", _singular_sum_backward,
+                                    setup_context=_singular_sum_setup)
+
+    def _erank_setup(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+
+    def _erank_backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return torch.ops.sdd.effective_rank_backward(grad, y)
+
+    torch.library.register_autograd(lib + "effective_rank", _erank_backward, setup_context=_erank_setup)
+
+    def _inter_setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    def _inter_backward(ctx, grad):
+        x, centroids, labels = ctx.saved_tensors
+        grad_x, grad_c = torch.ops.sdd.inter_cluster_distance_backward(grad, x, centroids, labels)
+        return grad_x, grad_c, None
+
+    torch.library.register_autograd(lib + "inter_cluster_distance", _inter_backward, setup_context=_inter_setup)
+
+    def _dse_setup(ctx, inputs, output):
+        feats, local_k, global_k, group, normalize = inputs[:5]
+        values, local_labels, global_labels, centroids, other, perm = output
+        ctx.save_for_backward(feats, values, local_labels, global_labels, centroids, other, perm)
+        ctx.options = (local_k, global_k, group, normalize)
+
+    def _dse_backward(ctx, grad_values, *_constant_grads):
+        if grad_values is None:
+            return (None,) * 12
+        feats, values, local_labels, global_labels, centroids, other, perm = ctx.saved_tensors
+        grad = torch.ops.sdd.dse_backward(grad_values, values, feats, local_labels, global_labels, centroids,
+                                          other, perm, *ctx.options)
+        return (grad,) + (None,) * 11
+
+    torch.library.register_autograd(lib + "dse_forward", _dse_backward, setup_context=_dse_setup)
+
+
+if has_ops():
+    _register()

@@ -1,0 +1,103 @@
+"""Build of sdd_fast._C with torch.utils.cpp_extension (ninja), against the installed torch.
+
+Environment knobs:
+  SDD_FORCE_CUDA=1   compile csrc/cuda/ or fail (CI sets it: a CUDA build error fails CI)
+  SDD_NO_CUDA=1      skip csrc/cuda/ even when torch and nvcc could build it
+  SDD_DEBUG=1        -O0 -g, no NDEBUG
+  TORCH_CUDA_ARCH_LIST  GPU architectures (default without a GPU: "9.0")
+  MAX_JOBS           parallel compile jobs (ninja)
+"""
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def env_flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def guess_cuda_home():
+    """Toolkit root, also when `nvcc` on PATH is a wrapper script (torch guesses wrong then)."""
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
+        return os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return "/usr/local/cuda" if os.path.exists("/usr/local/cuda/bin/nvcc") else None
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = os.path.join(tmp, "probe.cu")
+        open(probe, "w").close()
+        try:
+            out = subprocess.run([nvcc, "--dryrun", "-c", probe, "-o", probe + ".o"],
+                                 capture_output=True, text=True, timeout=60)
+            match = re.search(r"TOP=(\S+)", out.stdout + out.stderr)
+            if match:
+                return os.path.realpath(os.path.join(match.group(1).strip("\"'"), ".."))
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return os.path.realpath(os.path.join(os.path.dirname(os.path.realpath(nvcc)), ".."))
+
+
+def nvidia_wheel_includes():
+    """Include dirs of the pip `nvidia-*` wheels (cuBLAS / cuSPARSE headers torch's CUDA headers need)."""
+    dirs = []
+    for site in sys.path:
+        dirs += glob.glob(os.path.join(site, "nvidia", "*", "include"))
+    return sorted({d for d in dirs if os.path.isdir(d)})
+
+
+def build_extension():
+    import torch
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
+
+    force_cuda, no_cuda = env_flag("SDD_FORCE_CUDA"), env_flag("SDD_NO_CUDA")
+    if force_cuda and no_cuda:
+        sys.exit("SDD_FORCE_CUDA=1 and SDD_NO_CUDA=1 contradict each other")
+    if not no_cuda and guess_cuda_home():
+        os.environ.setdefault("CUDA_HOME", guess_cuda_home())
+    import torch.utils.cpp_extension as cpp_ext
+
+    cpp_ext.CUDA_HOME = cpp_ext.CUDA_HOME or os.environ.get("CUDA_HOME")
+    cuda_possible = torch.version.cuda is not None and cpp_ext.CUDA_HOME is not None
+    with_cuda = cuda_possible and not no_cuda
+    if force_cuda and not with_cuda:
+        sys.exit(f"SDD_FORCE_CUDA=1 but CUDA cannot be built: torch.version.cuda={torch.version.cuda}, "
+                 f"CUDA_HOME={cpp_ext.CUDA_HOME}. Install a CUDA build of torch and the CUDA toolkit (nvcc).")
+    if with_cuda and not torch.cuda.is_available():
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "9.0")
+
+    debug = env_flag("SDD_DEBUG")
+    cxx = ["-O0", "-g"] if debug else ["-O3", "-DNDEBUG"]
+    cxx += ["-fvisibility=hidden"]
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    macros = []
+    kwargs = dict(name="sdd_fast._C", include_dirs=[os.path.join(ROOT, "csrc")],
+                  extra_compile_args={"cxx": cxx}, define_macros=macros)
+    if with_cuda:
+        sources += sorted(glob.glob("csrc/cuda/*.cu"))
+        kwargs["define_macros"] = macros + [("SDD_WITH_CUDA", None)]
+        kwargs["include_dirs"] += nvidia_wheel_includes()
+        kwargs["extra_compile_args"]["nvcc"] = (["-O0", "-g", "-G"] if debug else ["-O3"]) + [
+            "--expt-relaxed-constexpr", "-lineinfo"]
+        ext = CUDAExtension(sources=sources, **kwargs)
+    else:
+        ext = CppExtension(sources=sources, **kwargs)
+    print(f"sdd_fast: building {'CPU + CUDA' if with_cuda else 'CPU only'} "
+          f"(torch {torch.__version__}, CUDA_HOME={cpp_ext.CUDA_HOME})", flush=True)
+    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+
+
+ext_modules, cmdclass = build_extension()
+setup(
+    packages=find_packages(include=["sdd_fast", "sdd_fast.*"]),
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+)
