@@ -23,30 +23,42 @@ SDD_HOST_DEVICE double degenerate_eigenvalue_fraction() {
   return sizeof(scalar_t) >= 8 ? 1e-12 : 1e-6;
 }
 
-SDD_HOST_DEVICE double singular_value(double eigenvalue) {
-  return eigenvalue > 0.0 ? sqrt(eigenvalue) : 0.0;
-}
-
 // Normaliser of the centered singular sum of n points in d dimensions: sqrt(max(n - 1, d)).
 SDD_HOST_DEVICE double singular_sum_scale(int64_t n, int64_t d) {
   return sqrt(static_cast<double>(n - 1 > d ? n - 1 : d));
 }
 
+SDD_HOST_DEVICE double largest_eigenvalue(const double* eigenvalues, int64_t count) {
+  double largest = 0.0;
+  for (int64_t i = 0; i < count; ++i) largest = eigenvalues[i] > largest ? eigenvalues[i] : largest;
+  return largest;
+}
+
+// sigma_i, with eigenvalues at or under `degenerate_fraction` of the largest read as exact
+// zeros: they are rounding noise of a (near) rank-deficient Gram, and sqrt would amplify
+// that noise from ~1e-16 to ~1e-8 (fp64). Forward and backward use the same cut.
+SDD_HOST_DEVICE double clean_singular_value(double eigenvalue, double largest, double degenerate_fraction) {
+  return eigenvalue > degenerate_fraction * largest ? sqrt(eigenvalue) : 0.0;
+}
+
 // sum(sigma) from `count` eigenvalues.
-SDD_HOST_DEVICE double sum_singular_values(const double* eigenvalues, int64_t count) {
+SDD_HOST_DEVICE double sum_singular_values(const double* eigenvalues, int64_t count, double degenerate_fraction) {
+  const double largest = largest_eigenvalue(eigenvalues, count);
   double total = 0.0;
-  for (int64_t i = 0; i < count; ++i) total += singular_value(eigenvalues[i]);
+  for (int64_t i = 0; i < count; ++i) total += clean_singular_value(eigenvalues[i], largest, degenerate_fraction);
   return total;
 }
 
 // Effective rank exp(H(p)) / min(rows, cols), p = sigma / sum(sigma) + eps, from the
 // min(rows, cols) eigenvalues of the smaller Gram.
-SDD_HOST_DEVICE double effective_rank_from_eigenvalues(const double* eigenvalues, int64_t count) {
-  double total = sum_singular_values(eigenvalues, count);
+SDD_HOST_DEVICE double effective_rank_from_eigenvalues(const double* eigenvalues, int64_t count,
+                                                       double degenerate_fraction) {
+  const double largest = largest_eigenvalue(eigenvalues, count);
+  double total = sum_singular_values(eigenvalues, count, degenerate_fraction);
   total = total > kDenominatorEps ? total : kDenominatorEps;
   double entropy = 0.0;
   for (int64_t i = 0; i < count; ++i) {
-    const double p = singular_value(eigenvalues[i]) / total + kEntropyEps;
+    const double p = clean_singular_value(eigenvalues[i], largest, degenerate_fraction) / total + kEntropyEps;
     entropy -= p * log(p);
   }
   return exp(entropy) / static_cast<double>(count);
@@ -56,11 +68,10 @@ SDD_HOST_DEVICE double effective_rank_from_eigenvalues(const double* eigenvalues
 // (Gram side) -- written into `weights`; degenerate directions get 0.
 SDD_HOST_DEVICE void singular_sum_backward_weights(const double* eigenvalues, int64_t count,
                                                    double degenerate_fraction, double* weights) {
-  double largest = 0.0;
-  for (int64_t i = 0; i < count; ++i) largest = eigenvalues[i] > largest ? eigenvalues[i] : largest;
-  const double threshold = degenerate_fraction * largest;
+  const double largest = largest_eigenvalue(eigenvalues, count);
   for (int64_t i = 0; i < count; ++i) {
-    weights[i] = (largest > 0.0 && eigenvalues[i] > threshold) ? 1.0 / sqrt(eigenvalues[i]) : 0.0;
+    const double sigma = clean_singular_value(eigenvalues[i], largest, degenerate_fraction);
+    weights[i] = sigma > 0.0 ? 1.0 / sigma : 0.0;
   }
 }
 
@@ -69,24 +80,22 @@ SDD_HOST_DEVICE void singular_sum_backward_weights(const double* eigenvalues, in
 //   d erank / d sigma_j = erank * (-log p_j + sum_i (sigma_i / T) log p_i) / T.
 SDD_HOST_DEVICE void effective_rank_backward_weights(const double* eigenvalues, int64_t count,
                                                      double degenerate_fraction, double* weights) {
-  const double total = sum_singular_values(eigenvalues, count);
-  double largest = 0.0;
-  for (int64_t i = 0; i < count; ++i) largest = eigenvalues[i] > largest ? eigenvalues[i] : largest;
+  const double total = sum_singular_values(eigenvalues, count, degenerate_fraction);
+  const double largest = largest_eigenvalue(eigenvalues, count);
   if (!(total > kDenominatorEps) || !(largest > 0.0)) {  // all-zero matrix: no direction
     for (int64_t i = 0; i < count; ++i) weights[i] = 0.0;
     return;
   }
-  const double erank = effective_rank_from_eigenvalues(eigenvalues, count);
+  const double erank = effective_rank_from_eigenvalues(eigenvalues, count, degenerate_fraction);
   double mean_log = 0.0;
   for (int64_t i = 0; i < count; ++i) {
-    const double sigma = singular_value(eigenvalues[i]);
+    const double sigma = clean_singular_value(eigenvalues[i], largest, degenerate_fraction);
     mean_log += sigma / total * log(sigma / total + kEntropyEps);
   }
-  const double threshold = degenerate_fraction * largest;
   for (int64_t i = 0; i < count; ++i) {
-    const double sigma = singular_value(eigenvalues[i]);
+    const double sigma = clean_singular_value(eigenvalues[i], largest, degenerate_fraction);
     const double d_sigma = erank * (-log(sigma / total + kEntropyEps) + mean_log) / total;
-    weights[i] = eigenvalues[i] > threshold ? d_sigma / sigma : 0.0;
+    weights[i] = sigma > 0.0 ? d_sigma / sigma : 0.0;
   }
 }
 

@@ -48,7 +48,8 @@ void cluster_singular_sums(const at::Tensor& x, const int64_t* labels, int64_t k
     values[c] = 0.0;
     if (n < 2) continue;
     const SmallSideSpectrum spectrum = small_side_spectrum(centered_rows(x, clusters.index(c)), false);
-    values[c] = common::sum_singular_values(spectrum.eigenvalues.data_ptr<double>(), spectrum.eigenvalues.numel()) /
+    values[c] = common::sum_singular_values(spectrum.eigenvalues.data_ptr<double>(), spectrum.eigenvalues.numel(),
+                                            spectrum.degenerate_fraction) /
                 common::singular_sum_scale(n, d);
   }
 }
@@ -56,8 +57,6 @@ void cluster_singular_sums(const at::Tensor& x, const int64_t* labels, int64_t k
 void cluster_singular_sums_backward(const at::Tensor& x, const int64_t* labels, int64_t k,
                                     const double* grad_values, at::Tensor& grad_x) {
   const int64_t d = x.size(1);
-  const double fraction = x.scalar_type() == at::kDouble ? common::degenerate_eigenvalue_fraction<double>()
-                                                         : common::degenerate_eigenvalue_fraction<float>();
   const ClusterMembers clusters(labels, x.size(0), k);
   std::vector<double> weights;
   for (int64_t c = 0; c < k; ++c) {
@@ -67,7 +66,8 @@ void cluster_singular_sums_backward(const at::Tensor& x, const int64_t* labels, 
     const at::Tensor a = centered_rows(x, index);
     const SmallSideSpectrum spectrum = small_side_spectrum(a, true);
     weights.resize(spectrum.eigenvalues.numel());
-    common::singular_sum_backward_weights(spectrum.eigenvalues.data_ptr<double>(), weights.size(), fraction,
+    common::singular_sum_backward_weights(spectrum.eigenvalues.data_ptr<double>(), weights.size(),
+                                          spectrum.degenerate_fraction,
                                           weights.data());
     at::Tensor grad_a = at::zeros_like(a);
     add_spectral_gradient(a, spectrum, weights.data(), grad_values[c] / common::singular_sum_scale(n, d), grad_a);

@@ -17,16 +17,14 @@ namespace cpu {
 double effective_rank_matrix(const at::Tensor& y) {
   const SmallSideSpectrum spectrum = small_side_spectrum(y, false);
   return common::effective_rank_from_eigenvalues(spectrum.eigenvalues.data_ptr<double>(),
-                                                 spectrum.eigenvalues.numel());
+                                                 spectrum.eigenvalues.numel(), spectrum.degenerate_fraction);
 }
 
 void effective_rank_matrix_backward(const at::Tensor& y, double grad, at::Tensor& grad_y) {
   if (grad == 0.0) return;
   const SmallSideSpectrum spectrum = small_side_spectrum(y, true);
   std::vector<double> weights(spectrum.eigenvalues.numel());
-  const double fraction = y.scalar_type() == at::kDouble ? common::degenerate_eigenvalue_fraction<double>()
-                                                         : common::degenerate_eigenvalue_fraction<float>();
-  common::effective_rank_backward_weights(spectrum.eigenvalues.data_ptr<double>(), weights.size(), fraction,
+  common::effective_rank_backward_weights(spectrum.eigenvalues.data_ptr<double>(), weights.size(), spectrum.degenerate_fraction,
                                           weights.data());
   add_spectral_gradient(y, spectrum, weights.data(), grad, grad_y);
 }

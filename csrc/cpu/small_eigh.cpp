@@ -1,5 +1,7 @@
 #include "small_eigh.h"
 
+#include "../common/spectral.h"
+
 #include <ATen/ATen.h>
 
 namespace sdd {
@@ -8,9 +10,11 @@ namespace cpu {
 SmallSideSpectrum small_side_spectrum(const at::Tensor& a, bool with_vectors) {
   const bool gram = a.size(0) <= a.size(1);
   const at::Tensor product = (gram ? at::mm(a, a.t()) : at::mm(a.t(), a)).to(at::kDouble);
-  if (!with_vectors) return {at::linalg_eigvalsh(product), at::Tensor(), gram};
+  const double fraction = a.scalar_type() == at::kDouble ? common::degenerate_eigenvalue_fraction<double>()
+                                                         : common::degenerate_eigenvalue_fraction<float>();
+  if (!with_vectors) return {at::linalg_eigvalsh(product), at::Tensor(), gram, fraction};
   auto [values, vectors] = at::linalg_eigh(product);
-  return {values, vectors, gram};
+  return {values, vectors, gram, fraction};
 }
 
 void add_spectral_gradient(const at::Tensor& a, const SmallSideSpectrum& spectrum,

@@ -10,6 +10,7 @@ struct SmallSideSpectrum {
   at::Tensor eigenvalues;   // float64 [m], ascending; m = min(rows, cols)
   at::Tensor eigenvectors;  // float64 [m, m] (undefined unless requested)
   bool gram;                // true: A A^T (rows <= cols); false: A^T A
+  double degenerate_fraction;  // eigenvalues <= this * largest are zeros (by A's dtype)
 };
 
 // Eigenpairs of A A^T [R, R] when R <= C, else of A^T A [C, C], for a [R, C] matrix A.

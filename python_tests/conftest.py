@@ -1,0 +1,33 @@
+"""Shared fixtures: device parametrisation (cpu, and cuda when present), slow-test switch."""
+
+import pytest
+import torch
+
+import sdd_fast
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_slow = pytest.mark.skip(reason="slow: pass --run-slow")
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "slow" in item.keywords and not config.getoption("--run-slow"):
+            item.add_marker(skip_slow)
+        if "cuda" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_cuda)
+
+
+def pytest_report_header(config):
+    return (f"sdd_fast: compiled={sdd_fast.has_ops()} cuda_kernels={sdd_fast.has_cuda()} "
+            f"torch={torch.__version__} threads={torch.get_num_threads()}")
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() and sdd_fast.has_cuda() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return torch.device(request.param)

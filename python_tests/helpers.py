@@ -1,0 +1,58 @@
+"""Test data with known structure and comparison helpers."""
+
+from __future__ import annotations
+
+import torch
+
+import sdd_fast
+
+
+def clustered_feats(images: int = 8, classes: int = 3, patches: int = 48, dim: int = 64, noise: float = 0.01,
+                    seed: int = 0, dtype=torch.float32):
+    """Features with `images * classes` clear clusters: every image has `classes` classes of
+    its own (unequal sizes), patches = class centre + small noise.
+
+    Returns feats [images, patches, dim] and true labels [images, patches] (global ids).
+    """
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.nn.functional.normalize(torch.randn(images * classes, dim, generator=g, dtype=torch.float64), dim=1)
+    sizes = torch.tensor([patches // classes + (c - classes // 2) * max(1, patches // (4 * classes))
+                          for c in range(classes)])
+    sizes[-1] += patches - int(sizes.sum())
+    local = torch.repeat_interleave(torch.arange(classes), sizes)  # [patches]
+    labels = torch.stack([local[torch.randperm(patches, generator=g)] + i * classes for i in range(images)])
+    feats = centres[labels] + noise * torch.randn(images, patches, dim, generator=g, dtype=torch.float64)
+    return feats.to(dtype), labels
+
+
+def same_partition(found: torch.Tensor, truth: torch.Tensor) -> bool:
+    """True when two labellings of the same points define the same partition."""
+    found, truth = found.reshape(-1), truth.reshape(-1)
+    pairs = torch.unique(found * (int(truth.max()) + 1) + truth).numel()
+    return pairs == torch.unique(found).numel() == torch.unique(truth).numel()
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| / max(|b|, tiny), elementwise max (b is the reference)."""
+    a, b = a.double().cpu(), b.double().cpu()
+    return float(((a - b).abs() / b.abs().clamp_min(1e-12)).max())
+
+
+def dse_labels(feats: torch.Tensor, **options):
+    """The labels and permutation the compiled dse used (its forward's constants)."""
+    opts = dict(local_k=3, global_k=24, group=8, normalize=True, iters=20, tol=1e-4, n_init=1, seeding="greedy",
+                seed=0)
+    opts.update(options)
+    _, local, glob, _, _, perm = torch.ops.sdd.dse_forward(feats, *opts.values(), None, None)
+    return local, glob, perm
+
+
+def call_dse(feats, **options):
+    """sdd_fast.dse(...) as a [5] tensor."""
+    return torch.stack(list(sdd_fast.dse(feats, **options)))
+
+
+def norm_rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / ||b|| (b is the reference): the measure for gradients."""
+    a, b = a.double().cpu(), b.double().cpu()
+    return float((a - b).norm() / b.norm().clamp_min(1e-300))

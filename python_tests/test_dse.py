@@ -1,0 +1,134 @@
+"""sdd_fast.dse against the float64 reference, on given labels and with its own k-means."""
+
+import pytest
+import torch
+
+import sdd_fast
+from helpers import call_dse, clustered_feats, dse_labels, norm_rel_err, rel_err, same_partition
+from sdd_fast import reference
+
+OPTS = dict(local_k=3, global_k=6, group=4)
+
+
+def random_case(B=10, N=24, d=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, N, d, generator=g, dtype=torch.float64)
+
+
+def test_result_type_and_values(device):
+    feats = random_case().float().to(device)
+    result = sdd_fast.dse(feats, **OPTS)
+    assert isinstance(result, sdd_fast.DSEResult)
+    assert all(v.dim() == 0 and v.dtype == torch.float32 for v in result)
+    d = result.to_dict()
+    assert set(d) == {"dse", "inter", "intra_image", "intra_batch", "dim"}
+    assert d["dse"] == pytest.approx(d["inter"] + d["dim"] - (d["intra_image"] + d["intra_batch"]) / 2, rel=1e-5)
+    raw = torch.ops.sdd.dse(feats, 3, 6, 4)
+    assert raw.shape == (5,) and torch.equal(raw, torch.stack(list(result)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_matches_reference_on_same_labels(device, dtype, normalize):
+    feats = random_case()
+    local, glob, _ = dse_labels(feats, normalize=normalize, **OPTS)
+    expected = reference.dse(feats, normalize=normalize, local_labels=local, global_labels=glob, **OPTS)
+    out = call_dse(feats.to(dtype).to(device), normalize=normalize, local_labels=local.to(device),
+                   global_labels=glob.to(device), **OPTS)
+    assert out.dtype == dtype
+    assert rel_err(out, expected) <= (1e-4 if dtype == torch.float32 else 1e-9)
+
+
+def test_smaller_last_group_and_given_labels_with_padding(device):
+    feats = random_case(B=7, N=20)
+    local, glob, _ = dse_labels(feats, **OPTS)
+    assert bool((glob[-1, 3 * 20:] == -1).all())  # padding past the 3-image last group
+    expected = reference.dse(feats, local_labels=local, global_labels=glob, **OPTS)
+    out = call_dse(feats.float().to(device), local_labels=local.to(device), global_labels=glob.to(device), **OPTS)
+    assert rel_err(out, expected) <= 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradient_matches_reference_autograd(device, dtype):
+    feats = random_case(B=9, N=20, d=10, seed=3)
+    local, glob, _ = dse_labels(feats, **OPTS)
+    weights = torch.tensor([1.0, -0.3, 0.7, 0.2, -1.1], dtype=torch.float64)
+    ref_in = feats.clone().requires_grad_()
+    (reference.dse(ref_in, local_labels=local, global_labels=glob, **OPTS) * weights).sum().backward()
+    ours = feats.to(dtype).to(device).requires_grad_()
+    (call_dse(ours, local_labels=local.to(device), global_labels=glob.to(device), **OPTS)
+     * weights.to(dtype).to(device)).sum().backward()
+    assert ours.grad.dtype == dtype
+    assert norm_rel_err(ours.grad, ref_in.grad) <= 1e-3
+
+
+def test_gradcheck_with_given_labels():
+    """Finite differences of intra_image, intra_batch and dim. (inter and dse hold the
+    centroids constant by definition, which finite differences cannot; the reference
+    comparison above covers them.)"""
+    feats = random_case(B=4, N=8, d=5, seed=4).requires_grad_()
+    local, glob, _ = dse_labels(feats.detach(), local_k=2, global_k=3, group=2)
+    fn = lambda f: torch.ops.sdd.dse(f, 2, 3, 2, True, 20, 1e-4, 1, "greedy", 0, local, glob)[2:]  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (feats,))
+
+
+def test_own_kmeans_finds_true_partitions():
+    """With clear structure, dse's own k-means labels are the true partitions (>= 95% of seeds)."""
+    good = 0
+    seeds = range(20)
+    for seed in seeds:
+        feats, truth = clustered_feats(seed=seed)
+        local, glob, _ = dse_labels(feats, seed=seed)
+        good += same_partition(glob[0], truth.reshape(-1)) and all(
+            same_partition(local[b], truth[b]) for b in range(len(truth)))
+    assert good >= 0.95 * len(seeds), f"{good}/{len(seeds)}"
+
+
+def test_own_kmeans_agrees_with_careful_reference():
+    """Both find the true partitions of clear data, so their components agree."""
+    feats, _ = clustered_feats(seed=5)
+    ours = call_dse(feats.double(), seed=5)
+    ref = reference.dse(feats.double(), seed=5)
+    assert rel_err(ours, ref) <= 1e-9
+
+
+def test_local_kmeans_is_the_kmeans_op():
+    """dse's per-image k-means is sdd.kmeans on the normalised images (same seed, same draws)."""
+    feats = random_case(B=6, N=30, d=8)
+    local, _, _ = dse_labels(feats, **OPTS)
+    _, labels, _ = sdd_fast.kmeans(reference.normalize_patches(feats), 3)
+    assert torch.equal(local, labels)
+
+
+def test_same_seed_same_result_other_seed_other_permutation(device):
+    feats = random_case().float().to(device)
+    a, b = call_dse(feats, seed=1, **OPTS), call_dse(feats, seed=1, **OPTS)
+    assert torch.equal(a, b)
+    _, _, perm1 = dse_labels(feats, seed=1, **OPTS)
+    _, _, perm2 = dse_labels(feats, seed=2, **OPTS)
+    assert not torch.equal(perm1, perm2)
+    assert torch.equal(perm1.cpu(), reference.patch_permutation(10, 24, 1))
+
+
+def test_reference_backend_matches_compiled_on_clear_data():
+    feats, _ = clustered_feats(seed=2)
+    assert rel_err(call_dse(feats, backend="reference"), call_dse(feats)) <= 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_are_computed_in_fp32(device, dtype):
+    feats = random_case()
+    local, glob, _ = dse_labels(feats, **OPTS)
+    x = feats.to(dtype).to(device).requires_grad_()
+    out = call_dse(x, local_labels=local.to(device), global_labels=glob.to(device), **OPTS)
+    expected = reference.dse(feats.to(dtype).double(), local_labels=local, global_labels=glob, **OPTS)
+    assert out.dtype == torch.float32 and rel_err(out, expected) <= 1e-4
+    out[0].backward()
+    assert x.grad.dtype == dtype and bool(torch.isfinite(x.grad).all())
+
+
+def test_any_strides(device):
+    base = random_case(B=10, N=24, d=24).float().to(device)
+    strided = base.transpose(1, 2).contiguous().transpose(1, 2)[:, :, ::2]
+    assert not strided.is_contiguous()
+    assert torch.equal(call_dse(strided, **OPTS), call_dse(strided.contiguous(), **OPTS))
