@@ -1,0 +1,69 @@
+"""opcheck on every op, torch.compile(fullgraph=True), build information."""
+
+import pytest
+import torch
+
+import sdd_fast
+
+OPS = ["kmeans", "cluster_singular_sum", "cluster_singular_sum_backward", "effective_rank",
+       "effective_rank_backward", "inter_cluster_distance", "inter_cluster_distance_backward", "dse_forward",
+       "dse_backward"]
+
+
+def opcheck_cases():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 12, 5, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 3, (2, 12), generator=g)
+    centroids = torch.randn(2, 3, 5, generator=g, dtype=torch.float64)
+    feats = torch.randn(4, 8, 5, generator=g, dtype=torch.float64)
+    fwd = torch.ops.sdd.dse_forward(feats, 2, 3, 2, True, 20, 1e-4, 1, "greedy", 0, None, None)
+    return {
+        "kmeans": (x, 3, 10, 1e-4, 1, "greedy", 0),
+        "cluster_singular_sum": (x.clone().requires_grad_(), labels, 3),
+        "cluster_singular_sum_backward": (torch.randn(2, 3, dtype=torch.float64), x, labels, 3),
+        "effective_rank": (x.clone().requires_grad_(),),
+        "effective_rank_backward": (torch.randn(2, dtype=torch.float64), x),
+        "inter_cluster_distance": (x.clone().requires_grad_(), centroids.clone().requires_grad_(), labels),
+        "inter_cluster_distance_backward": (torch.randn(2, dtype=torch.float64), x, centroids, labels),
+        "dse_forward": (feats.clone().requires_grad_(), 2, 3, 2, True, 20, 1e-4, 1, "greedy", 0, None, None),
+        "dse_backward": (torch.randn(5, dtype=torch.float64), fwd[0], feats, *fwd[1:], 2, 3, 2, True),
+    }
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_opcheck(name):
+    torch.library.opcheck(getattr(torch.ops.sdd, name).default, opcheck_cases()[name])
+
+
+def test_every_op_has_a_cpu_kernel():
+    for name in OPS:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"sdd::{name}", "CPU"), name
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("sdd::dse", "CompositeImplicitAutograd")
+
+
+def test_build_info():
+    assert sdd_fast.has_ops()
+    assert isinstance(sdd_fast.has_cuda(), bool)
+    if sdd_fast.has_cuda():
+        assert sdd_fast.cuda_version() >= 11000
+        assert torch._C._dispatch_has_kernel_for_dispatch_key("sdd::cluster_singular_sum", "CPU")
+    else:
+        assert sdd_fast.cuda_version() == -1
+
+
+def test_torch_compile_fullgraph_forward_and_backward():
+    torch._dynamo.reset()
+
+    def step(feats):
+        result = sdd_fast.dse(feats, local_k=2, global_k=3, group=2)
+        return feats.pow(2).mean() - 0.1 * result.dse, result
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    feats = torch.randn(4, 8, 6, requires_grad=True)
+    loss, result = compiled(feats)
+    loss.backward()
+    eager_feats = feats.detach().clone().requires_grad_()
+    eager_loss, eager_result = step(eager_feats)
+    eager_loss.backward()
+    torch.testing.assert_close(torch.stack(list(result)), torch.stack(list(eager_result)))
+    torch.testing.assert_close(feats.grad, eager_feats.grad)
