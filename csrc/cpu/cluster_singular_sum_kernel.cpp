@@ -36,44 +36,69 @@ at::Tensor centered_rows(const at::Tensor& x, const at::Tensor& index) {
   return rows - rows.mean(0, /*keepdim=*/true);
 }
 
+// The centered clusters (>= 2 points) of every problem, as the matrices to decompose.
+struct CenteredClusters {
+  std::vector<ClusterMembers> members;  // per problem
+  std::vector<at::Tensor> mats;         // [n, d] centered
+  std::vector<int64_t> problem, cluster;
+
+  CenteredClusters(const std::vector<at::Tensor>& xs, const std::vector<const int64_t*>& labels, int64_t k,
+                   const double* grad_values = nullptr) {
+    members.reserve(xs.size());
+    for (size_t p = 0; p < xs.size(); ++p) {
+      members.emplace_back(labels[p], xs[p].size(0), k);
+      for (int64_t c = 0; c < k; ++c) {
+        if (members[p].count(c) < 2 || (grad_values != nullptr && grad_values[p * k + c] == 0.0)) continue;
+        mats.push_back(centered_rows(xs[p], members[p].index(c)));
+        problem.push_back(p);
+        cluster.push_back(c);
+      }
+    }
+  }
+};
+
 }  // namespace
 
-void cluster_singular_sums(const at::Tensor& x, const int64_t* labels, int64_t k, double* values,
-                           int64_t* counts) {
-  const int64_t d = x.size(1);
-  const ClusterMembers clusters(labels, x.size(0), k);
-  for (int64_t c = 0; c < k; ++c) {
-    const int64_t n = clusters.count(c);
-    counts[c] = n;
-    values[c] = 0.0;
-    if (n < 2) continue;
-    const SmallSideSpectrum spectrum = small_side_spectrum(centered_rows(x, clusters.index(c)), false);
-    values[c] = common::sum_singular_values(spectrum.eigenvalues.data_ptr<double>(), spectrum.eigenvalues.numel(),
-                                            spectrum.degenerate_fraction) /
-                common::singular_sum_scale(n, d);
+void cluster_singular_sums(const std::vector<at::Tensor>& xs, const std::vector<const int64_t*>& labels,
+                           int64_t k, double* values, int64_t* counts) {
+  const CenteredClusters clusters(xs, labels, k);
+  for (size_t p = 0; p < xs.size(); ++p) {
+    for (int64_t c = 0; c < k; ++c) {
+      counts[p * k + c] = clusters.members[p].count(c);
+      values[p * k + c] = 0.0;
+    }
+  }
+  const std::vector<SmallSideSpectrum> spectra = small_side_spectra(clusters.mats, false);
+  for (size_t i = 0; i < spectra.size(); ++i) {
+    const at::Tensor& eig = spectra[i].eigenvalues;
+    const int64_t n = clusters.mats[i].size(0), d = clusters.mats[i].size(1);
+    values[clusters.problem[i] * k + clusters.cluster[i]] =
+        common::sum_singular_values(eig.data_ptr<double>(), eig.numel(), spectra[i].degenerate_fraction) /
+        common::singular_sum_scale(n, d);
   }
 }
 
-void cluster_singular_sums_backward(const at::Tensor& x, const int64_t* labels, int64_t k,
-                                    const double* grad_values, at::Tensor& grad_x) {
-  const int64_t d = x.size(1);
-  const ClusterMembers clusters(labels, x.size(0), k);
-  std::vector<double> weights;
-  for (int64_t c = 0; c < k; ++c) {
-    const int64_t n = clusters.count(c);
-    if (n < 2 || grad_values[c] == 0.0) continue;
-    const at::Tensor index = clusters.index(c);
-    const at::Tensor a = centered_rows(x, index);
-    const SmallSideSpectrum spectrum = small_side_spectrum(a, true);
-    weights.resize(spectrum.eigenvalues.numel());
-    common::singular_sum_backward_weights(spectrum.eigenvalues.data_ptr<double>(), weights.size(),
-                                          spectrum.degenerate_fraction,
-                                          weights.data());
-    at::Tensor grad_a = at::zeros_like(a);
-    add_spectral_gradient(a, spectrum, weights.data(), grad_values[c] / common::singular_sum_scale(n, d), grad_a);
+void cluster_singular_sums_backward(const std::vector<at::Tensor>& xs, const std::vector<const int64_t*>& labels,
+                                    int64_t k, const double* grad_values, std::vector<at::Tensor>& grad_xs) {
+  const CenteredClusters clusters(xs, labels, k, grad_values);
+  std::vector<at::Tensor> grads;
+  for (const at::Tensor& a : clusters.mats) grads.push_back(at::zeros_like(a));
+  add_spectral_gradients(
+      clusters.mats,
+      [&](int64_t i, const SmallSideSpectrum& spectrum, std::vector<double>& weights, double& scale) {
+        weights.resize(spectrum.eigenvalues.numel());
+        common::singular_sum_backward_weights(spectrum.eigenvalues.data_ptr<double>(), weights.size(),
+                                              spectrum.degenerate_fraction, weights.data());
+        const at::Tensor& a = clusters.mats[i];
+        scale = grad_values[clusters.problem[i] * k + clusters.cluster[i]] /
+                common::singular_sum_scale(a.size(0), a.size(1));
+      },
+      grads);
+  for (size_t i = 0; i < grads.size(); ++i) {
     // Through the centering: project out the mean (also removes rounding along 1).
-    grad_a -= grad_a.mean(0, /*keepdim=*/true);
-    grad_x.index_add_(0, index, grad_a);
+    grads[i] -= grads[i].mean(0, /*keepdim=*/true);
+    const int64_t p = clusters.problem[i];
+    grad_xs[p].index_add_(0, clusters.members[p].index(clusters.cluster[i]), grads[i]);
   }
 }
 
@@ -99,12 +124,13 @@ std::tuple<at::Tensor, at::Tensor> cluster_singular_sum_cpu(const at::Tensor& x,
   const at::Tensor lc = labels.contiguous();
   std::vector<double> values(P * k);
   at::Tensor counts = at::empty({P, k}, lc.options());
-  at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      cluster_singular_sums(xc.select(0, p), lc.data_ptr<int64_t>() + p * M, k, values.data() + p * k,
-                            counts.data_ptr<int64_t>() + p * k);
-    }
-  });
+  std::vector<at::Tensor> xs;
+  std::vector<const int64_t*> label_ptrs;
+  for (int64_t p = 0; p < P; ++p) {
+    xs.push_back(xc.select(0, p));
+    label_ptrs.push_back(lc.data_ptr<int64_t>() + p * M);
+  }
+  cluster_singular_sums(xs, label_ptrs, k, values.data(), counts.data_ptr<int64_t>());
   at::Tensor out = at::empty({P, k}, xc.options());
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "sdd::cluster_singular_sum", [&] {
     std::copy(values.begin(), values.end(), out.data_ptr<scalar_t>());
@@ -120,13 +146,14 @@ at::Tensor cluster_singular_sum_backward_cpu(const at::Tensor& grad_values, cons
   const at::Tensor lc = labels.contiguous();
   const at::Tensor gv = grad_values.to(at::kDouble).contiguous();
   at::Tensor grad_x = at::zeros_like(xc);
-  at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      at::Tensor g = grad_x.select(0, p);
-      cluster_singular_sums_backward(xc.select(0, p), lc.data_ptr<int64_t>() + p * M, k,
-                                     gv.data_ptr<double>() + p * k, g);
-    }
-  });
+  std::vector<at::Tensor> xs, grads;
+  std::vector<const int64_t*> label_ptrs;
+  for (int64_t p = 0; p < P; ++p) {
+    xs.push_back(xc.select(0, p));
+    grads.push_back(grad_x.select(0, p));
+    label_ptrs.push_back(lc.data_ptr<int64_t>() + p * M);
+  }
+  cluster_singular_sums_backward(xs, label_ptrs, k, gv.data_ptr<double>(), grads);
   return grad_x.to(x.scalar_type());
 }
 

@@ -95,72 +95,70 @@ DseForward dse_forward_cpu(const at::Tensor& feats, int64_t local_k, int64_t glo
 
   if (!prep.collapsed) {
     // ---- M_intra_image: k-means with local_k on each image ----
-    std::vector<double> image_means(B);
+    std::vector<at::Tensor> images(B);
+    std::vector<const int64_t*> image_labels(B);
     at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
       at::Tensor scratch = at::empty({local_k, d}, x.options());
-      std::vector<double> values(local_k);
-      std::vector<int64_t> counts(local_k);
       for (int64_t b = begin; b < end; ++b) {
-        const at::Tensor xb = x.select(0, b);
+        images[b] = x.select(0, b);
         int64_t* labels = local_out.data_ptr<int64_t>() + b * N;
+        image_labels[b] = labels;
         if (!local_labels.has_value()) {
-          kmeans_problem(xb, options.local, common::RandomStream::kKmeansSeeding, b, scratch, labels);
+          kmeans_problem(images[b], options.local, common::RandomStream::kKmeansSeeding, b, scratch, labels);
         }
-        cluster_singular_sums(xb, labels, local_k, values.data(), counts.data());
-        double total = 0.0;
-        int64_t valid = 0;
-        for (int64_t c = 0; c < local_k; ++c) {
-          if (counts[c] >= 2) { total += values[c]; ++valid; }
-        }
-        image_means[b] = valid > 0 ? total / valid : 0.0;
       }
     });
-    for (double m : image_means) intra_image_raw += m / B;
+    std::vector<double> local_values(B * local_k);
+    std::vector<int64_t> local_counts(B * local_k);
+    cluster_singular_sums(images, image_labels, local_k, local_values.data(), local_counts.data());
+    for (int64_t b = 0; b < B; ++b) {
+      double total = 0.0;
+      int64_t valid = 0;
+      for (int64_t c = b * local_k; c < (b + 1) * local_k; ++c) {
+        if (local_counts[c] >= 2) { total += local_values[c]; ++valid; }
+      }
+      intra_image_raw += (valid > 0 ? total / valid : 0.0) / B;
+    }
 
     // ---- M_intra_batch and M_inter: k-means with global_k on each group ----
-    std::vector<double> group_sums(G), group_inter(G);
-    std::vector<int64_t> group_valid(G);
+    std::vector<double> group_inter(G);
+    std::vector<at::Tensor> groups(G);
+    std::vector<const int64_t*> group_labels(G);
     const at::Tensor flat = x.view({B * N, d});
     at::parallel_for(0, G, 1, [&](int64_t begin, int64_t end) {
-      std::vector<double> values(global_k);
       std::vector<int64_t> counts(global_k);
       for (int64_t g = begin; g < end; ++g) {
-        const int64_t M = shape.group_images(g) * N;
-        const at::Tensor xg = flat.narrow(0, g * group * N, M);
+        groups[g] = flat.narrow(0, g * group * N, shape.group_images(g) * N);
         at::Tensor cg = centroids.select(0, g);
         int64_t* labels = global_out.data_ptr<int64_t>() + g * group * N;
+        group_labels[g] = labels;
         std::vector<bool> usable;
         if (global_labels.has_value()) {
-          cluster_means(xg, labels, global_k, cg, counts);
+          cluster_means(groups[g], labels, global_k, cg, counts);
           usable.resize(global_k);
           for (int64_t c = 0; c < global_k; ++c) usable[c] = counts[c] > 0;
         } else {
-          kmeans_problem(xg, options.global, common::RandomStream::kGlobalKmeansSeeding, g, cg, labels);
+          kmeans_problem(groups[g], options.global, common::RandomStream::kGlobalKmeansSeeding, g, cg, labels);
         }
-        cluster_singular_sums(xg, labels, global_k, values.data(), counts.data());
-        group_sums[g] = 0.0;
-        group_valid[g] = 0;
-        for (int64_t c = 0; c < global_k; ++c) {
-          if (counts[c] >= 2) { group_sums[g] += values[c]; ++group_valid[g]; }
-        }
-        group_inter[g] = nearest_other_centroid(xg, cg, labels, usable, other.data_ptr<int64_t>() + g * group * N);
+        group_inter[g] =
+            nearest_other_centroid(groups[g], cg, labels, usable, other.data_ptr<int64_t>() + g * group * N);
       }
     });
+    std::vector<double> global_values(G * global_k);
+    std::vector<int64_t> global_counts(G * global_k);
+    cluster_singular_sums(groups, group_labels, global_k, global_values.data(), global_counts.data());
     int64_t valid = 0;
-    for (int64_t g = 0; g < G; ++g) {
-      intra_batch_raw += group_sums[g];
-      valid += group_valid[g];
-      inter_raw += group_inter[g] / G;
+    for (int64_t c = 0; c < G * global_k; ++c) {
+      if (global_counts[c] >= 2) { intra_batch_raw += global_values[c]; ++valid; }
     }
     intra_batch_raw = valid > 0 ? intra_batch_raw / valid : 0.0;
+    for (int64_t g = 0; g < G; ++g) inter_raw += group_inter[g] / G;
   }
 
   // ---- M_dim: effective rank of B x d matrices of permuted patches ----
   const at::Tensor y = permuted_rows(x, perm);  // [N, B, d]
   std::vector<double> ranks(N);
-  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) ranks[n] = effective_rank_matrix(y.select(0, n));
-  });
+  effective_ranks(y, ranks.data());
   double dim = 0.0;
   for (double r : ranks) dim += r / N;
 
@@ -194,37 +192,39 @@ at::Tensor dse_backward_cpu(const at::Tensor& grad, const at::Tensor& values, co
     const double s = prep.scale;
     const at::Tensor ll = local_labels.contiguous(), gl = global_labels.contiguous();
     const at::Tensor cc = centroids.to(x.scalar_type()).contiguous(), oc = other.contiguous();
-    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-      std::vector<int64_t> counts;
-      std::vector<double> weights(local_k);
-      for (int64_t b = begin; b < end; ++b) {
-        const int64_t* labels = ll.data_ptr<int64_t>() + b * N;
-        const int64_t valid = valid_clusters(labels, N, local_k, counts);
-        for (int64_t c = 0; c < local_k; ++c) weights[c] = counts[c] >= 2 ? g_image / (s * B * valid) : 0.0;
-        at::Tensor gb = gx.select(0, b);
-        cluster_singular_sums_backward(x.select(0, b), labels, local_k, weights.data(), gb);
-      }
-    });
-    int64_t total_valid = 0;
-    {
-      std::vector<int64_t> counts;
-      for (int64_t g = 0; g < G; ++g) {
-        const int64_t M = std::min(group, B - g * group) * N;
-        total_valid += valid_clusters(gl.data_ptr<int64_t>() + g * group * N, M, global_k, counts);
+    std::vector<at::Tensor> images(B), image_grads(B);
+    std::vector<const int64_t*> image_labels(B);
+    std::vector<double> local_weights(B * local_k);
+    std::vector<int64_t> counts;
+    for (int64_t b = 0; b < B; ++b) {
+      images[b] = x.select(0, b);
+      image_grads[b] = gx.select(0, b);
+      image_labels[b] = ll.data_ptr<int64_t>() + b * N;
+      const int64_t valid = valid_clusters(image_labels[b], N, local_k, counts);
+      for (int64_t c = 0; c < local_k; ++c) {
+        local_weights[b * local_k + c] = counts[c] >= 2 ? g_image / (s * B * valid) : 0.0;
       }
     }
+    cluster_singular_sums_backward(images, image_labels, local_k, local_weights.data(), image_grads);
+
     const at::Tensor flat = x.view({B * N, d});
     at::Tensor gflat = gx.view({B * N, d});
+    std::vector<at::Tensor> groups(G), group_grads(G);
+    std::vector<const int64_t*> group_labels(G);
+    int64_t total_valid = 0;
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t M = std::min(group, B - g * group) * N;
+      groups[g] = flat.narrow(0, g * group * N, M);
+      group_grads[g] = gflat.narrow(0, g * group * N, M);
+      group_labels[g] = gl.data_ptr<int64_t>() + g * group * N;
+      total_valid += valid_clusters(group_labels[g], M, global_k, counts);
+    }
+    const std::vector<double> global_weights(G * global_k, total_valid > 0 ? g_batch / (s * total_valid) : 0.0);
+    cluster_singular_sums_backward(groups, group_labels, global_k, global_weights.data(), group_grads);
     at::parallel_for(0, G, 1, [&](int64_t begin, int64_t end) {
-      std::vector<double> weights(global_k, total_valid > 0 ? g_batch / (s * total_valid) : 0.0);
       for (int64_t g = begin; g < end; ++g) {
-        const int64_t M = std::min(group, B - g * group) * N;
-        const at::Tensor xg = flat.narrow(0, g * group * N, M);
-        at::Tensor gg = gflat.narrow(0, g * group * N, M);
-        const int64_t* labels = gl.data_ptr<int64_t>() + g * group * N;
-        cluster_singular_sums_backward(xg, labels, global_k, weights.data(), gg);
-        nearest_other_centroid_backward(xg, cc.select(0, g), oc.data_ptr<int64_t>() + g * group * N,
-                                        g_inter / (s * G), gg, nullptr);
+        nearest_other_centroid_backward(groups[g], cc.select(0, g), oc.data_ptr<int64_t>() + g * group * N,
+                                        g_inter / (s * G), group_grads[g], nullptr);
       }
     });
     // Through s = mean ||x_i - mu||: d s / d x_i = (u_i - mean_j u_j) / (B N).
@@ -239,12 +239,8 @@ at::Tensor dse_backward_cpu(const at::Tensor& grad, const at::Tensor& values, co
   const at::Tensor pc = perm.contiguous();
   const at::Tensor y = permuted_rows(x, pc);  // [N, B, d]
   at::Tensor gy = at::zeros_like(y);
-  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      at::Tensor gn = gy.select(0, n);
-      effective_rank_matrix_backward(y.select(0, n), g_dim / N, gn);
-    }
-  });
+  const std::vector<double> rank_grads(N, g_dim / N);
+  effective_ranks_backward(y, rank_grads.data(), gy);
   const at::Tensor images = at::arange(B, pc.options()).unsqueeze(1);
   gx.index_put_({images, pc}, gy.transpose(0, 1), /*accumulate=*/true);
 

@@ -14,20 +14,43 @@
 namespace sdd {
 namespace cpu {
 
-double effective_rank_matrix(const at::Tensor& y) {
-  const SmallSideSpectrum spectrum = small_side_spectrum(y, false);
-  return common::effective_rank_from_eigenvalues(spectrum.eigenvalues.data_ptr<double>(),
-                                                 spectrum.eigenvalues.numel(), spectrum.degenerate_fraction);
+namespace {
+
+std::vector<at::Tensor> matrices(const at::Tensor& y) {
+  std::vector<at::Tensor> mats;
+  for (int64_t q = 0; q < y.size(0); ++q) mats.push_back(y.select(0, q));
+  return mats;
 }
 
-void effective_rank_matrix_backward(const at::Tensor& y, double grad, at::Tensor& grad_y) {
-  if (grad == 0.0) return;
-  const SmallSideSpectrum spectrum = small_side_spectrum(y, true);
-  std::vector<double> weights(spectrum.eigenvalues.numel());
-  common::effective_rank_backward_weights(spectrum.eigenvalues.data_ptr<double>(), weights.size(), spectrum.degenerate_fraction,
-                                          weights.data());
-  add_spectral_gradient(y, spectrum, weights.data(), grad, grad_y);
+}  // namespace
+
+void effective_ranks(const at::Tensor& y, double* out) {
+  const std::vector<SmallSideSpectrum> spectra = small_side_spectra(matrices(y), false);
+  for (size_t q = 0; q < spectra.size(); ++q) {
+    // Padding adds zero eigenvalues; erank counts min(R, d) of them.
+    const at::Tensor eig = spectra[q].eigenvalues.narrow(0, spectra[q].eigenvalues.numel() - std::min(y.size(1), y.size(2)),
+                                                         std::min(y.size(1), y.size(2)));
+    out[q] = common::effective_rank_from_eigenvalues(eig.data_ptr<double>(), eig.numel(),
+                                                     spectra[q].degenerate_fraction);
+  }
 }
+
+void effective_ranks_backward(const at::Tensor& y, const double* grad, at::Tensor& grad_y) {
+  std::vector<at::Tensor> grads = matrices(grad_y);
+  const int64_t m = std::min(y.size(1), y.size(2));
+  add_spectral_gradients(
+      matrices(y),
+      [&](int64_t q, const SmallSideSpectrum& spectrum, std::vector<double>& weights, double& scale) {
+        const int64_t total = spectrum.eigenvalues.numel();
+        weights.assign(total, 0.0);  // padding eigenvalues (the smallest) get no weight
+        common::effective_rank_backward_weights(spectrum.eigenvalues.data_ptr<double>() + (total - m), m,
+                                                spectrum.degenerate_fraction, weights.data() + (total - m));
+        scale = grad[q];
+      },
+      grads);
+}
+
+
 
 namespace {
 
@@ -42,9 +65,7 @@ at::Tensor effective_rank_cpu(const at::Tensor& y) {
   const at::Tensor yc = compute_copy(y);
   const int64_t Q = yc.size(0);
   std::vector<double> ranks(Q);
-  at::parallel_for(0, Q, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t q = begin; q < end; ++q) ranks[q] = effective_rank_matrix(yc.select(0, q));
-  });
+  effective_ranks(yc, ranks.data());
   at::Tensor out = at::empty({Q}, yc.options());
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "sdd::effective_rank", [&] {
     std::copy(ranks.begin(), ranks.end(), out.data_ptr<scalar_t>());
@@ -56,12 +77,7 @@ at::Tensor effective_rank_backward_cpu(const at::Tensor& grad, const at::Tensor&
   const at::Tensor yc = compute_copy(y);
   const at::Tensor g = grad.to(at::kDouble).contiguous();
   at::Tensor grad_y = at::zeros_like(yc);
-  at::parallel_for(0, yc.size(0), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t q = begin; q < end; ++q) {
-      at::Tensor gq = grad_y.select(0, q);
-      effective_rank_matrix_backward(yc.select(0, q), g.data_ptr<double>()[q], gq);
-    }
-  });
+  effective_ranks_backward(yc, g.data_ptr<double>(), grad_y);
   return grad_y.to(y.scalar_type());
 }
 

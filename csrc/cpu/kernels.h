@@ -26,21 +26,22 @@ double kmeans_problem(const at::Tensor& x, const KmeansOptions& options,
 void cluster_means(const at::Tensor& x, const int64_t* labels, int64_t k, at::Tensor& centroids,
                    std::vector<int64_t>& counts);
 
-// ---- centered singular sums ------------------------------------------------------------
-// values[c] = S(cluster c) (0 when it has < 2 points), counts[c] = its size.
-void cluster_singular_sums(const at::Tensor& x, const int64_t* labels, int64_t k, double* values,
-                           int64_t* counts);
+// ---- centered singular sums (batched over problems) -----------------------------------------
+// Problem p: points xs[p] [M_p, d] with labels[p][0 .. M_p). values[p * k + c] = S(cluster c
+// of p) (0 when it has < 2 points), counts[p * k + c] = its size.
+void cluster_singular_sums(const std::vector<at::Tensor>& xs, const std::vector<const int64_t*>& labels,
+                           int64_t k, double* values, int64_t* counts);
 
-// grad_x[i] += grad_values[label_i] * d S(cluster) / d x_i  for clusters of >= 2 points.
-void cluster_singular_sums_backward(const at::Tensor& x, const int64_t* labels, int64_t k,
-                                    const double* grad_values, at::Tensor& grad_x);
+// grad_xs[p][i] += grad_values[p * k + label] * d S(cluster) / d x_i (clusters of >= 2 points).
+void cluster_singular_sums_backward(const std::vector<at::Tensor>& xs, const std::vector<const int64_t*>& labels,
+                                    int64_t k, const double* grad_values, std::vector<at::Tensor>& grad_xs);
 
-// ---- effective rank --------------------------------------------------------------------
-// exp(H(sigma / sum sigma + eps)) / min(R, d) of y [R, d].
-double effective_rank_matrix(const at::Tensor& y);
+// ---- effective rank (batched) -------------------------------------------------------------
+// out[q] = exp(H(sigma / sum sigma + eps)) / min(R, d) of y[q], y [Q, R, d].
+void effective_ranks(const at::Tensor& y, double* out);
 
-// grad_y += grad * d erank(y) / d y.
-void effective_rank_matrix_backward(const at::Tensor& y, double grad, at::Tensor& grad_y);
+// grad_y[q] += grad[q] * d erank(y[q]) / d y[q].
+void effective_ranks_backward(const at::Tensor& y, const double* grad, at::Tensor& grad_y);
 
 // ---- distance to the nearest other centroid ---------------------------------------------
 // For each point i: other[i] = the nearest centroid other than labels[i] among those with

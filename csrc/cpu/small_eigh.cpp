@@ -1,29 +1,95 @@
 #include "small_eigh.h"
 
-#include "../common/spectral.h"
-
 #include <ATen/ATen.h>
+
+#include <map>
+#include <utility>
+
+#include "../common/spectral.h"
 
 namespace sdd {
 namespace cpu {
+namespace {
 
-SmallSideSpectrum small_side_spectrum(const at::Tensor& a, bool with_vectors) {
-  const bool gram = a.size(0) <= a.size(1);
-  const at::Tensor product = (gram ? at::mm(a, a.t()) : at::mm(a.t(), a)).to(at::kDouble);
-  const double fraction = a.scalar_type() == at::kDouble ? common::degenerate_eigenvalue_fraction<double>()
-                                                         : common::degenerate_eigenvalue_fraction<float>();
-  if (!with_vectors) return {at::linalg_eigvalsh(product), at::Tensor(), gram, fraction};
-  auto [values, vectors] = at::linalg_eigh(product);
-  return {values, vectors, gram, fraction};
+constexpr int64_t kPadMultiple = 16;  // bucket granularity of row counts
+
+using BucketKey = std::pair<bool, int64_t>;  // (gram side, padded rows)
+
+std::map<BucketKey, std::vector<int64_t>> make_buckets(const std::vector<at::Tensor>& mats) {
+  std::map<BucketKey, std::vector<int64_t>> buckets;
+  for (int64_t i = 0; i < static_cast<int64_t>(mats.size()); ++i) {
+    const int64_t rows = mats[i].size(0), cols = mats[i].size(1);
+    const int64_t padded = (rows + kPadMultiple - 1) / kPadMultiple * kPadMultiple;
+    buckets[{rows <= cols, padded}].push_back(i);
+  }
+  return buckets;
 }
 
-void add_spectral_gradient(const at::Tensor& a, const SmallSideSpectrum& spectrum,
-                           const double* weights, double scale, at::Tensor& grad_a) {
-  const int64_t m = spectrum.eigenvalues.size(0);
-  const at::Tensor w = at::from_blob(const_cast<double*>(weights), {1, m}, at::kDouble);
-  const at::Tensor& u = spectrum.eigenvectors;                     // [m, m]
-  const at::Tensor kernel = at::mm(at::mul(u, w * scale), u.t()).to(a.scalar_type());
-  grad_a.add_(spectrum.gram ? at::mm(kernel, a) : at::mm(a, kernel));
+// [members, padded, C]: the bucket's matrices, zero rows below each.
+at::Tensor stack_padded(const std::vector<at::Tensor>& mats, const std::vector<int64_t>& members, int64_t padded) {
+  const at::Tensor& first = mats[members[0]];
+  at::Tensor stacked = at::zeros({static_cast<int64_t>(members.size()), padded, first.size(1)}, first.options());
+  for (size_t j = 0; j < members.size(); ++j) {
+    stacked.select(0, j).narrow(0, 0, mats[members[j]].size(0)).copy_(mats[members[j]]);
+  }
+  return stacked;
+}
+
+at::Tensor smaller_gram(const at::Tensor& stacked, bool gram) {
+  const at::Tensor t = stacked.transpose(1, 2);
+  return (gram ? at::bmm(stacked, t) : at::bmm(t, stacked)).to(at::kDouble);
+}
+
+double fraction_for(const at::Tensor& a) {
+  return a.scalar_type() == at::kDouble ? common::degenerate_eigenvalue_fraction<double>()
+                                        : common::degenerate_eigenvalue_fraction<float>();
+}
+
+}  // namespace
+
+std::vector<SmallSideSpectrum> small_side_spectra(const std::vector<at::Tensor>& mats, bool with_vectors) {
+  std::vector<SmallSideSpectrum> spectra(mats.size());
+  for (const auto& [key, members] : make_buckets(mats)) {
+    const at::Tensor grams = smaller_gram(stack_padded(mats, members, key.second), key.first);
+    at::Tensor values, vectors;
+    if (with_vectors) {
+      std::tie(values, vectors) = at::linalg_eigh(grams);
+    } else {
+      values = at::linalg_eigvalsh(grams);
+    }
+    values = values.contiguous();
+    for (size_t j = 0; j < members.size(); ++j) {
+      spectra[members[j]] = {values.select(0, j), with_vectors ? vectors.select(0, j) : at::Tensor(), key.first,
+                             key.second, fraction_for(mats[members[j]])};
+    }
+  }
+  return spectra;
+}
+
+void add_spectral_gradients(const std::vector<at::Tensor>& mats, const SpectralWeightFn& weight_fn,
+                            std::vector<at::Tensor>& grads) {
+  std::vector<double> weights;
+  for (const auto& [key, members] : make_buckets(mats)) {
+    const at::Tensor stacked = stack_padded(mats, members, key.second);
+    const auto [values, vectors] = at::linalg_eigh(smaller_gram(stacked, key.first));
+    const int64_t m = values.size(1);
+    at::Tensor scaled = at::empty({static_cast<int64_t>(members.size()), 1, m}, values.options());
+    for (size_t j = 0; j < members.size(); ++j) {
+      const SmallSideSpectrum spectrum{values.select(0, j).contiguous(), vectors.select(0, j), key.first,
+                                       key.second, fraction_for(mats[members[j]])};
+      double scale = 0.0;
+      weight_fn(members[j], spectrum, weights, scale);
+      double* out = scaled.select(0, j).data_ptr<double>();
+      for (int64_t e = 0; e < m; ++e) out[e] = weights[e] * scale;
+    }
+    // K = U diag(w) U^T per matrix; the gradient is K A (Gram side) or A K (covariance side).
+    const at::Tensor kernel = at::bmm(vectors * scaled, vectors.transpose(1, 2)).to(stacked.scalar_type());
+    const at::Tensor padded_grad = key.first ? at::bmm(kernel, stacked) : at::bmm(stacked, kernel);
+    for (size_t j = 0; j < members.size(); ++j) {
+      at::Tensor& grad = grads[members[j]];
+      grad.add_(padded_grad.select(0, j).narrow(0, 0, grad.size(0)));
+    }
+  }
 }
 
 }  // namespace cpu

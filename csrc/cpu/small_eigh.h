@@ -1,26 +1,39 @@
-// Eigen-decomposition of the smaller of a matrix's two Gram matrices, in float64.
+// Batched eigen-decomposition of the smaller Gram of many small matrices, in float64.
+//
+// For A [r, C] the smaller Gram is A A^T [r, r] (r <= C) or A^T A [C, C]. Matrices are
+// bucketed by padded size (zero rows add only zero eigenvalues), and every bucket is one
+// bmm + one batched LAPACK call issued from the calling thread: no LAPACK call runs inside
+// an at::parallel_for region (nested threading there oversubscribes the cores).
 #pragma once
 
 #include <ATen/core/Tensor.h>
+
+#include <functional>
+#include <vector>
 
 namespace sdd {
 namespace cpu {
 
 struct SmallSideSpectrum {
-  at::Tensor eigenvalues;   // float64 [m], ascending; m = min(rows, cols)
+  at::Tensor eigenvalues;   // float64 [m]; m = padded size of the smaller side
   at::Tensor eigenvectors;  // float64 [m, m] (undefined unless requested)
   bool gram;                // true: A A^T (rows <= cols); false: A^T A
+  int64_t padded_rows;      // rows of the zero-padded A the Gram was formed from
   double degenerate_fraction;  // eigenvalues <= this * largest are zeros (by A's dtype)
 };
 
-// Eigenpairs of A A^T [R, R] when R <= C, else of A^T A [C, C], for a [R, C] matrix A.
-// The product is formed in A's dtype (BLAS, no TF32 on CPU), the solve in float64.
-SmallSideSpectrum small_side_spectrum(const at::Tensor& a, bool with_vectors);
+// Spectra of every matrix in `mats` (each [r_i, C], same C and dtype, contiguous rows).
+std::vector<SmallSideSpectrum> small_side_spectra(const std::vector<at::Tensor>& mats, bool with_vectors);
 
-// grad_a += scale * (gram ? U diag(w) U^T A : A V diag(w) V^T): the gradient of a spectral
-// function whose derivative per singular value is w_j * sigma_j.
-void add_spectral_gradient(const at::Tensor& a, const SmallSideSpectrum& spectrum,
-                           const double* weights, double scale, at::Tensor& grad_a);
+// Per matrix i: the weights w (one per eigenvalue) and scale of a spectral function whose
+// derivative per singular value is w_j * sigma_j.
+using SpectralWeightFn = std::function<void(int64_t i, const SmallSideSpectrum& spectrum,
+                                            std::vector<double>& weights, double& scale)>;
+
+// grads[i] += scale_i * (gram ? U diag(w_i) U^T A_i : A_i V diag(w_i) V^T) for every matrix,
+// batched like small_side_spectra (grads[i] has A_i's shape and dtype).
+void add_spectral_gradients(const std::vector<at::Tensor>& mats, const SpectralWeightFn& weight_fn,
+                            std::vector<at::Tensor>& grads);
 
 }  // namespace cpu
 }  // namespace sdd
