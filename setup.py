@@ -40,7 +40,7 @@ def guess_cuda_home():
                                  capture_output=True, text=True, timeout=60)
             match = re.search(r"TOP=(\S+)", out.stdout + out.stderr)
             if match:
-                return os.path.realpath(os.path.join(match.group(1).strip("\"'"), ".."))
+                return os.path.realpath(match.group(1).strip("\"'"))  # TOP is already <root>/bin/..
         except (OSError, subprocess.SubprocessError):
             pass
     return os.path.realpath(os.path.join(os.path.dirname(os.path.realpath(nvcc)), ".."))
@@ -56,16 +56,18 @@ def nvidia_wheel_includes():
 
 def build_extension():
     import torch
-    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
     force_cuda, no_cuda = env_flag("SDD_FORCE_CUDA"), env_flag("SDD_NO_CUDA")
     if force_cuda and no_cuda:
         sys.exit("SDD_FORCE_CUDA=1 and SDD_NO_CUDA=1 contradict each other")
     if not no_cuda and guess_cuda_home():
         os.environ.setdefault("CUDA_HOME", guess_cuda_home())
+    # Imported only now: torch.utils.cpp_extension fixes its CUDA_HOME at import, from `which nvcc`
+    # when CUDA_HOME is unset (here /usr/local for the wrapper /usr/local/bin/nvcc: no libcudart there).
     import torch.utils.cpp_extension as cpp_ext
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
-    cpp_ext.CUDA_HOME = cpp_ext.CUDA_HOME or os.environ.get("CUDA_HOME")
+    cpp_ext.CUDA_HOME = os.environ.get("CUDA_HOME") or cpp_ext.CUDA_HOME
     cuda_possible = torch.version.cuda is not None and cpp_ext.CUDA_HOME is not None
     with_cuda = cuda_possible and not no_cuda
     if force_cuda and not with_cuda:

@@ -1,0 +1,163 @@
+# sdd-fast developer entry points (GNU make).
+#
+#   make test                 venv (once) + build + pytest python_tests
+#   make demo                 venv (once) + build + python -m sdd_fast.demo
+#   make bench                venv (once) + build + pytest benchmarks
+#   make cmake-test           libtorch-only CMake build of libsdd_fast.so + run cmake-build/call_dse
+#   make build                venv (once) + pip install --no-build-isolation --no-deps -e .
+#   make lint | clean | distclean | help
+#
+# Overridable variables (command line or environment):
+#   PYTHON=python3            use this interpreter as is (no venv is created or touched)
+#   VENV_PYTHON=python3       interpreter that creates .venv when PYTHON is not given
+#   TORCH_SPEC=torch==2.14.1  torch requirement installed into .venv
+#   PYTEST_ARGS=...           extra pytest arguments (test, bench)
+#   CMAKE_JOBS=2              parallel jobs of the CMake build; CMAKE_ARGS=... extra configure args
+# Passed through to setup.py untouched (set them in the environment or on the command line):
+#   SDD_FORCE_CUDA=1  SDD_NO_CUDA=1  SDD_DEBUG=1  TORCH_CUDA_ARCH_LIST=9.0  MAX_JOBS=2  CUDA_HOME=...
+#
+# ccache: when `ccache` is on PATH, torch 2.14's cpp_extension prepends it to both the C++
+# compiler and nvcc by itself (torch.utils.cpp_extension._wrap_compiler). Setting CXX="ccache g++"
+# then would break the build (ninja would run `ccache 'ccache g++'`), so it is only done for an
+# older torch without that wrapper. CCACHE_NOHASHDIR=1 is set for the pip build: it compiles in a
+# fresh temp directory each time and with -g (from Python's CFLAGS) ccache would otherwise hash that
+# directory and never hit. The CMake build uses CMAKE_CXX_COMPILER_LAUNCHER=ccache.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+VENV := $(ROOT)/.venv
+VENV_PYTHON ?= python3
+TORCH_SPEC ?= torch==2.14.1
+DEV_PACKAGES ?= numpy pytest hypothesis pytest-benchmark ninja expecttest "setuptools>=64" wheel
+PYTEST_ARGS ?=
+CMAKE_JOBS ?= 2
+CMAKE_BUILD_DIR ?= $(ROOT)/cmake-build
+CCACHE := $(shell command -v ccache 2>/dev/null)
+
+ifeq ($(origin PYTHON),undefined)
+  PY := $(VENV)/bin/python
+  VENV_STAMP := $(VENV)/.sdd-dev-deps.stamp
+  STAMP_DIR := $(VENV)
+else
+  PY := $(PYTHON)
+  VENV_STAMP :=
+  STAMP_DIR := $(ROOT)/build
+endif
+
+# `make build` reruns pip only when a C++/CUDA source, setup.py, the interpreter or a build knob
+# changed, or when the compiled module is missing (pip's editable build compiles in a fresh temp
+# directory, so it is never incremental by itself). `make build REBUILD=1` forces it.
+BUILD_STAMP := $(STAMP_DIR)/.sdd-build.stamp
+BUILD_CONFIG_FILE := $(STAMP_DIR)/.sdd-build.config
+BUILD_INPUTS := $(ROOT)/setup.py $(ROOT)/pyproject.toml \
+  $(shell find $(ROOT)/csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' -o -name '*.hpp' \) 2>/dev/null)
+BUILD_CONFIG := python=$(PY) SDD_FORCE_CUDA=$(SDD_FORCE_CUDA) SDD_NO_CUDA=$(SDD_NO_CUDA) SDD_DEBUG=$(SDD_DEBUG) TORCH_CUDA_ARCH_LIST=$(TORCH_CUDA_ARCH_LIST) CUDA_HOME=$(CUDA_HOME) CXX=$(CXX) torch=$(TORCH_SPEC)
+ifneq ($(REBUILD),)
+  BUILD_FORCE := FORCE
+endif
+ifeq ($(wildcard $(ROOT)/sdd_fast/_C*.so),)
+  BUILD_FORCE := FORCE
+endif
+
+.PHONY: help venv build test demo bench cmake-test lint clean distclean print-python FORCE
+
+help:
+	@sed -n '1,/^$$/p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
+
+# ---- environment --------------------------------------------------------------------------
+venv: $(VENV_STAMP)
+ifeq ($(origin PYTHON),undefined)
+	@echo "venv: $(VENV) ($$($(PY) -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda)'))"
+else
+	@echo "venv: not used (PYTHON=$(PYTHON))"
+endif
+
+$(VENV)/bin/python:
+	$(VENV_PYTHON) -m venv $(VENV)
+
+# Runs once: delete the stamp (or the whole .venv) to reinstall.
+$(VENV)/.sdd-dev-deps.stamp: | $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install -U pip
+	$(VENV)/bin/python -m pip install "$(TORCH_SPEC)" $(DEV_PACKAGES)
+	@touch $@
+
+# The interpreter the targets use (for scripts: "$$(make -s print-python)").
+print-python:
+	@echo '$(PY)'
+
+# ---- build --------------------------------------------------------------------------------
+# Rewritten only when its contents change, so that its mtime marks a change of build knobs.
+$(BUILD_CONFIG_FILE): FORCE
+	@mkdir -p $(@D)
+	@echo '$(BUILD_CONFIG)' | cmp -s - $@ || echo '$(BUILD_CONFIG)' > $@
+
+$(BUILD_STAMP): $(BUILD_INPUTS) $(BUILD_CONFIG_FILE) $(VENV_STAMP) $(BUILD_FORCE)
+	@if [ -n "$(CCACHE)" ]; then \
+	  export CCACHE_NOHASHDIR=$${CCACHE_NOHASHDIR:-1}; \
+	  if $(PY) -c 'import torch.utils.cpp_extension as c; raise SystemExit(0 if hasattr(c, "_wrap_compiler") else 1)'; then \
+	    echo "build: ccache on PATH; torch wraps the compilers with it itself"; \
+	  else \
+	    echo "build: ccache on PATH; using CXX='ccache $${CXX:-c++}', PYTORCH_NVCC='ccache nvcc'"; \
+	    export CXX="ccache $${CXX:-c++}"; \
+	    export PYTORCH_NVCC="ccache $$(command -v nvcc || echo "$${CUDA_HOME:-/usr/local/cuda}/bin/nvcc")"; \
+	  fi; \
+	fi; \
+	start=$$(date +%s); \
+	cd $(ROOT) && $(PY) -m pip install --no-build-isolation --no-deps -e .; \
+	echo "build: pip install -e . took $$(( $$(date +%s) - start )) s"
+	@$(PY) -c 'import sdd_fast, torch; print("build: sdd_fast loaded: ops", sdd_fast.has_ops(), "| CUDA kernels", sdd_fast.has_cuda(), "| torch", torch.__version__)'
+	@touch $@
+
+build: $(BUILD_STAMP)
+
+# ---- checks -------------------------------------------------------------------------------
+# pytest exits 5 when it collected no test: that is a failure here.
+test: build
+	@rc=0; cd $(ROOT) && $(PY) -m pytest python_tests -q $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "test: FAILED, pytest collected no tests (exit 5)" >&2; fi; \
+	exit $$rc
+
+demo: build
+	cd $(ROOT) && $(PY) -m sdd_fast.demo
+
+bench: build
+	@rc=0; cd $(ROOT) && $(PY) -m pytest benchmarks -q $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "bench: FAILED, pytest collected no benchmarks (exit 5)" >&2; fi; \
+	exit $$rc
+
+# The CPU-only CMake build for libtorch users: needs torch (for its CMake config), not `make build`.
+cmake-test: $(VENV_STAMP)
+	@prefix=$$($(PY) -c 'import torch.utils; print(torch.utils.cmake_prefix_path)'); \
+	launcher=(); if [ -n "$(CCACHE)" ]; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE)); fi; \
+	set -x; \
+	cmake -S $(ROOT) -B $(CMAKE_BUILD_DIR) -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$$prefix" "$${launcher[@]}" $(CMAKE_ARGS); \
+	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL cmake --build $(CMAKE_BUILD_DIR) -j $(CMAKE_JOBS); \
+	$(CMAKE_BUILD_DIR)/call_dse
+
+lint: $(VENV_STAMP)
+	@cd $(ROOT); \
+	if command -v ruff >/dev/null 2>&1; then ruff_cmd=(ruff); \
+	elif $(PY) -m ruff --version >/dev/null 2>&1; then ruff_cmd=($(PY) -m ruff); \
+	else ruff_cmd=(); fi; \
+	if [ $${#ruff_cmd[@]} -gt 0 ]; then echo "lint: ruff check"; "$${ruff_cmd[@]}" check .; \
+	else echo "lint: ruff not installed, skipped (pip install ruff)"; fi; \
+	if command -v clang-format >/dev/null 2>&1; then \
+	  style=file; [ -f .clang-format ] || style='{BasedOnStyle: Google, ColumnLimit: 120}'; \
+	  echo "lint: clang-format --dry-run (style: $$style)"; \
+	  find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) -print0 | \
+	    xargs -0 clang-format --dry-run --Werror --style="$$style"; \
+	else echo "lint: clang-format not installed, skipped"; fi
+
+clean:
+	rm -rf $(ROOT)/build $(CMAKE_BUILD_DIR) $(ROOT)/*.egg-info $(ROOT)/.pytest_cache $(ROOT)/.benchmarks
+	rm -f $(ROOT)/sdd_fast/_C*.so $(VENV)/.sdd-build.stamp $(VENV)/.sdd-build.config
+	find $(ROOT)/sdd_fast $(ROOT)/python_tests $(ROOT)/benchmarks -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
+
+distclean: clean
+	rm -rf $(VENV) $(ROOT)/.hypothesis
+
+FORCE:
