@@ -10,6 +10,7 @@
 #include "../common/spectral.h"
 #include "kernels.h"
 #include "small_eigh.h"
+#include "tensor_utils.h"
 
 namespace sdd {
 namespace cpu {
@@ -105,10 +106,6 @@ void cluster_singular_sums_backward(const std::vector<at::Tensor>& xs, const std
 // ---- the ops -----------------------------------------------------------------------------
 namespace {
 
-at::ScalarType compute_type(const at::Tensor& x) {
-  return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
-
 void check_inputs(const at::Tensor& x, const at::Tensor& labels, int64_t k) {
   check_float_tensor(x, "x", 3);
   check_labels_tensor(labels, "labels", {x.size(0), x.size(1)});
@@ -120,7 +117,7 @@ std::tuple<at::Tensor, at::Tensor> cluster_singular_sum_cpu(const at::Tensor& x,
                                                             int64_t k) {
   check_inputs(x, labels, k);
   const int64_t P = x.size(0), M = x.size(1);
-  const at::Tensor xc = x.to(compute_type(x)).contiguous();
+  const at::Tensor xc = compute_copy(x);
   const at::Tensor lc = labels.contiguous();
   std::vector<double> values(P * k);
   at::Tensor counts = at::empty({P, k}, lc.options());
@@ -131,18 +128,14 @@ std::tuple<at::Tensor, at::Tensor> cluster_singular_sum_cpu(const at::Tensor& x,
     label_ptrs.push_back(lc.data_ptr<int64_t>() + p * M);
   }
   cluster_singular_sums(xs, label_ptrs, k, values.data(), counts.data_ptr<int64_t>());
-  at::Tensor out = at::empty({P, k}, xc.options());
-  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "sdd::cluster_singular_sum", [&] {
-    std::copy(values.begin(), values.end(), out.data_ptr<scalar_t>());
-  });
-  return {out, counts};
+  return {tensor_from(values, xc.options()).view({P, k}), counts};
 }
 
 at::Tensor cluster_singular_sum_backward_cpu(const at::Tensor& grad_values, const at::Tensor& x,
                                              const at::Tensor& labels, int64_t k) {
   check_inputs(x, labels, k);
   const int64_t P = x.size(0), M = x.size(1);
-  const at::Tensor xc = x.to(compute_type(x)).contiguous();
+  const at::Tensor xc = compute_copy(x);
   const at::Tensor lc = labels.contiguous();
   const at::Tensor gv = grad_values.to(at::kDouble).contiguous();
   at::Tensor grad_x = at::zeros_like(xc);

@@ -13,6 +13,7 @@
 
 #include "../common/spectral.h"
 #include "kernels.h"
+#include "tensor_utils.h"
 
 namespace sdd {
 namespace cpu {
@@ -31,8 +32,7 @@ struct Prepared {
 };
 
 Prepared prepare_features(const at::Tensor& feats, bool normalize) {
-  const at::ScalarType compute = feats.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor x = feats.to(compute).contiguous();
+  at::Tensor x = compute_copy(feats);
   if (normalize) x = x / at::clamp_min(at::linalg_vector_norm(x, 2, {-1}, true), kNormEps);
   const at::Tensor flat = x.view({-1, x.size(2)});
   const at::Tensor centered = flat - flat.mean(0, /*keepdim=*/true);
@@ -55,14 +55,6 @@ at::Tensor permuted_rows(const at::Tensor& x, const at::Tensor& perm) {
   return x.index({images, perm}).transpose(0, 1).contiguous();
 }
 
-at::Tensor values_tensor(const double (&v)[5], const at::TensorOptions& options) {
-  at::Tensor out = at::empty({5}, options);
-  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "sdd::dse", [&] {
-    for (int i = 0; i < 5; ++i) out.data_ptr<scalar_t>()[i] = static_cast<scalar_t>(v[i]);
-  });
-  return out;
-}
-
 DseForward dse_forward_cpu(const at::Tensor& feats, int64_t local_k, int64_t global_k, int64_t group,
                            bool normalize, int64_t iters, double tol, int64_t n_init,
                            c10::string_view seeding, int64_t seed, const c10::optional<at::Tensor>& local_labels,
@@ -73,7 +65,7 @@ DseForward dse_forward_cpu(const at::Tensor& feats, int64_t local_k, int64_t glo
                            make_kmeans_options(global_k, iters, tol, n_init, seeding_name, seed)};
   const DseShape shape = check_dse_inputs(feats, options, local_labels, global_labels);
   const int64_t B = shape.batch, N = shape.patches, d = shape.channels, G = shape.groups;
-  const at::ScalarType compute = feats.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::ScalarType compute = compute_dtype(feats);
   const at::TensorOptions long_opts = feats.options().dtype(at::kLong);
 
   at::Tensor local_out = local_labels.has_value() ? local_labels->contiguous().clone() : at::zeros({B, N}, long_opts);
@@ -86,8 +78,7 @@ DseForward dse_forward_cpu(const at::Tensor& feats, int64_t local_k, int64_t glo
 
   const double nan = std::numeric_limits<double>::quiet_NaN();
   if (!at::isfinite(feats).all().item<bool>()) {
-    const double v[5] = {nan, nan, nan, nan, nan};
-    return {values_tensor(v, centroids.options()), local_out, global_out, centroids.fill_(nan), other, perm};
+    return {tensor_from({nan, nan, nan, nan, nan}, centroids.options()), local_out, global_out, centroids.fill_(nan), other, perm};
   }
   const Prepared prep = prepare_features(feats, normalize);
   const at::Tensor& x = prep.x;
@@ -164,8 +155,9 @@ DseForward dse_forward_cpu(const at::Tensor& feats, int64_t local_k, int64_t glo
 
   const double s = prep.collapsed ? 1.0 : prep.scale;
   const double inter = inter_raw / s, intra_image = intra_image_raw / s, intra_batch = intra_batch_raw / s;
-  const double v[5] = {inter + dim - (intra_batch + intra_image) / 2.0, inter, intra_image, intra_batch, dim};
-  return {values_tensor(v, centroids.options()), local_out, global_out, centroids, other, perm};
+  const std::vector<double> values = {inter + dim - (intra_batch + intra_image) / 2.0, inter, intra_image,
+                                      intra_batch, dim};
+  return {tensor_from(values, centroids.options()), local_out, global_out, centroids, other, perm};
 }
 
 at::Tensor dse_backward_cpu(const at::Tensor& grad, const at::Tensor& values, const at::Tensor& feats,

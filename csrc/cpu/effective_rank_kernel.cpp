@@ -10,6 +10,7 @@
 #include "../common/spectral.h"
 #include "kernels.h"
 #include "small_eigh.h"
+#include "tensor_utils.h"
 
 namespace sdd {
 namespace cpu {
@@ -54,27 +55,23 @@ void effective_ranks_backward(const at::Tensor& y, const double* grad, at::Tenso
 
 namespace {
 
-at::Tensor compute_copy(const at::Tensor& y) {
+at::Tensor checked_copy(const at::Tensor& y) {
   check_float_tensor(y, "y", 3);
   TORCH_CHECK_VALUE(y.size(1) >= 1 && y.size(2) >= 1, "y must be [Q, R, d] with R, d >= 1; got shape ",
                     y.sizes());
-  return y.to(y.scalar_type() == at::kDouble ? at::kDouble : at::kFloat).contiguous();
+  return compute_copy(y);
 }
 
 at::Tensor effective_rank_cpu(const at::Tensor& y) {
-  const at::Tensor yc = compute_copy(y);
+  const at::Tensor yc = checked_copy(y);
   const int64_t Q = yc.size(0);
   std::vector<double> ranks(Q);
   effective_ranks(yc, ranks.data());
-  at::Tensor out = at::empty({Q}, yc.options());
-  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "sdd::effective_rank", [&] {
-    std::copy(ranks.begin(), ranks.end(), out.data_ptr<scalar_t>());
-  });
-  return out;
+  return tensor_from(ranks, yc.options());
 }
 
 at::Tensor effective_rank_backward_cpu(const at::Tensor& grad, const at::Tensor& y) {
-  const at::Tensor yc = compute_copy(y);
+  const at::Tensor yc = checked_copy(y);
   const at::Tensor g = grad.to(at::kDouble).contiguous();
   at::Tensor grad_y = at::zeros_like(yc);
   effective_ranks_backward(yc, g.data_ptr<double>(), grad_y);

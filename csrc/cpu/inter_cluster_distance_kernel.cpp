@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "tensor_utils.h"
 
 namespace sdd {
 namespace cpu {
@@ -110,11 +111,7 @@ at::Tensor inter_cluster_distance_cpu(const at::Tensor& x, const at::Tensor& cen
                                         in.labels.data_ptr<int64_t>() + p * M, {}, other.data());
     }
   });
-  at::Tensor out = at::empty({P}, in.x.options());
-  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "sdd::inter_cluster_distance", [&] {
-    std::copy(means.begin(), means.end(), out.data_ptr<scalar_t>());
-  });
-  return out;
+  return tensor_from(means, in.x.options());
 }
 
 std::tuple<at::Tensor, at::Tensor> inter_cluster_distance_backward_cpu(const at::Tensor& grad, const at::Tensor& x,

@@ -13,6 +13,7 @@
 
 #include "../common/philox.h"
 #include "kernels.h"
+#include "tensor_utils.h"
 
 namespace sdd {
 namespace cpu {
@@ -227,11 +228,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kmeans_cpu(const at::Tensor& x, i
   const int64_t P = x.size(0), M = x.size(1), d = x.size(2);
   TORCH_CHECK_VALUE(M >= k, "x holds M = ", M, " points per problem; k = ", k, " needs M >= k");
   TORCH_CHECK_VALUE(d >= 1, "x must have at least one channel; got shape ", x.sizes());
-  const at::ScalarType compute = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const at::Tensor xc = x.to(compute).contiguous();
+  const at::Tensor xc = compute_copy(x);
   at::Tensor centroids = at::empty({P, k, d}, xc.options());
   at::Tensor labels = at::empty({P, M}, xc.options().dtype(at::kLong));
-  at::Tensor inertia = at::empty({P}, xc.options());
   int64_t* label_data = labels.data_ptr<int64_t>();
   std::vector<double> inertias(P);
   at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
@@ -241,10 +240,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kmeans_cpu(const at::Tensor& x, i
                                    p, c, label_data + p * M);
     }
   });
-  AT_DISPATCH_FLOATING_TYPES(compute, "sdd::kmeans", [&] {
-    std::copy(inertias.begin(), inertias.end(), inertia.data_ptr<scalar_t>());
-  });
-  return {centroids, labels, inertia};
+  return {centroids, labels, tensor_from(inertias, xc.options())};
 }
 
 }  // namespace

@@ -1,0 +1,25 @@
+// Small helpers shared by the CPU op wrappers.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+namespace sdd {
+namespace cpu {
+
+// fp64 stays fp64; fp16 / bf16 / fp32 are computed (and returned) in fp32.
+inline at::ScalarType compute_dtype(const at::Tensor& t) {
+  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// `t` in its compute dtype, contiguous (no copy when it already is).
+inline at::Tensor compute_copy(const at::Tensor& t) { return t.to(compute_dtype(t)).contiguous(); }
+
+// A 1-D tensor of `options`' dtype holding `values` (accumulated in float64).
+inline at::Tensor tensor_from(const std::vector<double>& values, const at::TensorOptions& options) {
+  return at::tensor(values, options.dtype(at::kDouble)).to(options.dtype());
+}
+
+}  // namespace cpu
+}  // namespace sdd
