@@ -1,4 +1,4 @@
-// Batched eigen-decomposition of the smaller Gram of many small matrices, in float64.
+// Batched eigen-decomposition of the smaller Gram of many small matrices.
 //
 // For A [r, C] the smaller Gram is A A^T [r, r] (r <= C) or A^T A [C, C]. Matrices are
 // bucketed by padded size (zero rows add only zero eigenvalues), and every bucket is one
@@ -15,8 +15,8 @@ namespace sdd {
 namespace cpu {
 
 struct SmallSideSpectrum {
-  at::Tensor eigenvalues;   // float64 [m]; m = padded size of the smaller side
-  at::Tensor eigenvectors;  // float64 [m, m] (undefined unless requested)
+  at::Tensor eigenvalues;   // float64 [m] (ascending); m = padded size of the smaller side
+  at::Tensor eigenvectors;  // [m, m] in A's dtype (undefined unless requested)
   bool gram;                // true: A A^T (rows <= cols); false: A^T A
   int64_t padded_rows;      // rows of the zero-padded A the Gram was formed from
   double degenerate_fraction;  // eigenvalues <= this * largest are zeros (by A's dtype)
