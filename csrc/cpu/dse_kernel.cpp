@@ -166,7 +166,8 @@ at::Tensor dse_backward_cpu(const at::Tensor& grad, const at::Tensor& values, co
                             int64_t local_k, int64_t global_k, int64_t group, bool normalize) {
   check_float_tensor(feats, "feats", 3);
   const int64_t B = feats.size(0), N = feats.size(1), d = feats.size(2);
-  const int64_t G = (B + group - 1) / group;
+  const DseShape shape{B, N, d, (B + group - 1) / group, group};
+  const int64_t G = shape.groups;
   const at::Tensor g5 = grad.to(at::kDouble).contiguous(), v5 = values.to(at::kDouble).contiguous();
   const double* gv = g5.data_ptr<double>();
   const double* vv = v5.data_ptr<double>();
@@ -205,7 +206,7 @@ at::Tensor dse_backward_cpu(const at::Tensor& grad, const at::Tensor& values, co
     std::vector<const int64_t*> group_labels(G);
     int64_t total_valid = 0;
     for (int64_t g = 0; g < G; ++g) {
-      const int64_t M = std::min(group, B - g * group) * N;
+      const int64_t M = shape.group_images(g) * N;
       groups[g] = flat.narrow(0, g * group * N, M);
       group_grads[g] = gflat.narrow(0, g * group * N, M);
       group_labels[g] = gl.data_ptr<int64_t>() + g * group * N;

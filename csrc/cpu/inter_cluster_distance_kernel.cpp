@@ -21,12 +21,7 @@ double nearest_other_centroid(const at::Tensor& x, const at::Tensor& centroids, 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sdd::nearest_other_centroid", [&] {
     const scalar_t* xd = x.data_ptr<scalar_t>();
     const scalar_t* cd = centroids.data_ptr<scalar_t>();
-    std::vector<double> c_norms(k);
-    for (int64_t c = 0; c < k; ++c) {
-      double s = 0.0;
-      for (int64_t j = 0; j < d; ++j) s += static_cast<double>(cd[c * d + j]) * cd[c * d + j];
-      c_norms[c] = s;
-    }
+    const std::vector<double> c_norms = squared_norms(cd, k, d);
     const at::Tensor dots = at::mm(x, centroids.t());  // [M, k]
     const scalar_t* dot = dots.data_ptr<scalar_t>();
     for (int64_t i = 0; i < M; ++i) {

@@ -29,17 +29,6 @@ double squared_distance(const scalar_t* a, const scalar_t* b, int64_t d) {
   return total;
 }
 
-template <typename scalar_t>
-std::vector<double> squared_norms(const scalar_t* rows, int64_t count, int64_t d) {
-  std::vector<double> norms(count);
-  for (int64_t i = 0; i < count; ++i) {
-    double total = 0.0;
-    for (int64_t j = 0; j < d; ++j) total += static_cast<double>(rows[i * d + j]) * rows[i * d + j];
-    norms[i] = total;
-  }
-  return norms;
-}
-
 // First index whose cumulative weight exceeds `target`; never a zero-weight point unless all
 // weights are zero (or not finite), then the last index. Always terminates.
 int64_t sample_index(const std::vector<double>& cumulative, double target) {
