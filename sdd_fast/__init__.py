@@ -8,6 +8,8 @@
 from . import reference
 from ._library import assert_has_ops, cuda_version, has_cuda, has_ops
 from .dse import DSEResult, dse
+from .monitor import DSEMonitor
+from .regularizer import DSERegularizer
 from .ops import cluster_singular_sum, effective_rank, inter_cluster_distance, kmeans
 from .options import DEFAULTS
 
@@ -15,6 +17,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULTS",
+    "DSEMonitor",
+    "DSERegularizer",
     "DSEResult",
     "assert_has_ops",
     "cluster_singular_sum",

@@ -1,0 +1,63 @@
+"""`sdd-fast`: train, evaluate, select and report from the command line.
+
+    sdd-fast train  --out OUT [--method dino|ibot|mocov3|mae] [--data synthetic] ...
+    sdd-fast eval   --run OUT          dense linear-probe mIoU + DSE of every checkpoint
+    sdd-fast select --run OUT [--top 3] [--json]
+    sdd-fast report --run OUT          OUT/report.png + OUT/report.md
+
+Also `python -m sdd_fast.cli ...` (what torchrun runs). Every subcommand has --help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> module with HELP, add_arguments(parser) and run(args) -> exit code.
+COMMANDS = {
+    "train": "sdd_fast.commands.train",
+    "eval": "sdd_fast.commands.evaluate",
+    "select": "sdd_fast.commands.select",
+    "report": "sdd_fast.commands.report",
+}
+
+
+class UsageError(ValueError):
+    """A bad option value found after parsing; printed as `sdd-fast <cmd>: error: ...`."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `sdd-fast` parser with one subparser per command."""
+    parser = argparse.ArgumentParser(prog="sdd-fast", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=module.HELP, description=module.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run, _parser=command)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the `sdd-fast` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except UsageError as error:
+        args._parser.error(str(error))  # exits 2 with the usage line
+    except KeyboardInterrupt:
+        print(f"sdd-fast {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    # Under `python -m`, this file runs as __main__; the commands raise sdd_fast.cli.UsageError,
+    # so call the imported module's main (one UsageError class).
+    from sdd_fast.cli import main as package_main
+
+    sys.exit(package_main())

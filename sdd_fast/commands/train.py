@@ -1,0 +1,61 @@
+"""Train a ViT with a self-supervised method, watching DSE every step.
+
+    sdd-fast train --out runs/dino --method dino --steps 300
+    sdd-fast train --out runs/dino --resume                     # continue after an interruption
+    torchrun --nproc_per_node=2 -m sdd_fast.cli train --out runs/ddp ...
+
+Writes OUT/config.json, OUT/metrics.jsonl (one row per logged step: step, loss, lr, dse,
+inter, intra_image, intra_batch, dim, dse_ms, step_ms) and OUT/checkpoints/step_XXXXXX.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ..cli import UsageError
+from ..train.config import TrainConfig
+
+HELP = "train an SSL method (dino, ibot, mocov3, mae) with per-step DSE monitoring"
+
+
+def add_arguments(parser) -> None:
+    """One option per TrainConfig field, with its default and help."""
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        meta = f.metadata
+        if meta.get("flag"):
+            if f.default:
+                parser.add_argument(flag, dest=f.name, action="store_true", default=True, help=meta["help"])
+                parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                                    help=argparse.SUPPRESS)
+            else:
+                parser.add_argument(flag, dest=f.name, action="store_true", help=meta["help"])
+            continue
+        kind = {int: int, float: float}.get(type(f.default), str)
+        parser.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=meta.get("choices"),
+                            required=f.name == "out",
+                            help=f"{meta['help']} (default: {f.default})" if f.default not in ("", None)
+                            else meta["help"])
+
+
+def run(args) -> int:
+    """Validates the options, then trains (or resumes)."""
+    from ..data import parse_data
+    from ..train.loop import TrainingError, train
+    from ..train.checkpoint import CheckpointError
+    from .common import resolve_device
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**values)
+    try:
+        config.validate()
+        parse_data(config.data)
+        resolve_device(config.device)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    try:
+        train(config)
+    except (TrainingError, CheckpointError) as error:
+        raise UsageError(str(error)) from None
+    return 0

@@ -1,0 +1,5 @@
+"""Backbones (timm ViTs) and the token helpers every trainer and evaluator shares."""
+
+from .vit import DEFAULT_ARCH, build_backbone, encode, grid_size, patch_tokens, split_tokens
+
+__all__ = ["DEFAULT_ARCH", "build_backbone", "encode", "grid_size", "patch_tokens", "split_tokens"]

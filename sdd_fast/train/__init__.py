@@ -1,0 +1,1 @@
+"""Bundled self-supervised trainers: one shared loop (`loop.py`) and one file per method."""

@@ -1,0 +1,99 @@
+"""Every option of `sdd-fast train`, with its default and help, stated once.
+
+`commands/train.py` builds the command line from these fields and `OUT/config.json` records
+them, so a run can be reproduced (and resumed) from its directory alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+METHOD_NAMES = ("dino", "ibot", "mocov3", "mae")
+LOGGER_NAMES = ("jsonl", "csv", "tensorboard")
+AMP_MODES = ("auto", "none", "bf16", "fp16")
+
+
+def _opt(default, help: str, **extra):
+    """A dataclass field carrying its command-line help."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class TrainConfig:
+    """Options of one training run (see `sdd-fast train --help`)."""
+
+    out: str = _opt("", "run directory: config.json, metrics.jsonl, checkpoints/ (required)")
+    method: str = _opt("dino", "SSL method", choices=METHOD_NAMES)
+    data: str = _opt("synthetic", "synthetic (embedded), imagefolder:PATH or voc:PATH")
+    arch: str = _opt("sdd_vit_micro_patch8", "any timm ViT name; the default trains on 2 CPU cores")
+    img_size: int = _opt(64, "global view resolution (pixels)")
+    steps: int = _opt(300, "optimisation steps")
+    batch_size: int = _opt(32, "images per step and per process")
+    lr: float = _opt(1e-3, "peak AdamW learning rate (after warm-up)")
+    min_lr: float = _opt(1e-5, "final learning rate of the cosine schedule")
+    warmup_steps: int = _opt(30, "linear learning-rate warm-up steps")
+    weight_decay: float = _opt(0.04, "AdamW weight decay (not on biases and norms)")
+    clip_grad: float = _opt(3.0, "gradient-norm clip (0 = off)")
+    momentum_teacher: float = _opt(0.99, "EMA momentum of the teacher at step 0 (cosine to 1)")
+    local_crops: int = _opt(2, "DINO / iBOT: local crops per image")
+    mask_ratio: float = _opt(0.0, "iBOT / MAE: masked patch ratio (0 = the method's default)")
+    seed: int = _opt(0, "seed of weights, data order, augmentations and masks")
+    device: Optional[str] = _opt(None, "cpu or cuda[:i] (default: cuda when available)")
+    amp: str = _opt("auto", "mixed precision: auto (bf16 on CUDA, none on CPU), none, bf16, fp16",
+                    choices=AMP_MODES)
+    workers: int = _opt(0, "DataLoader worker processes (0 = augment in the training process)")
+    dse_every: int = _opt(1, "DSE of the teacher's (or encoder's) patch tokens every K steps (0 = off)")
+    dse_beta: float = _opt(0.0, "add -BETA * DSE(student patch tokens) to the loss (0 = monitor only)")
+    save_every: int = _opt(100, "checkpoint every K steps (and at the end)")
+    log_every: int = _opt(1, "metrics.jsonl row every K steps (rows also on every DSE step)")
+    logger: str = _opt("jsonl", "extra loggers beside metrics.jsonl: comma list of csv, tensorboard",
+                       )
+    resume: bool = _opt(False, "continue from OUT's latest checkpoint", flag=True)
+    progress: bool = _opt(True, "show a progress bar (--no-progress to hide it)", flag=True)
+
+    def to_dict(self) -> dict:
+        """Plain dict for config.json / checkpoints."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Inverse of to_dict; unknown keys (newer versions) are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first bad option (as --option)."""
+
+        def bad(name, message):
+            raise ValueError(f"--{name.replace('_', '-')} {message}")
+
+        if not self.out:
+            bad("out", "is required")
+        if self.method not in METHOD_NAMES:
+            bad("method", f"must be one of {', '.join(METHOD_NAMES)}; got {self.method!r}")
+        for name in ("img_size", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                bad(name, f"must be >= 1; got {getattr(self, name)}")
+        for name in ("warmup_steps", "dse_every", "save_every", "log_every", "local_crops", "workers"):
+            if getattr(self, name) < 0:
+                bad(name, f"must be >= 0; got {getattr(self, name)}")
+        for name in ("lr", "min_lr", "weight_decay", "clip_grad", "dse_beta"):
+            if not getattr(self, name) >= 0:
+                bad(name, f"must be >= 0; got {getattr(self, name)}")
+        if not 0 <= self.momentum_teacher < 1:
+            bad("momentum_teacher", f"must be in [0, 1); got {self.momentum_teacher}")
+        if not 0 <= self.mask_ratio < 1:
+            bad("mask_ratio", f"must be in [0, 1); got {self.mask_ratio}")
+        if self.amp not in AMP_MODES:
+            bad("amp", f"must be one of {', '.join(AMP_MODES)}; got {self.amp!r}")
+        unknown = set(self.extra_loggers()) - set(LOGGER_NAMES)
+        if unknown:
+            bad("logger", f"knows {', '.join(LOGGER_NAMES)}; got {', '.join(sorted(unknown))}")
+        if self.img_size < 16 and self.method in ("dino", "ibot"):
+            bad("img_size", "must be >= 16 for multi-crop methods")
+
+    def extra_loggers(self) -> list:
+        """The --logger list (jsonl is always written)."""
+        return [name.strip() for name in self.logger.split(",") if name.strip()]

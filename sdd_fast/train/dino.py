@@ -1,0 +1,61 @@
+"""DINO (Caron et al. 2021): self-distillation with multi-crop, a centred and sharpened EMA teacher."""
+
+from __future__ import annotations
+
+import torch
+
+from ..models import encode, split_tokens
+from .augment import MultiCrop
+from .heads import DINOHead, DINOLoss
+from .method import EMATeacher, SSLMethod, StepOutput
+
+
+class DINO(SSLMethod, EMATeacher):
+    """Student and EMA teacher ViTs with DINO heads; the loss pairs every teacher global view
+    with every other student view (2 global + `local_crops` local)."""
+
+    name = "dino"
+
+    def __init__(self, config, out_dim: int = 1024):
+        super().__init__(config)
+        self.student_head = DINOHead(self.embed_dim, out_dim)
+        self.teacher = self.frozen_copy(self.student)
+        self.teacher_head = self.frozen_copy(self.student_head)
+        self.loss_fn = DINOLoss(out_dim)
+        self.momentum = self.momentum_schedule(config)
+
+    def make_transform(self):
+        return MultiCrop(self.config.img_size, self.config.local_crops)
+
+    def student_views(self, views: list) -> tuple:
+        """(CLS logits per view [V, B, K], patch tokens of view 0 [B, N, d]); globals and locals
+        run as one batch each."""
+        B = views[0].shape[0]
+        globals_ = encode(self.student, torch.cat(views[:2]))  # [2B, 1 + N, d]
+        cls, patches = split_tokens(self.student, globals_)
+        logits = [self.student_head(cls)]
+        if len(views) > 2:
+            local_cls, _ = split_tokens(self.student, encode(self.student, torch.cat(views[2:])))
+            logits.append(self.student_head(local_cls))
+        return torch.cat(logits).reshape(len(views), B, -1), patches[:B]
+
+    @torch.no_grad()
+    def teacher_views(self, views: list) -> tuple:
+        """(teacher logits of the 2 global views [2, B, K], patch tokens of view 0 [B, N, d])."""
+        B = views[0].shape[0]
+        cls, patches = split_tokens(self.teacher, encode(self.teacher, torch.cat(views[:2])))
+        return self.teacher_head(cls).reshape(2, B, -1), patches[:B]
+
+    def forward(self, views: list, step: int) -> StepOutput:
+        teacher_logits, teacher_patches = self.teacher_views(views)
+        student_logits, student_patches = self.student_views(views)
+        teacher_probs = self.loss_fn.teacher_probs(teacher_logits)
+        terms = [self.loss_fn.cross_entropy(teacher_probs[t], student_logits[s]).mean()
+                 for t in range(2) for s in range(len(views)) if s != t]
+        self.loss_fn.update_center(teacher_logits)
+        return StepOutput(torch.stack(terms).mean(), student_patches, teacher_patches)
+
+    def after_step(self, step: int) -> None:
+        m = self.momentum[min(step, len(self.momentum) - 1)]
+        self.ema_update(self.student, self.teacher, m)
+        self.ema_update(self.student_head, self.teacher_head, m)

@@ -1,0 +1,222 @@
+"""The training loop every bundled SSL method shares.
+
+Reads top to bottom: set-up (device, processes, seed, data, method, optimiser, schedules),
+resume, then the steps: forward (+ DSE regulariser), backward with clipping, EMA update,
+DSE monitor, log row, checkpoint. The method file supplies only views, heads and loss.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ..jsonl import write_json
+from ..loggers import make_loggers
+from ..monitor import DSEMonitor
+from ..regularizer import DSERegularizer
+from .checkpoint import checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .distributed import init_distributed, shutdown_distributed
+from .methods import build_method
+from .schedule import cosine_schedule
+from .stream import AugmentedStream, step_loader
+
+# Options that define a run: a resumed run must keep them.
+RUN_DEFINING = ("method", "data", "arch", "img_size", "steps", "batch_size", "lr", "min_lr", "warmup_steps",
+                "weight_decay", "momentum_teacher", "local_crops", "mask_ratio", "seed", "dse_beta")
+METRIC_FIELDS = ("step", "loss", "lr", "dse", "inter", "intra_image", "intra_batch", "dim", "dse_ms", "step_ms",
+                 "data_ms", "reg_dse")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, incompatible resume, ...)."""
+
+
+# ==== set-up helpers ==========================================================================
+def resolve_device(name) -> torch.device:
+    """--device, defaulting to CUDA when available."""
+    return torch.device(name) if name else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def amp_dtype(config: TrainConfig, device: torch.device):
+    """torch dtype for autocast, or None for full precision."""
+    mode = config.amp
+    if mode == "auto":
+        mode = "bf16" if device.type == "cuda" else "none"
+    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+
+
+def param_groups(module: torch.nn.Module, weight_decay: float) -> list:
+    """AdamW groups: no weight decay on biases, norms, tokens and position embeddings."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim <= 1 or name.endswith(".bias") or "token" in name or "pos" in name.split(".")[-1]
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def rng_state() -> dict:
+    """Every global generator's state (restored on resume)."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def check_resumable(config: TrainConfig, saved: dict, path: Path) -> None:
+    """TrainingError listing the run-defining options that differ from the checkpoint's."""
+    diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {getattr(config, k)!r}"
+             for k in RUN_DEFINING if saved.get(k) != getattr(config, k)]
+    if diffs:
+        raise TrainingError(f"cannot resume from {path}: options differ from that run ({'; '.join(diffs)})")
+
+
+# ==== the loop ================================================================================
+def train(config: TrainConfig) -> dict:
+    """Runs (or resumes) one training run; returns {"steps", "last_loss", "checkpoint"}.
+
+    Writes OUT/config.json, OUT/metrics.jsonl (+ csv / tensorboard) and
+    OUT/checkpoints/step_XXXXXX.pt (step 0, every `save_every` steps, and the last step).
+    """
+    from ..data import parse_data, train_images  # heavy imports (torchvision) only when training
+
+    config.validate()
+    out = Path(config.out)
+    device = resolve_device(config.device)
+    dist_info, device = init_distributed(device)
+    try:
+        return _train(config, out, device, dist_info, parse_data, train_images)
+    finally:
+        shutdown_distributed()
+
+
+def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
+    # ---- resume or fresh start ---------------------------------------------------------------
+    resume_from = latest_checkpoint(out) if config.resume else None
+    if not config.resume and list_checkpoints(out):
+        raise TrainingError(f"{out} already holds checkpoints; pass --resume to continue it, or another --out")
+    state = None
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, map_location="cpu")
+        check_resumable(config, state["config"], resume_from)
+
+    # ---- data, method, optimiser, schedules ----------------------------------------------------
+    source = parse_data(config.data)
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    method = build_method(config).to(device)
+    if dist_info.enabled and device.type == "cuda":
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    images = train_images(source, config.img_size, seed=config.seed)
+    stream = AugmentedStream(images, method.make_transform(), config.seed)
+    model = DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None) \
+        if dist_info.enabled else method
+
+    optimizer = torch.optim.AdamW(param_groups(method, config.weight_decay), lr=config.lr)
+    lrs = cosine_schedule(config.lr, config.min_lr, config.steps, config.warmup_steps)
+    dtype = amp_dtype(config, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    regularizer = DSERegularizer(config.dse_beta)
+    monitor = DSEMonitor(every=config.dse_every, write=dist_info.is_main,
+                         loggers=make_loggers(out, config.extra_loggers(), METRIC_FIELDS) if dist_info.is_main else [])
+
+    start = 0
+    if state is not None:
+        method.load_state_dict(state["method"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        start = int(state["step"])
+    if dist_info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", config.to_dict())
+        for logger in monitor.loggers:
+            logger.truncate_after(start)  # a resumed run never logs a step twice
+
+    def save(step: int) -> Path:
+        path = checkpoint_path(out, step)
+        if dist_info.is_main:
+            save_checkpoint({"format": 1, "step": step, "config": config.to_dict(),
+                             "backbone": method.eval_backbone().state_dict(), "method": method.state_dict(),
+                             "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                             "rng": rng_state()}, path)
+        return path
+
+    last_path = resume_from
+    if state is None:
+        last_path = save(0)  # the randomly initialised network: the baseline of every curve
+
+    # ---- steps -----------------------------------------------------------------------------------
+    from tqdm.auto import tqdm
+
+    loader = step_loader(stream, start, config.steps, config.batch_size, dist_info.rank, dist_info.world_size,
+                         workers=config.workers, pin_memory=device.type == "cuda")
+    bar = tqdm(total=config.steps, initial=start, disable=not (dist_info.is_main and config.progress),
+               desc=f"{config.method} {device.type}", dynamic_ncols=True)
+    method.train()
+    loss_value = math.nan
+    data_start = time.perf_counter()
+    for step, views in zip(range(start, config.steps), loader):
+        views = [v.to(device, non_blocking=True) for v in views]
+        data_ms = (time.perf_counter() - data_start) * 1e3
+        step_start = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = lrs[step]
+
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            result = model(views, step)
+            loss = result.loss
+            if config.dse_beta > 0:
+                loss = loss + regularizer(result.student_patches)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if config.clip_grad > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(method.parameters(), config.clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        method.after_step(step)
+
+        done = step + 1
+        measured = None
+        if monitor.due(done):
+            feats = result.monitor_patches if result.monitor_patches is not None else method.monitor_tokens(views)
+            measured = monitor.measure(feats)
+        loss_value = loss.item()  # the step's one host sync (DINO stops on a non-finite loss too)
+        step_ms = (time.perf_counter() - step_start) * 1e3
+        if not math.isfinite(loss_value):
+            raise TrainingError(f"loss is {loss_value} at step {done}; stopping (last checkpoint: {last_path})")
+
+        if measured is not None or done % max(1, config.log_every) == 0 or done == config.steps:
+            extra = {"reg_dse": regularizer.last.dse} if regularizer.last is not None else {}
+            monitor.log(done, measured=measured, loss=loss.detach(), lr=lrs[step], step_ms=step_ms,
+                        data_ms=data_ms, **extra)
+        if done % max(1, config.save_every) == 0 or done == config.steps:
+            monitor.flush()
+            last_path = save(done)
+        bar.update(1)
+        bar.set_postfix({"loss": f"{loss_value:.4f}", **({"dse": f"{monitor.last['dse']:.3f}"}
+                                                        if "dse" in monitor.last else {})})
+        data_start = time.perf_counter()
+    bar.close()
+    monitor.close()
+    summary = {"steps": config.steps, "last_loss": loss_value, "checkpoint": str(last_path)}
+    if dist_info.is_main:
+        print(json.dumps(summary))
+    return summary
