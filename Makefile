@@ -10,7 +10,7 @@
 # Overridable variables (command line or environment):
 #   PYTHON=python3            use this interpreter as is (no venv is created or touched)
 #   VENV_PYTHON=python3       interpreter that creates .venv when PYTHON is not given
-#   TORCH_SPEC=torch==2.14.1  torch requirement installed into .venv
+#   TORCH_SPEC=torch==2.14.1  torch requirement installed into .venv (TORCHVISION_SPEC: its torchvision)
 #   PYTEST_ARGS=...           extra pytest arguments (test, bench)
 #   CMAKE_JOBS=2              parallel jobs of the CMake build; CMAKE_ARGS=... extra configure args
 # Passed through to setup.py untouched (set them in the environment or on the command line):
@@ -32,7 +32,10 @@ ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 VENV := $(ROOT)/.venv
 VENV_PYTHON ?= python3
 TORCH_SPEC ?= torch==2.14.1
+TORCHVISION_SPEC ?= torchvision==0.29.1
+# Build + tests, then what the trainers, evaluation and reports use (pyproject's `train` extra).
 DEV_PACKAGES ?= numpy pytest hypothesis pytest-benchmark ninja expecttest "setuptools>=64" wheel
+TRAIN_PACKAGES ?= "timm>=1.0" scikit-image scipy tqdm tensorboard matplotlib lightning
 PYTEST_ARGS ?=
 CMAKE_JOBS ?= 2
 CMAKE_BUILD_DIR ?= $(ROOT)/cmake-build
@@ -79,10 +82,15 @@ endif
 $(VENV)/bin/python:
 	$(VENV_PYTHON) -m venv $(VENV)
 
-# Runs once: delete the stamp (or the whole .venv) to reinstall.
-$(VENV)/.sdd-dev-deps.stamp: | $(VENV)/bin/python
+# Runs once, and again when the package list changes (its file is rewritten only then).
+VENV_DEPS_LIST := $(VENV)/.sdd-dev-deps.list
+$(VENV_DEPS_LIST): FORCE | $(VENV)/bin/python
+	@echo '$(TORCH_SPEC) $(TORCHVISION_SPEC) $(DEV_PACKAGES) $(TRAIN_PACKAGES)' | cmp -s - $@ || \
+	  echo '$(TORCH_SPEC) $(TORCHVISION_SPEC) $(DEV_PACKAGES) $(TRAIN_PACKAGES)' > $@
+
+$(VENV)/.sdd-dev-deps.stamp: $(VENV_DEPS_LIST) | $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install -U pip
-	$(VENV)/bin/python -m pip install "$(TORCH_SPEC)" $(DEV_PACKAGES)
+	$(VENV)/bin/python -m pip install "$(TORCH_SPEC)" "$(TORCHVISION_SPEC)" $(DEV_PACKAGES) $(TRAIN_PACKAGES)
 	@touch $@
 
 # The interpreter the targets use (for scripts: "$$(make -s print-python)").
