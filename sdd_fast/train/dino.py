@@ -53,7 +53,10 @@ class DINO(SSLMethod, EMATeacher):
         terms = [self.loss_fn.cross_entropy(teacher_probs[t], student_logits[s]).mean()
                  for t in range(2) for s in range(len(views)) if s != t]
         self.loss_fn.update_center(teacher_logits)
-        return StepOutput(torch.stack(terms).mean(), student_patches, teacher_patches)
+        loss = torch.stack(terms).mean()
+        entropy = self.loss_fn.entropy(teacher_probs)
+        return StepOutput(loss, student_patches, teacher_patches,
+                          {"teacher_entropy": entropy, "kl": loss.detach() - entropy})
 
     def after_step(self, step: int) -> None:
         m = self.momentum[min(step, len(self.momentum) - 1)]

@@ -60,6 +60,13 @@ class DINOLoss(nn.Module):
         """[...]: -sum p_t log p_s over the last dim."""
         return -(teacher_probs * F.log_softmax(student_logits.float() / self.student_temp, dim=-1)).sum(-1)
 
+    @staticmethod
+    @torch.no_grad()
+    def entropy(probs: torch.Tensor) -> torch.Tensor:
+        """Mean entropy of distributions [..., K]: the part of the cross-entropy the student
+        cannot lower (it rises towards log K while centring flattens the teacher early on)."""
+        return -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
+
     @torch.no_grad()
     def update_center(self, teacher_logits: torch.Tensor) -> None:
         """center = m * center + (1 - m) * mean(teacher logits) over the (global) batch."""

@@ -56,11 +56,19 @@ class IBOT(DINO):
         t_cls_probs = self.loss_fn.teacher_probs(t_cls_logits)
         cls_terms = [self.loss_fn.cross_entropy(t_cls_probs[t], s_cls_logits[s]).mean()
                      for t in range(2) for s in range(len(views)) if s != t]
-        patch_ce = self.patch_loss_fn.cross_entropy(self.patch_loss_fn.teacher_probs(t_patch_logits), s_patch_logits)
+        t_patch_probs = self.patch_loss_fn.teacher_probs(t_patch_logits)  # [2B, N, K]
         maskf = mask.float()
-        patch_loss = ((patch_ce * maskf).sum(1) / maskf.sum(1).clamp_min(1)).mean()
+
+        def masked_mean(values):  # [2B, N] -> mean over masked patches, then images
+            return ((values * maskf).sum(1) / maskf.sum(1).clamp_min(1)).mean()
+
+        patch_loss = masked_mean(self.patch_loss_fn.cross_entropy(t_patch_probs, s_patch_logits))
         self.loss_fn.update_center(t_cls_logits)
         self.patch_loss_fn.update_center(t_patch_logits)
         loss = torch.stack(cls_terms).mean() + patch_loss
+        with torch.no_grad():
+            patch_entropy = masked_mean(-(t_patch_probs * t_patch_probs.clamp_min(1e-12).log()).sum(-1))
+        entropy = self.loss_fn.entropy(t_cls_probs) + patch_entropy
         # DSE regularises the student's patch tokens of view 0 (masked positions included).
-        return StepOutput(loss, s_patches[:B], t_patches[:B])
+        return StepOutput(loss, s_patches[:B], t_patches[:B],
+                          {"teacher_entropy": entropy, "kl": loss.detach() - entropy})

@@ -32,7 +32,7 @@ from .stream import AugmentedStream, step_loader
 RUN_DEFINING = ("method", "data", "arch", "img_size", "steps", "batch_size", "lr", "min_lr", "warmup_steps",
                 "weight_decay", "momentum_teacher", "local_crops", "mask_ratio", "seed", "dse_beta")
 METRIC_FIELDS = ("step", "loss", "lr", "dse", "inter", "intra_image", "intra_batch", "dim", "dse_ms", "step_ms",
-                 "data_ms", "reg_dse")
+                 "data_ms", "reg_dse", "teacher_entropy", "kl")
 
 
 class TrainingError(RuntimeError):
@@ -204,7 +204,9 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
             raise TrainingError(f"loss is {loss_value} at step {done}; stopping (last checkpoint: {last_path})")
 
         if measured is not None or done % max(1, config.log_every) == 0 or done == config.steps:
-            extra = {"reg_dse": regularizer.last.dse} if regularizer.last is not None else {}
+            extra = dict(result.stats or {})
+            if regularizer.last is not None:
+                extra["reg_dse"] = regularizer.last.dse
             monitor.log(done, measured=measured, loss=loss.detach(), lr=lrs[step], step_ms=step_ms,
                         data_ms=data_ms, **extra)
         if done % max(1, config.save_every) == 0 or done == config.steps:

@@ -26,11 +26,13 @@ class StepOutput(NamedTuple):
         view, with gradient (what `--dse-beta` regularises).
     monitor_patches (Tensor[B, N, d] or None): the teacher's (or encoder's) patch tokens of
         the first view, no gradient (what `--dse-every` monitors); None: ask `monitor_tokens`.
+    stats (dict of 0-d Tensors, optional): extra numbers for the log row.
     """
 
     loss: torch.Tensor
     student_patches: torch.Tensor
     monitor_patches: Optional[torch.Tensor]
+    stats: Optional[dict] = None
 
 
 class SSLMethod(nn.Module):

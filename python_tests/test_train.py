@@ -1,0 +1,129 @@
+"""Bundled trainers: every method trains on the CPU, resumes exactly, and fails clearly."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sdd_fast.cli import main as cli_main
+from sdd_fast.train.checkpoint import load_checkpoint
+from sdd_fast.train.config import METHOD_NAMES
+
+# Small and fast: 32 x 32 images (16 patches of 8 x 8), 8 images per step.
+FAST = ["--img-size", "32", "--batch-size", "8", "--no-progress", "--warmup-steps", "2"]
+
+
+def train(out, *args):
+    """Runs `sdd-fast train` in this process; returns the metrics rows."""
+    assert cli_main(["train", "--out", str(out), *FAST, *args]) == 0
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_each_method_trains_logs_dse_and_its_loss_falls(tmp_path, method):
+    rows = train(tmp_path, "--method", method, "--steps", "24", "--save-every", "12", "--lr", "2e-3")
+    assert [r["step"] for r in rows] == list(range(1, 25))
+    for key in ("loss", "lr", "dse", "inter", "intra_image", "intra_batch", "dim", "dse_ms", "step_ms"):
+        assert all(key in r and r[key] is not None for r in rows), key
+    # DINO / iBOT: the cross-entropy first rises towards log K while centring flattens the
+    # teacher (the teacher's entropy, which the student cannot lower); what the student learns
+    # is the KL part, loss - teacher_entropy. MoCo v3 / MAE: the loss itself.
+    key = "kl" if method in ("dino", "ibot") else "loss"
+    losses = [r[key] for r in rows]
+    assert mean(losses[-6:]) < mean(losses[:6]), losses
+    steps = sorted(int(p.name[5:11]) for p in (tmp_path / "checkpoints").iterdir())
+    assert steps == [0, 12, 24]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["method"] == method and config["steps"] == 24
+    state = load_checkpoint(tmp_path / "checkpoints" / "step_000024.pt")
+    assert state["step"] == 24 and "pos_embed" in state["backbone"]
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    common = ["--method", "dino", "--steps", "8", "--save-every", "4"]
+    full = train(tmp_path / "full", *common)
+    # An interrupted run: checkpoint 4 exists, rows up to 6 were logged, the last one torn.
+    part = tmp_path / "part"
+    (part / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "full" / "checkpoints" / "step_000004.pt", part / "checkpoints")
+    lines = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()[:6]
+    (part / "metrics.jsonl").write_text("\n".join(lines) + '\n{"step": 7, "lo')
+    resumed = train(part, *common, "--resume")
+    assert [r["step"] for r in resumed] == list(range(1, 9))  # no step twice
+    assert [r["loss"] for r in resumed[4:]] == pytest.approx([r["loss"] for r in full[4:]], rel=1e-5)
+    assert [r["dse"] for r in resumed[4:]] == pytest.approx([r["dse"] for r in full[4:]], rel=1e-4)
+
+
+def test_resume_refuses_changed_options_and_fresh_run_refuses_existing_run(tmp_path, capsys):
+    train(tmp_path, "--method", "mae", "--steps", "2")
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["train", "--out", str(tmp_path), *FAST, "--method", "mae", "--steps", "2"])
+    assert exit_info.value.code == 2 and "--resume" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["train", "--out", str(tmp_path), *FAST, "--method", "mae", "--steps", "2", "--seed", "5",
+                  "--resume"])
+    assert exit_info.value.code == 2 and "--seed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_broken_checkpoint_gives_an_error_naming_the_file(tmp_path, capsys, damage):
+    train(tmp_path, "--method", "mae", "--steps", "2", "--save-every", "1")
+    path = tmp_path / "checkpoints" / "step_000002.pt"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not a checkpoint")
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["train", "--out", str(tmp_path), *FAST, "--method", "mae", "--steps", "4", "--resume"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and str(path) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "simclr"], "--method"),
+    (["--steps", "0"], "--steps"),
+    (["--batch-size", "x"], "--batch-size"),
+    (["--data", "nowhere:/x"], "--data"),
+    (["--data", "imagefolder:/does/not/exist"], "--data"),
+    (["--logger", "wandb"], "--logger"),
+    (["--mask-ratio", "1.5"], "--mask-ratio"),
+    (["--device", "tpu"], "--device"),
+])
+def test_bad_options_give_a_message_not_a_traceback(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["train", "--out", str(tmp_path / "r"), *args])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_dse_beta_regularizes_the_student_and_logs_it(tmp_path):
+    rows = train(tmp_path, "--method", "dino", "--steps", "3", "--dse-beta", "0.5")
+    assert all(r["reg_dse"] is not None for r in rows)
+
+
+def test_csv_and_tensorboard_loggers(tmp_path):
+    train(tmp_path, "--method", "mae", "--steps", "3", "--logger", "csv,tensorboard")
+    lines = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("step,loss,lr,dse") and len(lines) == 4
+    assert any((tmp_path / "tensorboard").iterdir())
+
+
+def test_torchrun_two_cpu_processes(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+           "-m", "sdd_fast.cli", "train", "--out", str(out), *FAST, "--method", "mocov3", "--steps", "3",
+           "--device", "cpu"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]  # rank 0 alone writes
+    assert all(r["dse"] is not None for r in rows)
+    assert load_checkpoint(out / "checkpoints" / "step_000003.pt")["step"] == 3
+    assert torch.distributed.is_available()

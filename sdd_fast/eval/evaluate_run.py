@@ -1,0 +1,186 @@
+"""Linear-probe mIoU and DSE of every checkpoint of a run, in OUT/eval.jsonl (resumable).
+
+Every checkpoint is scored on the same images: the probe on the data set's train / val
+splits, DSE on the first `dse_images` val images with `sdd_fast.dse`'s default options and
+seed (mean of each component over batches of `dse_batch` images). eval.jsonl is rewritten
+atomically after each checkpoint, so an interrupted evaluation resumes where it stopped;
+OUT/eval_config.json records the settings so that a resume never mixes two of them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..jsonl import read_jsonl, write_json, write_jsonl
+from .probe import ProbeOptions, default_tokens_fn, linear_probe
+
+EVAL_FILE = "eval.jsonl"
+SETTINGS_FILE = "eval_config.json"
+COMPONENTS = ("dse", "inter", "intra_image", "intra_batch", "dim")
+ROW_KEYS = ("step", "checkpoint", "miou", "pixel_acc") + COMPONENTS
+
+
+class EvalError(ValueError):
+    """The run or the options cannot be evaluated (message says what to do)."""
+
+
+def read_run_config(run_dir) -> dict:
+    """OUT/config.json as a dict (EvalError when missing or not JSON)."""
+    path = Path(run_dir) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvalError(f"{path} is missing: {run_dir} is not an sdd-fast run directory") from None
+    except json.JSONDecodeError as error:
+        raise EvalError(f"{path} is not JSON ({error})") from None
+
+
+def check_labelled(data: str) -> None:
+    """EvalError unless `data` has per-pixel labels (imagefolder:PATH has none)."""
+    if data.split(":", 1)[0] == "imagefolder":
+        raise EvalError(f"--data {data} has no masks, and the probe needs them: pass --data synthetic or "
+                        "--data voc:PATH")
+
+
+def load_splits(data: str, img_size: int) -> tuple:
+    """(train dataset, val dataset, number of classes) of a labelled data spec.
+
+    Args:
+        data (str): "synthetic" or "voc:PATH" (as --data).
+        img_size (int): image side S; items are (image [3, S, S], mask [S, S] int64).
+
+    The synthetic data set is always drawn with seed 0: the same benchmark for every run.
+    """
+    check_labelled(data)
+    from ..data import num_classes, parse_data, segmentation_split
+
+    try:  # the data module's errors name --data and say what is wrong
+        source = parse_data(data)
+        train = segmentation_split(source, "train", img_size, seed=0)
+        val = segmentation_split(source, "val", img_size, seed=0)
+    except ValueError as error:
+        raise EvalError(str(error)) from None
+    return train, val, num_classes(source)
+
+
+def first_images(dataset, count: int) -> torch.Tensor:
+    """Tensor[min(count, len), 3, H, W]: the first images of a dataset (the DSE evaluation set)."""
+    count = min(count, len(dataset))
+    if count < 1:
+        raise EvalError("the val split is empty: no images for DSE")
+    return torch.stack([dataset[i][0] for i in range(count)])
+
+
+@torch.no_grad()
+def dse_components(tokens_fn, images: torch.Tensor, batch: int, device="cpu") -> dict:
+    """Mean of `sdd_fast.dse`'s five numbers over full batches of `batch` images.
+
+    Args:
+        tokens_fn: images [B, 3, H, W] -> patch tokens [B, N, d].
+        images (Tensor[M, 3, H, W]): the evaluation set; a last partial batch is dropped
+            (every batch then has the same size), unless M < batch (one batch of M).
+
+    Returns:
+        {"dse", "inter", "intra_image", "intra_batch", "dim"} floats.
+    """
+    from .. import dse
+
+    batch = min(batch, images.shape[0])
+    sums = torch.zeros(len(COMPONENTS), dtype=torch.float64)
+    count = images.shape[0] // batch
+    for i in range(count):
+        tokens = tokens_fn(images[i * batch:(i + 1) * batch].to(device)).float()
+        try:
+            sums += torch.stack(list(dse(tokens))).double().cpu()
+        except ValueError as error:  # e.g. a last group of images too small for global_k clusters
+            raise EvalError(f"DSE of batches of {batch} images: {error} (try --dse-batch 32)") from None
+    return dict(zip(COMPONENTS, (sums / count).tolist()))
+
+
+def load_backbone(path, device="cpu"):
+    """The backbone of a checkpoint file, on `device`, in eval mode (CheckpointError if bad)."""
+    from ..models import build_backbone
+    from ..train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path, map_location="cpu")
+    config = state["config"]
+    with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave the caller's RNG alone
+        backbone = build_backbone(config["arch"], int(config["img_size"]))
+    backbone.load_state_dict(state["backbone"])
+    return backbone.to(device).eval()
+
+
+def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Optional[ProbeOptions] = None, *,
+                 dse_images: int = 64, dse_batch: int = 32, seed: int = 0, force: bool = False,
+                 progress: bool = True) -> list:
+    """Probes and measures every checkpoint of a run; returns (and writes) OUT/eval.jsonl's rows.
+
+    Args:
+        run_dir: run directory with config.json and checkpoints/step_XXXXXX.pt.
+        data (str, optional): labelled data ("synthetic" | "voc:PATH"); default: the run's own.
+        device: torch device (default: cuda when available, else cpu).
+        probe (ProbeOptions, optional): linear-probe settings (defaults if None).
+        dse_images (int): the first `dse_images` val images form the DSE evaluation set.
+        dse_batch (int): images per `sdd_fast.dse` call (a multiple of DSE's group of 8 is best).
+        seed (int): seed of the probe's batch order.
+        force (bool): recompute checkpoints already in eval.jsonl.
+        progress (bool): tqdm bar over checkpoints.
+
+    Returns:
+        list of rows, one per evaluated checkpoint, by step: {step, checkpoint (path relative
+        to the run dir), miou, pixel_acc, dse, inter, intra_image, intra_batch, dim}.
+
+    Raises:
+        EvalError: no config / checkpoints, data without masks, or settings that differ
+            from those of the rows being resumed (pass force=True).
+    """
+    from tqdm.auto import tqdm
+
+    from ..train.checkpoint import list_checkpoints
+
+    run_dir = Path(run_dir)
+    probe = probe or ProbeOptions()
+    probe.validate()
+    if dse_images < 1 or dse_batch < 1:
+        raise EvalError(f"dse_images and dse_batch must be >= 1; got {dse_images}, {dse_batch}")
+    device = torch.device(device) if device is not None else torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu")
+    config = read_run_config(run_dir)
+    data = data or config.get("data", "synthetic")
+    check_labelled(data)
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        raise EvalError(f"{run_dir / 'checkpoints'} holds no step_XXXXXX.pt checkpoints")
+
+    # ---- resume: reuse rows computed with the same settings -----------------------------------
+    settings = {"data": data, "seed": seed, "dse_images": dse_images, "dse_batch": dse_batch,
+                "probe": probe.to_dict()}
+    eval_path, settings_path = run_dir / EVAL_FILE, run_dir / SETTINGS_FILE
+    done = {} if force else {int(row["step"]): row for row in read_jsonl(eval_path)}
+    if done and settings_path.is_file():
+        previous = json.loads(settings_path.read_text(encoding="utf-8"))
+        if previous != settings:
+            changed = sorted(k for k in settings if previous.get(k) != settings[k])
+            raise EvalError(f"{eval_path} was computed with other settings ({', '.join(changed)}); "
+                            "pass --force to recompute it")
+    write_json(settings_path, settings)
+
+    todo = [(step, path) for step, path in checkpoints if step not in done]
+    if not todo:
+        return [done[step] for step in sorted(done)]
+    train_set, val_set, classes = load_splits(data, int(config["img_size"]))
+    dse_set = first_images(val_set, dse_images)
+    for step, path in tqdm(todo, desc="eval checkpoints", disable=not progress, dynamic_ncols=True):
+        backbone = load_backbone(path, device)
+        tokens_fn = default_tokens_fn(backbone)
+        result = linear_probe(backbone, train_set, val_set, classes, probe, device=device, seed=seed,
+                              tokens_fn=tokens_fn)
+        row = {"step": step, "checkpoint": path.relative_to(run_dir).as_posix(), "miou": result.miou,
+               "pixel_acc": result.pixel_acc, **dse_components(tokens_fn, dse_set, dse_batch, device)}
+        done[step] = row
+        write_jsonl(eval_path, [done[s] for s in sorted(done)])  # atomic: a crash keeps the previous rows
+    return [done[step] for step in sorted(done)]
