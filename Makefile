@@ -2,7 +2,8 @@
 #
 #   make test                 venv (once) + build + pytest python_tests
 #   make demo                 venv (once) + build + python -m sdd_fast.demo
-#   make bench                venv (once) + build + pytest benchmarks
+#   make bench                venv (once) + build + pytest benchmarks -> benchmarks/RESULTS.md, scaling.png
+#   make bench BENCH_SHORT=1  the same in a short mode (CI), written to build/bench/short/
 #   make cmake-test           libtorch-only CMake build of libsdd_fast.so + run cmake-build/call_dse
 #   make build                venv (once) + pip install --no-build-isolation --no-deps -e .
 #   make lint | clean | distclean | help
@@ -132,9 +133,32 @@ test: build
 demo: build
 	cd $(ROOT) && $(PY) -m sdd_fast.demo
 
+# `make bench`: the full suite (15-30 min on 2 CPU cores, the trainer runs included), then
+# benchmarks/RESULTS.md and benchmarks/scaling.png (sections of devices not measured in this run are kept).
+# `make bench BENCH_SHORT=1`: a few rounds on a small grid (a few minutes; what CI runs), written to
+# build/bench/short/ so the committed RESULTS.md stays as it is. BENCH_DEVICE=cpu|cuda limits the
+# devices (default: cpu, and cuda when available; on a lent GPU machine use BENCH_DEVICE=cuda so the
+# CPU section measured on the 2-core machine is kept). BENCH_RESULTS / BENCH_PLOT override the outputs;
+# `python benchmarks/write_results.py JSON` rewrites them from a saved build/bench/last.json.
+# pytest's exit status is kept; the results are written from whatever benchmarks ran.
+BENCH_SHORT ?=
+BENCH_DEVICE ?=
+BENCH_DIR ?= $(ROOT)/build/bench
+ifneq ($(filter-out 0,$(BENCH_SHORT)),)
+  BENCH_RESULTS ?= $(BENCH_DIR)/short/RESULTS.md
+  BENCH_PLOT ?= $(BENCH_DIR)/short/scaling.png
+else
+  BENCH_RESULTS ?= $(ROOT)/benchmarks/RESULTS.md
+  BENCH_PLOT ?= $(ROOT)/benchmarks/scaling.png
+endif
+
 bench: build
-	@rc=0; cd $(ROOT) && $(PY) -m pytest benchmarks -q $(PYTEST_ARGS) || rc=$$?; \
+	@mkdir -p $(BENCH_DIR); json=$(BENCH_DIR)/last.json; rm -f "$$json"; rc=0; \
+	cd $(ROOT) && BENCH_SHORT="$(filter-out 0,$(BENCH_SHORT))" BENCH_DEVICE="$(BENCH_DEVICE)" \
+	  $(PY) -m pytest benchmarks -q -p no:cacheprovider --benchmark-json="$$json" $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "bench: FAILED, pytest collected no benchmarks (exit 5)" >&2; fi; \
+	if [ -s "$$json" ]; then $(PY) benchmarks/write_results.py "$$json" --results "$(BENCH_RESULTS)" --plot "$(BENCH_PLOT)"; \
+	else echo "bench: no benchmark JSON written; RESULTS.md not updated" >&2; fi; \
 	exit $$rc
 
 # The CPU-only CMake build for libtorch users: needs torch (for its CMake config), not `make build`.

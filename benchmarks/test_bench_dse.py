@@ -1,37 +1,26 @@
-"""Headline size (B=64, N=196, d=384): sdd_fast.dse forward and forward+backward against
-the plain-PyTorch reference in the same run (see the group's ratios)."""
+"""sdd_fast.dse forward and forward+backward over a grid of sizes (B=64, N=196, d=384 is the
+headline); the baselines at the same sizes are in test_bench_baselines.py."""
 
 import pytest
-import torch
 
-import sdd_fast
-from sdd_fast.synthetic import structured_feats
-
-B, N, D = 64, 196, 384
+from bench_utils import HEADLINE, dse_sizes, make_call, measure, size_id
 
 
-@pytest.fixture(scope="module")
-def feats():
-    return structured_feats(images=B, patches=N, dim=D)
+def _kind(size):
+    return "dse-large" if size[0] * size[1] * size[2] > 2 * HEADLINE[0] * HEADLINE[1] * HEADLINE[2] else "dse"
 
 
-@pytest.mark.benchmark(group="dse-forward")
-def test_dse_forward(benchmark, feats):
-    benchmark(lambda: sdd_fast.dse(feats))
+@pytest.mark.parametrize("size", dse_sizes(), ids=size_id)
+@pytest.mark.benchmark(group="dse forward")
+def test_dse_forward(benchmark, feats_for, device, size):
+    call = make_call("sdd_fast", feats_for(*size, device), backward=False)
+    values = measure(benchmark, call, device, _kind(size), kind="dse", impl="sdd_fast", **{"pass": "forward"},
+                     B=size[0], N=size[1], d=size[2])
+    benchmark.extra_info["values"] = values.double().cpu().tolist()
 
 
-@pytest.mark.benchmark(group="dse-forward-backward")
-def test_dse_forward_backward(benchmark, feats):
-    x = feats.clone().requires_grad_()
-
-    def step():
-        x.grad = None
-        sdd_fast.dse(x).dse.backward()
-
-    benchmark(step)
-
-
-@pytest.mark.benchmark(group="dse-forward")
-def test_reference_forward(benchmark, feats):
-    """Baseline: the plain-PyTorch reference (SVDs, Python loops over images and clusters)."""
-    benchmark.pedantic(lambda: sdd_fast.dse(feats, backend="reference"), rounds=1, iterations=1)
+@pytest.mark.parametrize("size", dse_sizes(), ids=size_id)
+@pytest.mark.benchmark(group="dse forward+backward")
+def test_dse_forward_backward(benchmark, feats_for, device, size):
+    measure(benchmark, make_call("sdd_fast", feats_for(*size, device), backward=True), device, _kind(size),
+            kind="dse", impl="sdd_fast", **{"pass": "forward+backward"}, B=size[0], N=size[1], d=size[2])

@@ -1,0 +1,433 @@
+"""Writes benchmarks/RESULTS.md and benchmarks/scaling.png from pytest-benchmark's JSON.
+
+    python benchmarks/write_results.py build/bench/last.json [--results PATH] [--plot PATH]
+
+RESULTS.md has one section per device kind ("CPU: <model>, 2 threads", "CUDA: <GPU name>").
+A run rewrites the sections of the devices it measured and keeps every other section as it
+is, so a CPU-only run never replaces a GPU table. Each section carries its scaling data in an
+HTML comment, from which scaling.png is redrawn (one row of panels per section).
+`make bench` runs it after pytest; it can also be rerun on a saved JSON (e.g. one brought
+back from a GPU machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections import defaultdict
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from bench_utils import BASELINES, HEADLINE, SKIPPED_NOTE, TARGET_BASELINE  # noqa: E402
+
+DATA_RE = re.compile(r"<!-- scaling-data (.*?) -->")
+FWD, FB = "forward", "forward+backward"
+
+# device -> list of (name, kind, goal); kinds: time (ms, <=), speedup (x, >=), overhead (fraction, <=)
+TARGETS = {
+    "cpu": [("dse forward", "time", FWD, 100.0), ("dse forward+backward", "time", FB, 200.0),
+            (f"forward speed-up over {TARGET_BASELINE}", "speedup", FWD, 30.0),
+            (f"forward+backward speed-up over {TARGET_BASELINE}", "speedup", FB, None),
+            ("per-step DSE overhead in the tiny default trainer", "overhead", None, 0.10)],
+    "cuda": [("dse forward", "time", FWD, None), ("dse forward+backward", "time", FB, 1.0),
+             (f"forward speed-up over {TARGET_BASELINE}", "speedup", FWD, 50.0),
+             (f"forward+backward speed-up over {TARGET_BASELINE}", "speedup", FB, 50.0),
+             ("per-step DSE overhead, ViT-S/16 DINO step at B=64", "overhead", None, 0.03)],
+}
+
+HEADER = f"""# sdd-fast benchmarks
+
+Written by `make bench` (pytest-benchmark suite in `benchmarks/`, then
+`benchmarks/write_results.py` on its JSON). One section per device kind: a run rewrites the
+sections of the devices it measured and keeps the others (a CPU-only run keeps the last GPU
+section). Times are medians over the rounds of one run; "x" is the speed-up of sdd_fast, the
+baseline's median divided by sdd_fast's at the same size, on the same device, in the same run.
+Inputs: the embedded structured features (`sdd_fast.synthetic.structured_feats`), default
+options (local_k=3, global_k=24, group=8, 20 Lloyd iterations, greedy seeding).
+
+Implementations:
+- **sdd_fast**: `sdd_fast.dse` (the compiled C++ / CUDA ops);
+- **torch-batched** (`benchmarks/torch_baseline.py`): the metric in vectorized plain PyTorch
+  (batched k-means, padded per-cluster Gram + `eigvalsh`); the baseline of the speed-up targets;
+- **reference**: `sdd_fast.reference` (plain PyTorch, loops over images and clusters, SVDs);
+- **published** (`benchmarks/published_baseline.py`): the published code's structure, rewritten
+  in plain PyTorch (per-image loops, distance-weighted seeding with global RNG reseeding, a
+  host sync per point for the inertia, one SVD per cluster and per patch position).
+
+{SKIPPED_NOTE}
+
+Targets: CPU (2 threads, B=64, N=196, d=384): forward <= 100 ms, forward+backward <= 200 ms,
+>= 30x faster than the plain-PyTorch baseline, per-step DSE adds <= 10% to the tiny trainer's
+step. GPU (H100/H200): forward+backward <= 1 ms, >= 50x faster than the plain-PyTorch baseline,
+per-step DSE adds <= 3% to a ViT-S/16 DINO step at B=64. Scaling plot: `scaling.png`.
+"""
+
+
+# ---- formatting ---------------------------------------------------------------------------------
+def fmt_ms(ms) -> str:
+    if ms is None:
+        return "—"
+    if ms >= 1000:
+        return f"{ms / 1000:.2f} s"
+    if ms >= 100:
+        return f"{ms:.0f} ms"
+    if ms >= 10:
+        return f"{ms:.1f} ms"
+    if ms >= 1:
+        return f"{ms:.2f} ms"
+    return f"{ms * 1000:.0f} µs"
+
+
+def fmt_ratio(r) -> str:
+    if r is None:
+        return "—"
+    return f"{r:.0f}x" if r >= 100 else f"{r:.1f}x" if r >= 10 else f"{r:.2f}x"
+
+
+def fmt_bytes(n) -> str:
+    if n is None:
+        return "—"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def table(head, rows) -> list:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out
+
+
+# ---- reading the JSON ----------------------------------------------------------------------------
+class Run:
+    """The benchmarks of one device in one pytest-benchmark JSON."""
+
+    def __init__(self, data: dict, device: str):
+        self.machine = data.get("machine_info", {}).get("sdd", {})
+        self.device = device
+        self.skipped = data.get("sdd_skipped", {})
+        self.entries = [b for b in data.get("benchmarks", [])
+                        if b.get("extra_info", {}).get("device") == device]
+
+    def _of(self, kind):
+        return [b for b in self.entries if b["extra_info"].get("kind") == kind]
+
+    def dse(self) -> dict:
+        """(impl, pass, B, N, d) -> (median ms, rounds, values or None)."""
+        out = {}
+        for b in self._of("dse"):
+            e = b["extra_info"]
+            stats = b["stats"]
+            out[(e["impl"], e["pass"], e["B"], e["N"], e["d"])] = (stats["median"] * 1e3, stats["rounds"],
+                                                                  e.get("values"))
+        return out
+
+    def ops(self) -> dict:
+        out = {}
+        for b in self._of("op"):
+            e = b["extra_info"]
+            out[(e["op"], e["pass"], e["impl"])] = (b["stats"]["median"] * 1e3, e.get("shape", ""))
+        return out
+
+    def memory(self) -> dict:
+        return {(e["impl"], e["pass"]): e for e in (b["extra_info"] for b in self._of("memory"))}
+
+    def trainer(self):
+        found = self._of("trainer")
+        return found[0]["extra_info"] if found else None
+
+    def trainer_skip(self):
+        for nodeid, reason in self.skipped.items():
+            if "test_bench_trainer" in nodeid and f"[{self.device}]" in nodeid:
+                return reason
+        return None
+
+    def heading(self) -> str:
+        m = self.machine
+        if self.device == "cuda":
+            return f"CUDA: {m.get('cuda_device') or 'unknown GPU'}"
+        return f"CPU: {m.get('cpu_model', 'unknown CPU')}, {m.get('cpu_threads', 2)} threads"
+
+
+# ---- one section ---------------------------------------------------------------------------------
+def _headline_status(kind, value, goal):
+    if value is None:
+        return "not measured"
+    if goal is None:
+        return "(no target)"
+    if kind == "time":
+        over = fmt_ms(value - goal)
+        return "PASS" if value <= goal else f"MISS: {value / goal:.1f}x the target, {over} over"
+    if kind == "speedup":
+        return "PASS" if value >= goal else f"MISS: {goal / value:.1f}x short of {goal:.0f}x"
+    return ("PASS" if value <= goal else
+            f"MISS: {100 * (value - goal):.1f} points over ({100 * value:.1f}% vs {100 * goal:.0f}%)")
+
+
+def section(run: Run) -> str:
+    m, dev = run.machine, run.device
+    dse = run.dse()
+    B0, N0, D0 = HEADLINE
+    lines = [f"## {run.heading()}", ""]
+    kernels = (f"yes (built with CUDA {m['sdd_cuda_version'] // 1000}.{(m['sdd_cuda_version'] % 1000) // 10})"
+               if m.get("sdd_cuda_kernels") else "no")
+    lines.append(f"Run {m.get('date_utc', '?')}, commit `{m.get('commit', '?')}`, {m.get('mode', '?')} mode. "
+                 f"torch {m.get('torch', '?')}, torch CUDA {m.get('torch_cuda') or 'none'}, "
+                 f"sdd_fast CUDA kernels: {kernels}, Python {m.get('python', '?')}.")
+    host = (f"Host: {m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} cores "
+            f"({m.get('cpu_affinity', '?')} usable); CPU benchmarks use {m.get('cpu_threads', 2)} threads.")
+    if dev == "cuda":
+        host += f" GPU: {m.get('cuda_device', '?')}, driver {m.get('cuda_driver') or '?'}."
+    lines += [host, ""]
+    if m.get("mode") == "short":
+        lines += ["**Short mode** (CI smoke run: 1-2 rounds, small grid, a few trainer steps): the numbers "
+                  "are indicative only.", ""]
+
+    # targets
+    def at_headline(impl, p):
+        found = dse.get((impl, p, B0, N0, D0))
+        return found[0] if found else None
+
+    trainer = run.trainer()
+    rows = []
+    for name, kind, p, goal in TARGETS[dev]:
+        if kind == "time":
+            value = at_headline("sdd_fast", p)
+            shown, goal_s = fmt_ms(value), f"<= {fmt_ms(goal)}" if goal else "—"
+        elif kind == "speedup":
+            ours, base = at_headline("sdd_fast", p), at_headline(TARGET_BASELINE, p)
+            value = base / ours if ours and base else None
+            shown, goal_s = fmt_ratio(value), f">= {goal:.0f}x" if goal else "—"
+        else:
+            value = trainer["overhead"] if trainer else None
+            shown = f"{100 * value:+.1f}%" if value is not None else "—"
+            goal_s = f"<= {100 * goal:.0f}%"
+        status = _headline_status(kind, value, goal)
+        if kind == "overhead" and value is None and run.trainer_skip():
+            status = f"not measured: {run.trainer_skip()}"
+        rows.append((name, shown, goal_s, status))
+    lines += [f"### Targets (B={B0}, N={N0}, d={D0})", ""]
+    lines += table(("measure", "value", "target", "status"), rows)
+    lines.append("")
+
+    # dse table
+    sizes = sorted({k[2:] for k in dse}, key=lambda s: (s != HEADLINE, s[1], s[2], s[0]))
+    impl_rounds = defaultdict(set)
+    for (impl, _p, *_s), (_ms, n, _v) in dse.items():
+        impl_rounds[impl].add(n)
+    head = ["pass", "B", "N", "d", "sdd_fast"]
+    for base in BASELINES:
+        head += [base, "x"]
+    rows = []
+    for p in (FWD, FB):
+        for s in sizes:
+            ours = dse.get(("sdd_fast", p, *s))
+            bases = [dse.get((base, p, *s)) for base in BASELINES]
+            if ours is None and not any(bases):
+                continue
+            row = [p, *s, fmt_ms(ours[0]) if ours else "—"]
+            for b in bases:
+                row += [fmt_ms(b[0]) if b else "—", fmt_ratio(b[0] / ours[0]) if b and ours else "—"]
+            rows.append(row)
+    rounds = ", ".join(f"{impl} {'/'.join(str(r) for r in sorted(rs))}" for impl, rs in impl_rounds.items())
+    lines += ["### dse: median time, speed-up of sdd_fast over each baseline", "",
+              f"Rounds per benchmark: {rounds}.", ""] + table(head, rows) + [""]
+
+    # ops
+    ops = run.ops()
+    if ops:
+        rows = []
+        for op, p in dict.fromkeys((k[0], k[1]) for k in ops):
+            ours, base = ops.get((op, p, "sdd_fast")), ops.get((op, p, TARGET_BASELINE))
+            ratio = fmt_ratio(base[0] / ours[0]) if ours and base else "—"
+            rows.append((op, (ours or base)[1], p, fmt_ms(ours[0]) if ours else "—",
+                         fmt_ms(base[0]) if base else "—", ratio))
+        lines += [f"### Building-block ops at B={B0}, N={N0}, d={D0}", ""]
+        lines += table(("op", "input", "pass", "sdd_fast", TARGET_BASELINE, "x"), rows) + [""]
+
+    # memory
+    memory = run.memory()
+    if memory:
+        any_e = next(iter(memory.values()))
+        rows = []
+        for impl in ("sdd_fast",) + BASELINES:
+            fwd, fb = memory.get((impl, FWD)), memory.get((impl, FB))
+            if fwd or fb:
+                rows.append((impl, fmt_bytes(fwd["peak_bytes"]) if fwd else "—",
+                             fmt_bytes(fb["peak_bytes"]) if fb else "—"))
+        method = any_e.get("method", "")
+        where = " in a fresh process" if dev == "cpu" else ""
+        lines += [f"### Peak memory of one call (B={any_e['B']}, N={any_e['N']}, d={any_e['d']})", "",
+                  f"Growth over the call: {method}{where}; the input itself is not counted.", ""]
+        lines += table(("implementation", FWD, FB), rows) + [""]
+
+    # trainer
+    lines += ["### Per-step DSE in the bundled trainer (DINO)", ""]
+    if trainer:
+        dse_ms = trainer.get("dse_ms")
+        share = f"{100 * dse_ms / trainer['step_ms_off']:.1f}%" if dse_ms is not None else "—"
+        lines += table(("setup", "steps (warm-up left out)", "step, no DSE", "step, DSE every step",
+                        "overhead", "DSE alone (dse_ms)", "DSE alone / step"),
+                       [(trainer["setup"], f"{trainer['steps']} ({trainer['warmup']})",
+                         fmt_ms(trainer["step_ms_off"]), fmt_ms(trainer["step_ms_on"]),
+                         f"{100 * trainer['overhead']:+.1f}%", fmt_ms(dse_ms), share)])
+        lines += ["", "Medians of `step_ms` (data loading excluded) from metrics.jsonl, `--dse-every 0` "
+                  "against `--dse-every 1`, same seed; the overhead (the target's measure) is the ratio of "
+                  "the two medians minus 1, and is as noisy as the step times. `dse_ms`, the monitor's own "
+                  "timing of the DSE call, over the step time without DSE is a second, steadier estimate."]
+    else:
+        lines.append(f"Not measured: {run.trainer_skip() or 'no trainer benchmark in this run'}.")
+    lines.append("")
+
+    # agreement of the values
+    common = [s for s in sizes if all((impl, FWD, *s) in dse and dse[(impl, FWD, *s)][2] for impl in
+                                      ("sdd_fast",) + BASELINES)]
+    if common:
+        s = HEADLINE if HEADLINE in common else common[0]
+        rows = [(impl, *(f"{v:.4f}" for v in dse[(impl, FWD, *s)][2])) for impl in ("sdd_fast",) + BASELINES]
+        lines += [f"### Values (sanity check), B={s[0]}, N={s[1]}, d={s[2]}", "",
+                  "Same metric; the k-means partitions differ between implementations (seeding, RNG), "
+                  "so the k-means-based components agree only roughly. torch-batched and reference use "
+                  "sdd_fast's permutation for M_dim.", ""]
+        lines += table(("implementation", "dse", "inter", "intra_image", "intra_batch", "dim"), rows) + [""]
+
+    # scaling data for the plot
+    series = {}
+    for (impl, p, B, N, d), (ms, _n, _v) in dse.items():
+        if p == FB and impl != "sdd_fast":
+            continue
+        label = f"{impl} {p}"
+        if N == N0 and d == D0:
+            series.setdefault(label, {"B": [], "N": []})["B"].append([B, ms])
+        if B == B0 and d == D0:
+            series.setdefault(label, {"B": [], "N": []})["N"].append([N, ms])
+    payload = {"title": run.heading(), "series": series}
+    lines += [f"<!-- scaling-data {json.dumps(payload, sort_keys=True)} -->", ""]
+    return "\n".join(lines)
+
+
+# ---- the file --------------------------------------------------------------------------------------
+def split_sections(text: str) -> dict:
+    """key -> section text; keys 'CPU' or 'CUDA: <name>' (one CPU section: the latest run)."""
+    sections = {}
+    current = None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            title = line[3:].strip()
+            current = "CPU" if title.startswith("CPU") else title
+            sections[current] = ""
+        if current is not None:
+            sections[current] += line
+    return sections
+
+
+def section_key(run: Run) -> str:
+    return "CPU" if run.device == "cpu" else run.heading()
+
+
+def merge(old_text: str, runs: list) -> str:
+    sections = split_sections(old_text)
+    for run in runs:
+        sections[section_key(run)] = section(run).rstrip() + "\n\n"
+    order = sorted(sections, key=lambda k: (k != "CPU", k))
+    return HEADER + "\n" + "".join(sections[k] for k in order).rstrip() + "\n"
+
+
+def _tick(ms: float) -> str:
+    if ms >= 1000:
+        return f"{ms / 1000:g} s"
+    return f"{ms:g} ms" if ms >= 1 else f"{ms * 1000:g} µs"
+
+
+def plot(text: str, path: str) -> str:
+    """scaling.png from the scaling data of every section; returns a note."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter, LogLocator
+    except ImportError:
+        return "matplotlib is not installed: scaling plot not written (pip install matplotlib)"
+    panels = [json.loads(m.group(1)) for m in DATA_RE.finditer(text)]
+    panels = [p for p in panels if p["series"]]
+    if not panels:
+        return "no scaling data: plot not written"
+    styles = {"sdd_fast forward": ("C0", "-", "o"), "sdd_fast forward+backward": ("C0", "--", "s"),
+              "torch-batched forward": ("C1", "-", "^"), "reference forward": ("C2", "-", "v"),
+              "published forward": ("C3", "-", "D")}
+    B0, N0, D0 = HEADLINE
+    fig, axes = plt.subplots(len(panels), 2, figsize=(11, 4.2 * len(panels)), squeeze=False)
+    for row, panel in zip(axes, panels):
+        for ax, axis, fixed in ((row[0], "B", f"N={N0}, d={D0}"), (row[1], "N", f"B={B0}, d={D0}")):
+            first = None
+            for label in sorted(panel["series"], key=lambda s: list(styles).index(s) if s in styles else 99):
+                points = sorted(panel["series"][label][axis])
+                if len(points) < 1:
+                    continue
+                color, ls, marker = styles.get(label, ("C7", ":", "x"))
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, color=color, linestyle=ls, marker=marker, label=label)
+                if label == "sdd_fast forward":
+                    first = points[0]
+            if first is not None:  # a guide: cost proportional to the work (linear in B or N)
+                xs = sorted({p[0] for s in panel["series"].values() for p in s[axis]})
+                ax.plot(xs, [first[1] * x / first[0] for x in xs], color="0.6", linestyle=":",
+                        label="∝ " + axis)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _tick(v)))
+            ticks = sorted({p[0] for s in panel["series"].values() for p in s[axis]})
+            ax.set_xticks(ticks)
+            ax.set_xticklabels([str(t) for t in ticks])
+            ax.minorticks_off()
+            ax.set_xlabel(f"{axis} ({'images' if axis == 'B' else 'patches per image'}; {fixed})")
+            ax.set_ylabel("median time per call")
+            ax.set_title(f"{panel['title']}: time vs {axis}", fontsize=10)
+            ax.grid(True, which="major", alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"wrote {path}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("json", help="pytest-benchmark --benchmark-json output")
+    parser.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"), help="RESULTS.md to update")
+    parser.add_argument("--plot", default=os.path.join(HERE, "scaling.png"), help="scaling plot to write")
+    args = parser.parse_args(argv)
+    with open(args.json) as f:
+        data = json.load(f)
+    devices = sorted({b.get("extra_info", {}).get("device") for b in data.get("benchmarks", [])} - {None},
+                     key=lambda d: d != "cpu")
+    if not devices:
+        print(f"write_results: no benchmark with a device in {args.json}; {args.results} left as it is")
+        return 1
+    old = ""
+    if os.path.exists(args.results):
+        with open(args.results) as f:
+            old = f.read()
+    text = merge(old, [Run(data, d) for d in devices])
+    os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
+    tmp = args.results + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, args.results)
+    headings = ", ".join(Run(data, d).heading() for d in devices)
+    print(f"write_results: wrote {args.results} (sections: {headings})")
+    print(f"write_results: {plot(text, args.plot)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
