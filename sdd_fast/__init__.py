@@ -5,11 +5,12 @@
     print(result.to_dict())                      # dse, inter, intra_image, intra_batch, dim
 """
 
-from . import reference
+from . import loggers, reference
 from ._library import assert_has_ops, cuda_version, has_cuda, has_ops
 from .dse import DSEResult, dse
 from .monitor import DSEMonitor
 from .regularizer import DSERegularizer
+from .selection import select_checkpoints
 from .ops import cluster_singular_sum, effective_rank, inter_cluster_distance, kmeans
 from .options import DEFAULTS
 
@@ -29,5 +30,7 @@ __all__ = [
     "has_ops",
     "inter_cluster_distance",
     "kmeans",
+    "loggers",
     "reference",
+    "select_checkpoints",
 ]
