@@ -31,3 +31,13 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() and sdd_fast.has_cuda
 @pytest.fixture(params=DEVICES)
 def device(request):
     return torch.device(request.param)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny workloads: one intra-op thread is as fast, and immune to a busy CPU's
+    oversubscription (OpenMP teams waiting on descheduled threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

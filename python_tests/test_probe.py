@@ -12,13 +12,7 @@ from sdd_fast.eval.probe import (IGNORE_INDEX, ProbeOptions, confusion_matrix, i
 CLASSES, SIZE, PATCH = 4, 32, 8
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny workloads: one intra-op thread is as fast, and immune to a busy CPU's oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class QuadrantSet(torch.utils.data.Dataset):

@@ -23,13 +23,7 @@ EVAL_ARGS = ["--device", "cpu", "--probe-epochs", "1", "--dse-images", "16", "--
 SAME_SETTINGS = dict(device="cpu", probe=ProbeOptions(epochs=1), dse_images=16, dse_batch=8, progress=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny workloads: one intra-op thread is as fast, and immune to a busy CPU's oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class FakeSegmentation(torch.utils.data.Dataset):

@@ -29,8 +29,10 @@ def mean(values):
 
 @pytest.mark.parametrize("method", METHOD_NAMES)
 def test_each_method_trains_logs_dse_and_its_loss_falls(tmp_path, method):
-    rows = train(tmp_path, "--method", method, "--steps", "24", "--save-every", "12", "--lr", "2e-3")
-    assert [r["step"] for r in rows] == list(range(1, 25))
+    # 16 images per step: with 8, MoCo v3's 8-negative contrastive loss is too noisy to compare.
+    rows = train(tmp_path, "--method", method, "--steps", "32", "--save-every", "16", "--lr", "2e-3",
+                 "--batch-size", "16")
+    assert [r["step"] for r in rows] == list(range(1, 33))
     for key in ("loss", "lr", "dse", "inter", "intra_image", "intra_batch", "dim", "dse_ms", "step_ms"):
         assert all(key in r and r[key] is not None for r in rows), key
     # DINO / iBOT: the cross-entropy first rises towards log K while centring flattens the
@@ -38,13 +40,13 @@ def test_each_method_trains_logs_dse_and_its_loss_falls(tmp_path, method):
     # is the KL part, loss - teacher_entropy. MoCo v3 / MAE: the loss itself.
     key = "kl" if method in ("dino", "ibot") else "loss"
     losses = [r[key] for r in rows]
-    assert mean(losses[-6:]) < mean(losses[:6]), losses
+    assert mean(losses[-8:]) < mean(losses[:8]), losses
     steps = sorted(int(p.name[5:11]) for p in (tmp_path / "checkpoints").iterdir())
-    assert steps == [0, 12, 24]
+    assert steps == [0, 16, 32]
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["method"] == method and config["steps"] == 24
-    state = load_checkpoint(tmp_path / "checkpoints" / "step_000024.pt")
-    assert state["step"] == 24 and "pos_embed" in state["backbone"]
+    assert config["method"] == method and config["steps"] == 32
+    state = load_checkpoint(tmp_path / "checkpoints" / "step_000032.pt")
+    assert state["step"] == 32 and "pos_embed" in state["backbone"]
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
