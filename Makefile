@@ -35,7 +35,7 @@ VENV_PYTHON ?= python3
 TORCH_SPEC ?= torch==2.14.1
 TORCHVISION_SPEC ?= torchvision==0.29.1
 # Build + tests, then what the trainers, evaluation and reports use (pyproject's `train` extra).
-DEV_PACKAGES ?= numpy pytest hypothesis pytest-benchmark ninja expecttest "setuptools>=64" wheel
+DEV_PACKAGES ?= numpy pytest hypothesis pytest-benchmark ninja expecttest "setuptools>=64" wheel ruff
 TRAIN_PACKAGES ?= "timm>=1.0" scikit-image scipy tqdm tensorboard matplotlib lightning
 PYTEST_ARGS ?=
 CMAKE_JOBS ?= 2

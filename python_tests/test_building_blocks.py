@@ -31,7 +31,7 @@ def test_singular_sum_matches_reference(device, shape):
     expected = reference_singular_sums(x, labels, 5)
     values, counts = sdd_fast.cluster_singular_sum(x.float().to(device), labels.to(device), 5)
     assert rel_err(values.cpu(), expected) <= 1e-4
-    assert torch.equal(counts.cpu(), torch.stack([torch.bincount(l, minlength=5) for l in labels]))
+    assert torch.equal(counts.cpu(), torch.stack([torch.bincount(row, minlength=5) for row in labels]))
     assert bool((values[:, 4] == 0).all())
 
 

@@ -7,7 +7,8 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def mlp(in_dim: int, hidden: int, out_dim: int, layers: int, norm: str = "none", last_norm: bool = False) -> nn.Sequential:
+def mlp(in_dim: int, hidden: int, out_dim: int, layers: int, norm: str = "none",
+        last_norm: bool = False) -> nn.Sequential:
     """Linear (+ BatchNorm) + GELU blocks; `layers` linear layers in all."""
     mods = []
     dim = in_dim
