@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ..cli import UsageError
+from ..devices import default_device
 
 
 def add_device_argument(parser) -> None:
@@ -18,9 +19,9 @@ def add_device_argument(parser) -> None:
 def resolve_device(name) -> torch.device:
     """The torch.device for --device; UsageError when it is unknown or unavailable."""
     if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return default_device()
     try:
-        device = torch.device(name)
+        device = default_device(name)
     except RuntimeError as error:
         raise UsageError(f"--device {name!r} is not a device ({error})") from None
     if device.type not in ("cpu", "cuda"):

@@ -15,6 +15,7 @@ from typing import Optional
 
 import torch
 
+from ..devices import default_device
 from ..jsonl import read_jsonl, write_json, write_jsonl
 from .probe import ProbeOptions, default_tokens_fn, linear_probe
 
@@ -147,8 +148,7 @@ def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Option
     probe.validate()
     if dse_images < 1 or dse_batch < 1:
         raise EvalError(f"dse_images and dse_batch must be >= 1; got {dse_images}, {dse_batch}")
-    device = torch.device(device) if device is not None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(device)
     config = read_run_config(run_dir)
     data = data or config.get("data", "synthetic")
     check_labelled(data)

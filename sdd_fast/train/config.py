@@ -48,8 +48,7 @@ class TrainConfig:
     dse_beta: float = _opt(0.0, "add -BETA * DSE(student patch tokens) to the loss (0 = monitor only)")
     save_every: int = _opt(100, "checkpoint every K steps (and at the end)")
     log_every: int = _opt(1, "metrics.jsonl row every K steps (rows also on every DSE step)")
-    logger: str = _opt("jsonl", "extra loggers beside metrics.jsonl: comma list of csv, tensorboard",
-                       )
+    logger: str = _opt("jsonl", "extra loggers beside metrics.jsonl: comma list of csv, tensorboard")
     resume: bool = _opt(False, "continue from OUT's latest checkpoint", flag=True)
     progress: bool = _opt(True, "show a progress bar (--no-progress to hide it)", flag=True)
 

@@ -17,11 +17,13 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from ..devices import default_device
 from ..jsonl import write_json
 from ..loggers import make_loggers
 from ..monitor import DSEMonitor
 from ..regularizer import DSERegularizer
-from .checkpoint import checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from .checkpoint import (CHECKPOINT_FORMAT, checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint,
+                         save_checkpoint)
 from .config import TrainConfig
 from .distributed import init_distributed, shutdown_distributed
 from .methods import build_method
@@ -40,11 +42,6 @@ class TrainingError(RuntimeError):
 
 
 # ==== set-up helpers ==========================================================================
-def resolve_device(name) -> torch.device:
-    """--device, defaulting to CUDA when available."""
-    return torch.device(name) if name else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def amp_dtype(config: TrainConfig, device: torch.device):
     """torch dtype for autocast, or None for full precision."""
     mode = config.amp
@@ -99,7 +96,7 @@ def train(config: TrainConfig) -> dict:
 
     config.validate()
     out = Path(config.out)
-    device = resolve_device(config.device)
+    device = default_device(config.device)
     dist_info, device = init_distributed(device)
     try:
         return _train(config, out, device, dist_info, parse_data, train_images)
@@ -152,7 +149,7 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
     def save(step: int) -> Path:
         path = checkpoint_path(out, step)
         if dist_info.is_main:
-            save_checkpoint({"format": 1, "step": step, "config": config.to_dict(),
+            save_checkpoint({"format": CHECKPOINT_FORMAT, "step": step, "config": config.to_dict(),
                              "backbone": method.eval_backbone().state_dict(), "method": method.state_dict(),
                              "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                              "rng": rng_state()}, path)
