@@ -27,35 +27,40 @@ class DINO(SSLMethod, EMATeacher):
     def make_transform(self):
         return MultiCrop(self.config.img_size, self.config.local_crops)
 
-    def student_views(self, views: list) -> tuple:
-        """(CLS logits per view [V, B, K], patch tokens of view 0 [B, N, d]); globals and locals
-        run as one batch each."""
+    def student_views(self, views: list, mask=None, mask_token=None) -> tuple:
+        """(CLS logits per view [V, B, K], patch tokens of both global views [2B, N, d]); globals
+        (optionally masked, see `encode`) and locals run as one batch each."""
         B = views[0].shape[0]
-        globals_ = encode(self.student, torch.cat(views[:2]))  # [2B, 1 + N, d]
+        globals_ = encode(self.student, torch.cat(views[:2]), mask=mask, mask_token=mask_token)  # [2B, 1 + N, d]
         cls, patches = split_tokens(self.student, globals_)
         logits = [self.student_head(cls)]
         if len(views) > 2:
             local_cls, _ = split_tokens(self.student, encode(self.student, torch.cat(views[2:])))
             logits.append(self.student_head(local_cls))
-        return torch.cat(logits).reshape(len(views), B, -1), patches[:B]
+        return torch.cat(logits).reshape(len(views), B, -1), patches
 
     @torch.no_grad()
     def teacher_views(self, views: list) -> tuple:
-        """(teacher logits of the 2 global views [2, B, K], patch tokens of view 0 [B, N, d])."""
+        """(teacher CLS logits of the 2 global views [2, B, K], their patch tokens [2B, N, d])."""
         B = views[0].shape[0]
         cls, patches = split_tokens(self.teacher, encode(self.teacher, torch.cat(views[:2])))
-        return self.teacher_head(cls).reshape(2, B, -1), patches[:B]
+        return self.teacher_head(cls).reshape(2, B, -1), patches
 
-    def forward(self, views: list, step: int) -> StepOutput:
-        teacher_logits, teacher_patches = self.teacher_views(views)
-        student_logits, student_patches = self.student_views(views)
+    def cls_loss(self, teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> tuple:
+        """(DINO loss, teacher entropy) of teacher [2, B, K] and student [V, B, K] CLS logits:
+        every teacher global view against every other student view; updates the centre."""
         teacher_probs = self.loss_fn.teacher_probs(teacher_logits)
         terms = [self.loss_fn.cross_entropy(teacher_probs[t], student_logits[s]).mean()
-                 for t in range(2) for s in range(len(views)) if s != t]
+                 for t in range(2) for s in range(len(student_logits)) if s != t]
         self.loss_fn.update_center(teacher_logits)
-        loss = torch.stack(terms).mean()
-        entropy = self.loss_fn.entropy(teacher_probs)
-        return StepOutput(loss, student_patches, teacher_patches,
+        return torch.stack(terms).mean(), self.loss_fn.entropy(teacher_probs)
+
+    def forward(self, views: list, step: int) -> StepOutput:
+        B = views[0].shape[0]
+        teacher_logits, teacher_patches = self.teacher_views(views)
+        student_logits, student_patches = self.student_views(views)
+        loss, entropy = self.cls_loss(teacher_logits, student_logits)
+        return StepOutput(loss, student_patches[:B], teacher_patches[:B],
                           {"teacher_entropy": entropy, "kl": loss.detach() - entropy})
 
     def after_step(self, step: int) -> None:

@@ -63,10 +63,15 @@ class DINOLoss(nn.Module):
 
     @staticmethod
     @torch.no_grad()
-    def entropy(probs: torch.Tensor) -> torch.Tensor:
-        """Mean entropy of distributions [..., K]: the part of the cross-entropy the student
+    def entropies(probs: torch.Tensor) -> torch.Tensor:
+        """[...]: entropy of each distribution [..., K]: the part of the cross-entropy the student
         cannot lower (it rises towards log K while centring flattens the teacher early on)."""
-        return -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
+        return -(probs * probs.clamp_min(1e-12).log()).sum(-1)
+
+    @classmethod
+    def entropy(cls, probs: torch.Tensor) -> torch.Tensor:
+        """Mean of `entropies` over all distributions."""
+        return cls.entropies(probs).mean()
 
     @torch.no_grad()
     def update_center(self, teacher_logits: torch.Tensor) -> None:

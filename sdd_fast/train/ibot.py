@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models import encode, grid_size, split_tokens
+from ..models import grid_size
 from .dino import DINO
 from .heads import DINOLoss
 from .method import StepOutput
@@ -35,27 +35,17 @@ class IBOT(DINO):
 
     def forward(self, views: list, step: int) -> StepOutput:
         B = views[0].shape[0]
-        globals_ = torch.cat(views[:2])
-        h, w = grid_size(self.student, globals_.shape[-2:])
-        mask = self.random_masks(2 * B, h * w, self.step_generator(step, globals_.device), globals_.device)
+        h, w = grid_size(self.student, views[0].shape[-2:])
+        device = views[0].device
+        mask = self.random_masks(2 * B, h * w, self.step_generator(step, device), device)  # [2B, N]
 
+        t_cls_logits, t_patches = self.teacher_views(views)  # [2, B, K], [2B, N, d]
         with torch.no_grad():
-            t_cls, t_patches = split_tokens(self.teacher, encode(self.teacher, globals_))
-            t_cls_logits = self.teacher_head(t_cls).reshape(2, B, -1)
             t_patch_logits = self.teacher_head(t_patches)  # [2B, N, K]
-
-        s_cls, s_patches = split_tokens(self.student, encode(self.student, globals_, mask=mask,
-                                                             mask_token=self.mask_token))
-        s_cls_logits = [self.student_head(s_cls)]
-        if len(views) > 2:
-            local_cls, _ = split_tokens(self.student, encode(self.student, torch.cat(views[2:])))
-            s_cls_logits.append(self.student_head(local_cls))
-        s_cls_logits = torch.cat(s_cls_logits).reshape(len(views), B, -1)
+        s_cls_logits, s_patches = self.student_views(views, mask=mask, mask_token=self.mask_token)
         s_patch_logits = self.student_head(s_patches)
 
-        t_cls_probs = self.loss_fn.teacher_probs(t_cls_logits)
-        cls_terms = [self.loss_fn.cross_entropy(t_cls_probs[t], s_cls_logits[s]).mean()
-                     for t in range(2) for s in range(len(views)) if s != t]
+        cls_loss, cls_entropy = self.cls_loss(t_cls_logits, s_cls_logits)
         t_patch_probs = self.patch_loss_fn.teacher_probs(t_patch_logits)  # [2B, N, K]
         maskf = mask.float()
 
@@ -63,12 +53,9 @@ class IBOT(DINO):
             return ((values * maskf).sum(1) / maskf.sum(1).clamp_min(1)).mean()
 
         patch_loss = masked_mean(self.patch_loss_fn.cross_entropy(t_patch_probs, s_patch_logits))
-        self.loss_fn.update_center(t_cls_logits)
         self.patch_loss_fn.update_center(t_patch_logits)
-        loss = torch.stack(cls_terms).mean() + patch_loss
-        with torch.no_grad():
-            patch_entropy = masked_mean(-(t_patch_probs * t_patch_probs.clamp_min(1e-12).log()).sum(-1))
-        entropy = self.loss_fn.entropy(t_cls_probs) + patch_entropy
+        loss = cls_loss + patch_loss
+        entropy = cls_entropy + masked_mean(self.patch_loss_fn.entropies(t_patch_probs))
         # DSE regularises the student's patch tokens of view 0 (masked positions included).
         return StepOutput(loss, s_patches[:B], t_patches[:B],
                           {"teacher_entropy": entropy, "kl": loss.detach() - entropy})
