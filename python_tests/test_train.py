@@ -75,6 +75,29 @@ def test_resume_refuses_changed_options_and_fresh_run_refuses_existing_run(tmp_p
     assert exit_info.value.code == 2 and "--seed" in capsys.readouterr().err
 
 
+def test_branch_with_the_same_options_continues_the_run_and_refuses_changed_ones(tmp_path, capsys):
+    common = ["--method", "dino", "--steps", "8", "--save-every", "4"]
+    full = train(tmp_path / "full", *common)
+    start = tmp_path / "full" / "checkpoints" / "step_000004.pt"
+    branch = train(tmp_path / "branch", *common, "--branch-from", str(start))
+    assert [r["step"] for r in branch] == [5, 6, 7, 8]
+    assert [r["loss"] for r in branch] == pytest.approx([r["loss"] for r in full[4:]], rel=1e-5)
+    steps = sorted(int(p.name[5:11]) for p in (tmp_path / "branch" / "checkpoints").iterdir())
+    assert steps == [4, 8]  # the branch point is the branch's first checkpoint
+    # --steps and --dse-beta may change; the regularised branch logs the student's DSE.
+    longer = train(tmp_path / "longer", "--method", "dino", "--steps", "10", "--save-every", "4",
+                   "--dse-beta", "0.01", "--branch-from", str(start))
+    assert [r["step"] for r in longer] == [5, 6, 7, 8, 9, 10] and all("reg_dse" in r for r in longer)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["train", "--out", str(tmp_path / "bad"), *FAST, *common, "--lr", "0.5",
+                  "--branch-from", str(start)])
+    assert exit_info.value.code == 2 and "cannot branch" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["train", "--out", str(tmp_path / "bad2"), *FAST, "--method", "dino", "--steps", "4",
+                  "--branch-from", str(start)])
+    assert exit_info.value.code == 2 and "--steps 4 must exceed" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_broken_checkpoint_gives_an_error_naming_the_file(tmp_path, capsys, damage):
     train(tmp_path, "--method", "mae", "--steps", "2", "--save-every", "1")

@@ -4,6 +4,7 @@
     sdd-fast eval   --run OUT          dense linear-probe mIoU + DSE of every checkpoint
     sdd-fast select --run OUT [--top 3] [--json]
     sdd-fast report --run OUT          OUT/report.png + OUT/report.md
+    sdd-fast study  --out DIR [--quick] DSE vs RankMe / alpha-ReQ / LiDAR over the bundled trainers
 
 Also `python -m sdd_fast.cli ...` (what torchrun runs). Every subcommand has --help.
 """
@@ -20,6 +21,7 @@ COMMANDS = {
     "eval": "sdd_fast.commands.evaluate",
     "select": "sdd_fast.commands.select",
     "report": "sdd_fast.commands.report",
+    "study": "sdd_fast.commands.study",
 }
 
 

@@ -37,6 +37,10 @@ def add_arguments(parser) -> None:
                         help="DSE on the first N val images, the same for every checkpoint (default: 64)")
     parser.add_argument("--dse-batch", type=positive_int, default=32,
                         help="images per DSE call; each component is averaged over calls (default: 32)")
+    parser.add_argument("--baselines", action="store_true",
+                        help="also measure RankMe (CLS, pooled, dense), alpha-ReQ and LiDAR on the DSE images")
+    parser.add_argument("--lidar-views", type=positive_int, default=8,
+                        help="augmented views per image for LiDAR (default: 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the probe's batch order (default: 0)")
     parser.add_argument("--force", action="store_true", help="recompute checkpoints already in eval.jsonl")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
@@ -56,7 +60,8 @@ def run(args) -> int:
                          max_val_images=args.max_val_images)
     try:
         rows = evaluate_run(run_dir, data=args.data, device=device, probe=probe, dse_images=args.dse_images,
-                            dse_batch=args.dse_batch, seed=args.seed, force=args.force,
+                            dse_batch=args.dse_batch, seed=args.seed, baselines=args.baselines,
+                            lidar_views=args.lidar_views, force=args.force,
                             progress=args.progress)
     except (EvalError, CheckpointError) as error:
         raise UsageError(str(error)) from None

@@ -1,6 +1,6 @@
 """The embedded dense dataset: procedural scenes with per-pixel class labels (no download).
 
-Each scene is a textured background with 2-4 objects on it. An object class is a shape AND
+Each scene is a smooth background with 1-3 objects on it. An object class is a shape AND
 a texture (disk of brick, square of stripes, ...); every object gets a random pair of colours,
 its texture maps between them, so colour says nothing about the class: telling classes apart
 takes texture and shape. A linear probe on raw 8 x 8 pixel patches therefore scores low,
@@ -33,8 +33,9 @@ TRAIN_SIZE, VAL_SIZE = 2048, 256
 # random ViT nor the micro ViT after a few hundred SSL steps beats "all background" in a linear
 # probe, so they are off by default; BACKGROUND_KINDS = 3 turns them on.
 BACKGROUND_KINDS = 2
-MAX_OBJECTS = 4
-SIZE_RANGE = (0.25, 0.55)  # object diameter (disk-equivalent area), fraction of the image side
+MIN_OBJECTS, MAX_OBJECTS = 1, 3
+SIZE_RANGE = (0.35, 0.7)  # object diameter (disk-equivalent area), fraction of the image side
+TEXTURE_TILT = math.radians(15)  # textures are upright (or upside down) up to this tilt
 _CHUNK = 256  # scenes rendered per vectorised batch (bounds memory at large image sizes)
 _NOISE_FIELDS = 16
 
@@ -112,7 +113,7 @@ def _pixel_noise(d: list[dict], size: int) -> torch.Tensor:
 def _draw(seed: int, split: str, index: int, size: int) -> dict:
     """All random choices of one scene, from its own Generator seeded by (seed, split, index)."""
     rng = np.random.default_rng([seed % 2**63, _split_code(split), index])
-    n_obj = int(rng.integers(2, MAX_OBJECTS + 1))
+    n_obj = int(rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1))
     classes = np.zeros(MAX_OBJECTS, dtype=np.int64)
     classes[:n_obj] = rng.permutation(len(SHAPES))[:n_obj] + 1  # distinct classes per scene
     o = rng.random((MAX_OBJECTS, 9))
@@ -123,7 +124,7 @@ def _draw(seed: int, split: str, index: int, size: int) -> dict:
         center=0.15 + 0.7 * o[:, 1:3],  # fraction of the side
         angle=2 * math.pi * o[:, 3],
         aspect=0.9 + 0.2 * o[:, 4],
-        tex_angle=2 * math.pi * o[:, 5],
+        tex_angle=math.pi * (o[:, 5] > 0.5) + TEXTURE_TILT * (4 * (o[:, 5] % 0.5) - 1),
         tex_scale=np.exp(np.log(0.8) + (np.log(1.25) - np.log(0.8)) * o[:, 6]),
         tex_offset=o[:, 7:9],  # fraction of the texture source
         colours=_colour_pairs(rng, MAX_OBJECTS, 0.45),

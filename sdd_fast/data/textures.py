@@ -1,7 +1,9 @@
 """Texture bank of the synthetic scenes: grayscale source images sampled under random affine maps.
 
-Object textures define the classes (the same for every dataset seed): three real photographs
-shipped with scikit-image (brick, grass, gravel) and five procedural patterns. Background
+Object textures define the classes (the same for every dataset seed): one real photograph
+shipped with scikit-image (brick) and seven procedural patterns, each with its own spatial
+frequency and orientation at the scale of an 8 x 8 patch (scenes keep textures upright, up to
+a small tilt, so orientation is part of the class). Background
 sources are other scikit-image photographs. Every source is a float32 image in [0, 1],
 normalised to a common contrast, and stored at the scale where one source pixel is one image
 pixel, for the requested image size (feature sizes scale with the image: a 128 x 128 scene is
@@ -21,9 +23,9 @@ from PIL import Image
 REFERENCE_SIZE = 64  # image side at which the feature sizes below are given, in pixels
 
 # Object textures, in class order (class k + 1 uses texture k).
-OBJECT_TEXTURES = ("brick", "stripes", "grass", "checker", "gravel", "dots", "waves", "noise")
-# Real textures: source zoom at REFERENCE_SIZE (brick rows ~23 px -> ~5 px, stones ~12 px -> ~3.5 px).
-_REAL_ZOOM = {"brick": 0.21, "grass": 0.3, "gravel": 0.3}
+OBJECT_TEXTURES = ("brick", "stripes", "diagonals", "checker", "grid", "dots", "waves", "noise")
+# Real textures: source zoom at REFERENCE_SIZE (brick rows ~23 px -> ~5 px).
+_REAL_ZOOM = {"brick": 0.21}
 # Background photographs (grayscale), each shown with a random tint.
 BACKGROUND_SOURCES = ("camera", "moon", "coins", "astronaut", "coffee", "chelsea", "rocket",
                       "hubble_deep_field", "immunohistochemistry", "page", "cell")
@@ -58,8 +60,12 @@ def _procedural(name: str, f: float) -> np.ndarray:
     """Procedural texture `name` [n, n] with its feature sizes multiplied by `f`."""
     n = round(_PROCEDURAL_SIDE * f)
     y, x = np.mgrid[0:n, 0:n].astype(np.float64) / f + 0.5  # reference-pixel coordinates
-    if name == "stripes":  # period 5 px, soft square wave
+    if name == "stripes":  # vertical, period 5 px, soft square wave
         return np.tanh(3.0 * np.sin(2 * math.pi * x / 5.0))
+    if name == "diagonals":  # 45 degrees, period 3.5 px across
+        return np.tanh(3.0 * np.sin(2 * math.pi * (x + y) / (3.5 * math.sqrt(2))))
+    if name == "grid":  # thin dark lines both ways, period 6 px
+        return 1.0 - np.maximum(np.exp(-((x % 6.0) - 3.0) ** 2), np.exp(-((y % 6.0) - 3.0) ** 2))
     if name == "checker":  # 3 px cells
         return np.tanh(3.0 * np.sin(math.pi * x / 3.0) * np.sin(math.pi * y / 3.0))
     if name == "dots":  # hexagonal lattice of dots, spacing 4.5 px, radius 1.3 px

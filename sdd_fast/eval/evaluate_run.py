@@ -116,8 +116,8 @@ def load_backbone(path, device="cpu"):
 
 
 def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Optional[ProbeOptions] = None, *,
-                 dse_images: int = 64, dse_batch: int = 32, seed: int = 0, force: bool = False,
-                 progress: bool = True) -> list:
+                 dse_images: int = 64, dse_batch: int = 32, seed: int = 0, baselines: bool = False,
+                 lidar_views: int = 8, force: bool = False, progress: bool = True) -> list:
     """Probes and measures every checkpoint of a run; returns (and writes) OUT/eval.jsonl's rows.
 
     Args:
@@ -127,13 +127,16 @@ def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Option
         probe (ProbeOptions, optional): linear-probe settings (defaults if None).
         dse_images (int): the first `dse_images` val images form the DSE evaluation set.
         dse_batch (int): images per `sdd_fast.dse` call (a multiple of DSE's group of 8 is best).
-        seed (int): seed of the probe's batch order.
+        seed (int): seed of the probe's batch order (and of the LiDAR views).
+        baselines (bool): also measure RankMe, dense RankMe, alpha-ReQ and LiDAR on the DSE
+            evaluation set (`sdd_fast.eval.baselines`; LiDAR on `lidar_views` views per image).
         force (bool): recompute checkpoints already in eval.jsonl.
         progress (bool): tqdm bar over checkpoints.
 
     Returns:
         list of rows, one per evaluated checkpoint, by step: {step, checkpoint (path relative
-        to the run dir), miou, pixel_acc, dse, inter, intra_image, intra_batch, dim}.
+        to the run dir), miou, pixel_acc, dse, inter, intra_image, intra_batch, dim} (+ the
+        baselines' BASELINE_KEYS when `baselines`).
 
     Raises:
         EvalError: no config / checkpoints, data without masks, or settings that differ
@@ -158,7 +161,7 @@ def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Option
 
     # ---- resume: reuse rows computed with the same settings -----------------------------------
     settings = {"data": data, "seed": seed, "dse_images": dse_images, "dse_batch": dse_batch,
-                "probe": probe.to_dict()}
+                "probe": probe.to_dict(), **({"baselines": True, "lidar_views": lidar_views} if baselines else {})}
     eval_path, settings_path = run_dir / EVAL_FILE, run_dir / SETTINGS_FILE
     done = {} if force else {int(row["step"]): row for row in read_jsonl(eval_path)}
     if done and settings_path.is_file():
@@ -174,6 +177,11 @@ def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Option
         return [done[step] for step in sorted(done)]
     train_set, val_set, classes = load_splits(data, int(config["img_size"]))
     dse_set = first_images(val_set, dse_images)
+    views = None
+    if baselines:
+        from .baselines import lidar_views as make_views
+
+        views = make_views(dse_set, lidar_views, seed)
     for step, path in tqdm(todo, desc="eval checkpoints", disable=not progress, dynamic_ncols=True):
         backbone = load_backbone(path, device)
         tokens_fn = default_tokens_fn(backbone)
@@ -181,6 +189,10 @@ def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Option
                               tokens_fn=tokens_fn)
         row = {"step": step, "checkpoint": path.relative_to(run_dir).as_posix(), "miou": result.miou,
                "pixel_acc": result.pixel_acc, **dse_components(tokens_fn, dse_set, dse_batch, device)}
+        if views is not None:
+            from .baselines import baseline_metrics
+
+            row.update(baseline_metrics(backbone, dse_set, views))
         done[step] = row
         write_jsonl(eval_path, [done[s] for s in sorted(done)])  # atomic: a crash keeps the previous rows
     return [done[step] for step in sorted(done)]

@@ -50,6 +50,8 @@ class TrainConfig:
     log_every: int = _opt(1, "metrics.jsonl row every K steps (rows also on every DSE step)")
     logger: str = _opt("jsonl", "extra loggers beside metrics.jsonl: comma list of csv, tensorboard")
     resume: bool = _opt(False, "continue from OUT's latest checkpoint", flag=True)
+    branch_from: str = _opt("", "start from another run's checkpoint (weights, teacher, optimiser, step): its "
+                                "run-defining options must match, except --steps and --dse-beta")
     progress: bool = _opt(True, "show a progress bar (--no-progress to hide it)", flag=True)
 
     def to_dict(self) -> dict:

@@ -30,9 +30,10 @@ from .methods import build_method
 from .schedule import cosine_schedule
 from .stream import AugmentedStream, step_loader
 
-# Options that define a run: a resumed run must keep them.
+# Options that define a run: a resumed run must keep them; a branch may change BRANCH_FREE ones.
 RUN_DEFINING = ("method", "data", "arch", "img_size", "steps", "batch_size", "lr", "min_lr", "warmup_steps",
                 "weight_decay", "momentum_teacher", "local_crops", "mask_ratio", "seed", "dse_beta")
+BRANCH_FREE = ("steps", "dse_beta")
 METRIC_FIELDS = ("step", "loss", "lr", "dse", "inter", "intra_image", "intra_batch", "dim", "dse_ms", "step_ms",
                  "data_ms", "reg_dse", "teacher_entropy", "kl")
 
@@ -77,12 +78,24 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def check_resumable(config: TrainConfig, saved: dict, path: Path) -> None:
-    """TrainingError listing the run-defining options that differ from the checkpoint's."""
+def check_resumable(config: TrainConfig, saved: dict, path: Path, free: tuple = ()) -> None:
+    """TrainingError listing the run-defining options (except `free` ones) that differ from the checkpoint's."""
     diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {getattr(config, k)!r}"
-             for k in RUN_DEFINING if saved.get(k) != getattr(config, k)]
+             for k in RUN_DEFINING if k not in free and saved.get(k) != getattr(config, k)]
     if diffs:
-        raise TrainingError(f"cannot resume from {path}: options differ from that run ({'; '.join(diffs)})")
+        verb = "branch" if free else "resume"
+        raise TrainingError(f"cannot {verb} from {path}: options differ from that run ({'; '.join(diffs)})")
+
+
+def load_branch_point(config: TrainConfig) -> tuple:
+    """(state, path) of the --branch-from checkpoint, checked against `config`."""
+    path = Path(config.branch_from)
+    state = load_checkpoint(path, map_location="cpu")
+    check_resumable(config, state["config"], path, free=BRANCH_FREE)
+    if int(state["step"]) >= config.steps:
+        raise TrainingError(f"--steps {config.steps} must exceed the step of --branch-from {path} "
+                            f"({int(state['step'])})")
+    return state, path
 
 
 # ==== the loop ================================================================================
@@ -109,10 +122,12 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
     resume_from = latest_checkpoint(out) if config.resume else None
     if not config.resume and list_checkpoints(out):
         raise TrainingError(f"{out} already holds checkpoints; pass --resume to continue it, or another --out")
-    state = None
+    state, branched = None, None
     if resume_from is not None:
         state = load_checkpoint(resume_from, map_location="cpu")
         check_resumable(config, state["config"], resume_from)
+    elif config.branch_from:
+        state, branched = load_branch_point(config)
 
     # ---- data, method, optimiser, schedules ----------------------------------------------------
     source = parse_data(config.data)
@@ -156,8 +171,8 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
         return path
 
     last_path = resume_from
-    if state is None:
-        last_path = save(0)  # the randomly initialised network: the baseline of every curve
+    if state is None or branched is not None:
+        last_path = save(start)  # the initial network (random, or the branch point): each curve's baseline
 
     # ---- steps -----------------------------------------------------------------------------------
     from tqdm.auto import tqdm

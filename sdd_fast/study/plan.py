@@ -1,0 +1,79 @@
+"""The settings of a study, with the full and the --quick presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..train.config import METHOD_NAMES
+
+# Eval rows' metric columns compared with mIoU: DSE, the recombined selection score P, baselines.
+METRICS = ("dse", "score_p", "dense_rankme", "rankme_cls", "rankme_pooled", "alpha_req", "lidar")
+
+
+@dataclass
+class StudyPlan:
+    """Everything `run_study` does, recorded in DIR/study.json.
+
+    The default is the full study (about an hour on 2 CPU cores); `StudyPlan.quick(out)` is the
+    few-minute smoke version (tiny batches and probe: its numbers only show that it works).
+    """
+
+    out: str
+    methods: tuple = METHOD_NAMES
+    steps: int = 600  # training steps per method
+    checkpoints: int = 12  # evaluated checkpoints besides step 0 (every steps // checkpoints)
+    batch_size: int = 32
+    seed: int = 0
+    device: Optional[str] = None
+    reg_beta: float = 1e-3  # --dse-beta of the regularised branch
+    reg_steps: Optional[int] = None  # steps of each branch from the selected checkpoint (default steps // 3)
+    probe_train_images: Optional[int] = 1024  # probe on the first N train images (None: all)
+    probe_val_images: Optional[int] = None
+    probe_epochs: int = 10
+    dse_images: int = 64  # fixed evaluation images for DSE and the baselines
+    lidar_views: int = 8
+    train_options: dict = field(default_factory=dict)  # extra TrainConfig fields for every run
+    quick_mode: bool = False
+
+    @classmethod
+    def quick(cls, out: str, **overrides) -> "StudyPlan":
+        """The --quick preset: 2 checkpoints of 12 steps of batch 8, a 128-image probe."""
+        values = dict(out=out, steps=12, checkpoints=2, batch_size=8, reg_steps=6, probe_train_images=128,
+                      probe_val_images=32, probe_epochs=3, dse_images=32, lidar_views=4, quick_mode=True,
+                      train_options={"warmup_steps": 2, "local_crops": 1})
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def save_every(self) -> int:
+        return max(1, self.steps // self.checkpoints)
+
+    @property
+    def branch_steps(self) -> int:
+        return self.reg_steps if self.reg_steps is not None else max(1, self.steps // 3)
+
+    def validate(self) -> None:
+        """ValueError naming the first bad setting (as its command-line option)."""
+        unknown = [m for m in self.methods if m not in METHOD_NAMES]
+        if not self.methods or unknown:
+            raise ValueError(f"--methods must be a comma list of {', '.join(METHOD_NAMES)}; got "
+                             f"{','.join(self.methods) or 'nothing'}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"--methods lists a method twice: {','.join(self.methods)}")
+        for name in ("steps", "checkpoints", "batch_size", "probe_epochs", "dse_images", "branch_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(self, name)}")
+        if self.checkpoints > self.steps:
+            raise ValueError(f"--checkpoints {self.checkpoints} cannot exceed --steps {self.steps}")
+        if self.lidar_views < 2:
+            raise ValueError(f"--lidar-views must be >= 2; got {self.lidar_views}")
+        if not self.reg_beta > 0:
+            raise ValueError(f"--reg-beta must be > 0; got {self.reg_beta}")
+
+    def to_dict(self) -> dict:
+        """Plain dict (study.json)."""
+        values = dataclasses.asdict(self)
+        values["methods"] = list(self.methods)
+        return values

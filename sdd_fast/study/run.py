@@ -1,0 +1,116 @@
+"""Runs a study: per method train -> evaluate (probe + DSE + baselines) -> select -> branch with and
+without the DSE regulariser -> evaluate the branches; then DIR/study.{json,md,png}.
+
+Every stage resumes: training runs resume from their checkpoints, evaluations skip the
+checkpoints already in eval.jsonl, so `sdd-fast study` run again after an interruption goes on
+where it stopped. Layout: DIR/<method>/train, DIR/<method>/branch_beta0, DIR/<method>/branch_beta<B>.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from ..selection import kendall_tau, select_checkpoints
+from .plan import METRICS, StudyPlan
+
+
+def _number(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _train(plan: StudyPlan, method: str, run_dir: Path, progress: bool, **options) -> None:
+    from ..train.config import TrainConfig
+    from ..train.loop import train
+
+    values = dict(out=str(run_dir), method=method, steps=plan.steps, batch_size=plan.batch_size, seed=plan.seed,
+                  device=plan.device, save_every=plan.save_every, progress=progress, resume=True)
+    values.update(plan.train_options)
+    values.update(options)
+    train(TrainConfig(**values))
+
+
+def _evaluate(plan: StudyPlan, run_dir: Path, progress: bool) -> list:
+    from ..eval.evaluate_run import evaluate_run
+    from ..eval.probe import ProbeOptions
+
+    probe = ProbeOptions(epochs=plan.probe_epochs, max_train_images=plan.probe_train_images,
+                         max_val_images=plan.probe_val_images)
+    return evaluate_run(run_dir, device=plan.device, probe=probe, dse_images=plan.dse_images,
+                        dse_batch=min(32, plan.dse_images), seed=plan.seed, baselines=True,
+                        lidar_views=plan.lidar_views, progress=progress)
+
+
+def study_method(plan: StudyPlan, method: str, progress: bool = True) -> dict:
+    """One method's part of the study (see the module docstring); returns its summary dict."""
+    start = time.perf_counter()
+    root = Path(plan.out) / method
+    train_dir = root / "train"
+    _train(plan, method, train_dir, progress)
+    rows = _evaluate(plan, train_dir, progress)
+    selection = select_checkpoints(rows, top=1)
+    for row, score in zip(rows, selection.scores):
+        row["score_p"] = score
+    miou = [_number(row["miou"]) for row in rows]
+    tau = {key: kendall_tau([_number(row.get(key)) for row in rows], miou) for key in METRICS}
+
+    last = rows[-1]
+    best = max(rows, key=lambda row: (_number(row["miou"]), -row["step"]))
+    chosen = next(row for row in rows if row["step"] == selection.steps[0]) if selection.steps else last
+
+    branches = {}
+    for beta in (0.0, plan.reg_beta):
+        branch_dir = root / f"branch_beta{beta:g}"
+        _train(plan, method, branch_dir, progress, steps=chosen["step"] + plan.branch_steps, dse_beta=beta,
+               save_every=plan.branch_steps, branch_from=str(train_dir / chosen["checkpoint"]))
+        final = _evaluate(plan, branch_dir, progress)[-1]
+        branches[f"{beta:g}"] = {"beta": beta, "step": final["step"], "miou": final["miou"], "dse": final["dse"]}
+    return {
+        "rows": rows,
+        "tau": tau,
+        "selection": {"selected_step": chosen["step"], "selected_miou": chosen["miou"],
+                      "last_step": last["step"], "last_miou": last["miou"],
+                      "best_step": best["step"], "best_miou": best["miou"], "lambda": selection.lambda_},
+        "regularization": {"from_step": chosen["step"], "steps": plan.branch_steps, "branches": branches},
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def average(results: dict) -> dict:
+    """Mean over methods of every tau and of the selection / regularisation mIoU gaps (NaN-skipping)."""
+    def mean(values):
+        finite = [v for v in values if math.isfinite(v)]
+        return sum(finite) / len(finite) if finite else math.nan
+
+    parts = list(results.values())
+    tau = {key: mean([_number(p["tau"][key]) for p in parts]) for key in METRICS}
+    sel = [p["selection"] for p in parts]
+    reg = [p["regularization"]["branches"] for p in parts]
+    return {
+        "tau": tau,
+        "selected_minus_last": mean([_number(s["selected_miou"]) - _number(s["last_miou"]) for s in sel]),
+        "best_minus_selected": mean([_number(s["best_miou"]) - _number(s["selected_miou"]) for s in sel]),
+        "regularized_minus_plain": mean([_number(b[k]["miou"]) - _number(b["0"]["miou"]) for b in reg
+                                         for k in b if k != "0"]),
+    }
+
+
+def run_study(plan: StudyPlan, progress: bool = True) -> dict:
+    """Runs (or resumes) the whole study and writes DIR/study.json, study.md and study.png.
+
+    Returns:
+        {"plan", "methods": {method: study_method(...)}, "average", "seconds"}.
+    """
+    from .report import write_study
+
+    plan.validate()
+    start = time.perf_counter()
+    Path(plan.out).mkdir(parents=True, exist_ok=True)
+    results = {}
+    for method in plan.methods:
+        results[method] = study_method(plan, method, progress)
+    summary = {"plan": plan.to_dict(), "methods": results, "average": average(results),
+               "seconds": time.perf_counter() - start}
+    write_study(Path(plan.out), summary)
+    return summary
