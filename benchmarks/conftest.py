@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_utils, t
 
 import bench_utils  # noqa: E402
 import sdd_fast  # noqa: E402
+from sdd_fast.devices import cpu_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,17 +90,6 @@ def feats_for():
 
 
 # ---- machine description for RESULTS.md -------------------------------------------------------
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _git(*args) -> str:
     try:
         out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
@@ -122,7 +112,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         "torch_cuda": torch.version.cuda,
         "sdd_cuda_kernels": sdd_fast.has_cuda(),
         "sdd_cuda_version": sdd_fast.cuda_version(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "cpu_threads": bench_utils.THREADS,

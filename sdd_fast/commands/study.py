@@ -1,6 +1,6 @@
 """Does DSE predict dense quality better than RankMe, alpha-ReQ and LiDAR? Train, probe, compare.
 
-    sdd-fast study --out runs/study                               # the full study (~1 h on 2 CPU cores)
+    sdd-fast study --out runs/study                               # the full study (< 1 h on 2 CPU cores)
     sdd-fast study --out runs/quick --quick                       # a few minutes: checks that it all runs
     sdd-fast study --out runs/study --methods dino,mae --steps 300 --checkpoints 10
 
@@ -33,6 +33,8 @@ def add_arguments(parser) -> None:
                         help=f"evaluated checkpoints per method besides step 0 (default: {full.checkpoints})")
     parser.add_argument("--batch-size", type=positive_int, default=None,
                         help=f"images per training step (default: {full.batch_size})")
+    parser.add_argument("--lr", type=float, default=None,
+                        help=f"peak learning rate of every run (default: {full.lr:g})")
     parser.add_argument("--reg-beta", type=float, default=None,
                         help=f"--dse-beta of the regularised branch (default: {full.reg_beta:g})")
     parser.add_argument("--reg-steps", type=positive_int, default=None,
@@ -48,7 +50,7 @@ def run(args) -> int:
     """Builds the plan (checking every option first), runs the study, prints where the outputs are."""
     from ..study import StudyPlan, run_study
 
-    overrides = {key: getattr(args, key) for key in ("steps", "checkpoints", "batch_size", "reg_beta",
+    overrides = {key: getattr(args, key) for key in ("steps", "checkpoints", "batch_size", "lr", "reg_beta",
                                                      "reg_steps", "seed") if getattr(args, key) is not None}
     if args.methods is not None:
         overrides["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())

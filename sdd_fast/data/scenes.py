@@ -1,6 +1,7 @@
 """The embedded dense dataset: procedural scenes with per-pixel class labels (no download).
 
-Each scene is a smooth background with 1-3 objects on it. An object class is a shape AND
+Each scene is a smooth, near-neutral background (gradient or low-frequency noise) with 1-3
+objects on it. An object class is a shape AND
 a texture (disk of brick, square of stripes, ...); every object gets a random pair of colours,
 its texture maps between them, so colour says nothing about the class: telling classes apart
 takes texture and shape. A linear probe on raw 8 x 8 pixel patches therefore scores low,
@@ -36,6 +37,12 @@ BACKGROUND_KINDS = 2
 MIN_OBJECTS, MAX_OBJECTS = 1, 3
 SIZE_RANGE = (0.35, 0.7)  # object diameter (disk-equivalent area), fraction of the image side
 TEXTURE_TILT = math.radians(15)  # textures are upright (or upside down) up to this tilt
+# Backgrounds are near-neutral: grey levels in BACKGROUND_LEVELS with BACKGROUND_SATURATION of a
+# random tint, so that they vary in brightness and pattern but a background colour is no easy
+# way to tell scenes apart (with saturated backgrounds every SSL method here learns mostly
+# background colour, and no linear probe finds the objects).
+BACKGROUND_LEVELS = (0.35, 0.65)
+BACKGROUND_SATURATION = 0.1
 _CHUNK = 256  # scenes rendered per vectorised batch (bounds memory at large image sizes)
 _NOISE_FIELDS = 16
 
@@ -110,6 +117,14 @@ def _pixel_noise(d: list[dict], size: int) -> torch.Tensor:
     return _noise_bank(size)[pick[:, 0].view(-1, 1, 1, 1), ch, ys[:, None, :, None], xs[:, None, None, :]]
 
 
+def _neutral(colours: np.ndarray, channel_axis: int = -1) -> np.ndarray:
+    """Uniform random RGB colours (channels on `channel_axis`) -> near-neutral ones: the grey level
+    mapped into BACKGROUND_LEVELS, the tint scaled by BACKGROUND_SATURATION."""
+    grey = colours.mean(channel_axis, keepdims=True)
+    low, high = BACKGROUND_LEVELS
+    return low + (high - low) * grey + BACKGROUND_SATURATION * (colours - grey)
+
+
 def _draw(seed: int, split: str, index: int, size: int) -> dict:
     """All random choices of one scene, from its own Generator seeded by (seed, split, index)."""
     rng = np.random.default_rng([seed % 2**63, _split_code(split), index])
@@ -134,9 +149,9 @@ def _draw(seed: int, split: str, index: int, size: int) -> dict:
         bg_photo_map=b[4:8],  # angle, scale, offset x, offset y
         bg_mix=0.5 * b[8],  # weight of the colour field
         noise_sigma=0.03 * b[9],
-        bg_colours=rng.random((2, 3)),
+        bg_colours=_neutral(rng.random((2, 3))),
         bg_noise=rng.random((4, 4)),
-        bg_field=rng.random((3, 3, 3)),
+        bg_field=_neutral(rng.random((3, 3, 3)), channel_axis=0),
         noise_pick=rng.integers(0, [_NOISE_FIELDS, size, size]),  # field, shift y, shift x
     )
 

@@ -59,7 +59,9 @@ def render_markdown(summary: dict) -> str:
         out.append(f"| {m} | {r['from_step']} | {r['steps']} | {_fmt(plain['miou'])} | {_fmt(reg['miou'])} | "
                    f"{_fmt(plain['dse'])} | {_fmt(reg['dse'])} |")
     out += ["", f"Average final-mIoU change from the regulariser: {_fmt(avg['regularized_minus_plain'], sign=True)}.",
-            "", f"This invocation took {summary['seconds']:.0f} s (parts reused from an earlier one not counted)."]
+            "", f"This invocation took {summary['seconds']:.0f} s (parts reused from an earlier one not counted) on "
+            f"{summary['machine']['cpu']} ({summary['machine']['torch_threads']} torch threads, "
+            f"device {summary['machine']['device']}, torch {summary['machine']['torch']})."]
     return "\n".join(out) + "\n"
 
 
@@ -68,7 +70,7 @@ def plot_study(summary: dict):
     from matplotlib.figure import Figure
 
     methods = summary["methods"]
-    fig = Figure(figsize=(4.2 * (len(methods) + 1)), layout="constrained")
+    fig = Figure(figsize=(4.2 * (len(methods) + 1), 4), layout="constrained")
     axes = fig.subplots(1, len(methods) + 1, squeeze=False)[0]
     for ax, (name, part) in zip(axes, methods.items()):
         steps = [row["step"] for row in part["rows"]]

@@ -24,7 +24,8 @@ def _train(plan: StudyPlan, method: str, run_dir: Path, progress: bool, **option
     from ..train.config import TrainConfig
     from ..train.loop import train
 
-    values = dict(out=str(run_dir), method=method, steps=plan.steps, batch_size=plan.batch_size, seed=plan.seed,
+    values = dict(out=str(run_dir), method=method, steps=plan.steps, batch_size=plan.batch_size, lr=plan.lr,
+                  seed=plan.seed,
                   device=plan.device, save_every=plan.save_every, progress=progress, resume=True)
     values.update(plan.train_options)
     values.update(options)
@@ -102,6 +103,7 @@ def run_study(plan: StudyPlan, progress: bool = True) -> dict:
     Returns:
         {"plan", "methods": {method: study_method(...)}, "average", "seconds"}.
     """
+    from ..devices import describe_machine
     from .report import write_study
 
     plan.validate()
@@ -110,7 +112,7 @@ def run_study(plan: StudyPlan, progress: bool = True) -> dict:
     results = {}
     for method in plan.methods:
         results[method] = study_method(plan, method, progress)
-    summary = {"plan": plan.to_dict(), "methods": results, "average": average(results),
-               "seconds": time.perf_counter() - start}
+    summary = {"plan": plan.to_dict(), "machine": describe_machine(plan.device), "methods": results,
+               "average": average(results), "seconds": time.perf_counter() - start}
     write_study(Path(plan.out), summary)
     return summary
