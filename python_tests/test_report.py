@@ -160,3 +160,18 @@ def test_clear_errors(run_dir, tmp_path, capsys):
 def test_imagefolder_data_is_refused():
     with pytest.raises(EvalError, match="--data synthetic"):
         evaluate_module.load_splits("imagefolder:/photos", 32)
+
+
+def test_atomic_writes_get_plain_file_permissions(tmp_path):
+    import os
+    import stat
+
+    from sdd_fast.atomic import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.txt", lambda f: f.write(b"x"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+    assert (tmp_path / "a.txt").read_bytes() == b"x"
