@@ -67,3 +67,19 @@ def test_quick_plan_is_smaller_than_the_full_one():
     assert quick.steps < full.steps and quick.batch_size < full.batch_size and quick.quick_mode
     quick.validate()
     full.validate()
+
+
+def test_eval_baselines_flag_adds_every_baseline_column(tmp_path):
+    run = tmp_path / "run"
+    assert cli_main(["train", "--out", str(run), "--method", "mae", "--steps", "2", "--img-size", "32",
+                     "--batch-size", "8", "--no-progress"]) == 0
+    assert cli_main(["eval", "--run", str(run), "--baselines", "--lidar-views", "3", "--max-train-images", "16",
+                     "--max-val-images", "8", "--dse-images", "16", "--dse-batch", "16", "--probe-epochs", "1",
+                     "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [0, 2]
+    for row in rows:
+        for key in ("dense_rankme", "rankme_cls", "rankme_pooled", "alpha_req", "lidar"):
+            assert math.isfinite(row[key]), (key, row)
+    settings = json.loads((run / "eval_config.json").read_text())
+    assert settings["baselines"] is True and settings["lidar_views"] == 3
