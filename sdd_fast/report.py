@@ -27,13 +27,17 @@ PANELS = (("inter", "M_inter (higher: better separated)"),
           ("miou", "linear-probe mIoU"))
 
 
-def _num(value) -> float:
+def as_float(value) -> float:
+    """A JSON number as a float; None (a missing value) as NaN."""
     return math.nan if value is None else float(value)
 
 
-def _fmt(value, digits: int = 4) -> str:
-    value = _num(value)
-    return "n/a" if not math.isfinite(value) else f"{value:.{digits}f}"
+def format_number(value, digits: int = 4, sign: bool = False) -> str:
+    """A table cell: `digits` decimals (with a + on positives if `sign`), "n/a" when missing or non-finite."""
+    value = as_float(value)
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
 def _steps(selection: Selection) -> str:
@@ -61,9 +65,9 @@ def summarize(rows: list, top: int = DEFAULT_TOP) -> dict:
     """
     recombined = select_checkpoints(rows, top=top, recombine=True)
     plain = select_checkpoints(rows, top=top, recombine=False)
-    miou = [_num(row.get("miou")) for row in rows]
+    miou = [as_float(row.get("miou")) for row in rows]
     tau = {"recombined score P": kendall_tau(recombined.scores, miou)}
-    tau.update({key: kendall_tau([_num(row.get(key)) for row in rows], miou) for key in METRICS})
+    tau.update({key: kendall_tau([as_float(row.get(key)) for row in rows], miou) for key in METRICS})
     finite = [i for i, value in enumerate(miou) if math.isfinite(value)]
     best = rows[max(finite, key=lambda i: (miou[i], -i))] if finite else None
     return {"recombined": recombined, "plain": plain, "tau": tau, "last": rows[-1], "best": best}
@@ -75,14 +79,14 @@ def render_markdown(rows: list, summary: dict, title: str, settings: dict = None
     plain: Selection = summary["plain"]
     by_step = {row["step"]: row for row in rows}
     best = summary["best"]
-    best_miou = _num(best["miou"]) if best else math.nan
+    best_miou = as_float(best["miou"]) if best else math.nan
 
     def line(label, step):
         if step is None:
             return f"| {label} | n/a | n/a | n/a |"
-        miou = _num(by_step[step].get("miou"))
+        miou = as_float(by_step[step].get("miou"))
         gap = miou - best_miou if math.isfinite(miou) and math.isfinite(best_miou) else math.nan
-        return f"| {label} | {step} | {_fmt(miou)} | {_fmt(gap)} |"
+        return f"| {label} | {step} | {format_number(miou)} | {format_number(gap)} |"
 
     first = lambda sel: sel.steps[0] if sel.steps else None  # noqa: E731
     out = [f"# DSE report: {title}", ""]
@@ -98,15 +102,16 @@ def render_markdown(rows: list, summary: dict, title: str, settings: dict = None
             f"Plain DSE top-{len(plain.steps)}: steps {_steps(plain)}.", "",
             "## Kendall's tau with mIoU over the run", "",
             "| metric | tau-b |", "| --- | ---: |"]
-    out += [f"| {name} | {_fmt(tau, 3)} |" for name, tau in summary["tau"].items()]
+    out += [f"| {name} | {format_number(tau, 3)} |" for name, tau in summary["tau"].items()]
     out += ["", "A good intra component falls as mIoU rises: expect a negative tau for intra_image / "
             "intra_batch.", "", "## Checkpoints", "",
             "| step | mIoU | pixel acc | DSE | P | inter | intra_image | intra_batch | dim | selected |",
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for i, row in enumerate(rows):
         marks = [name for name, sel in (("P", recombined), ("DSE", plain)) if i in sel.indices]
-        cells = [_fmt(row.get(key)) for key in ("miou", "pixel_acc", "dse")] + [_fmt(recombined.scores[i])]
-        cells += [_fmt(row.get(key)) for key in ("inter", "intra_image", "intra_batch", "dim")]
+        cells = [format_number(row.get(key)) for key in ("miou", "pixel_acc", "dse")]
+        cells.append(format_number(recombined.scores[i]))
+        cells += [format_number(row.get(key)) for key in ("inter", "intra_image", "intra_batch", "dim")]
         out.append(f"| {row['step']} | " + " | ".join(cells) + f" | {', '.join(marks)} |")
     return "\n".join(out) + "\n"
 
@@ -119,7 +124,7 @@ def plot_report(rows: list, summary: dict, title: str):
 
     steps = [row["step"] for row in rows]
     recombined, plain = summary["recombined"], summary["plain"]
-    columns = {key: [_num(row.get(key)) for row in rows] for key in METRICS + ("miou",)}
+    columns = {key: [as_float(row.get(key)) for row in rows] for key in METRICS + ("miou",)}
     columns["score"] = recombined.scores
     fig = Figure(figsize=(17, 7.5), layout="constrained")
     axes = fig.subplots(2, 4).ravel()
@@ -142,7 +147,7 @@ def plot_report(rows: list, summary: dict, title: str):
     ax = axes[7]
     points = ax.scatter(columns["dse"], columns["miou"], c=steps, cmap="viridis")
     fig.colorbar(points, ax=ax, label="step")
-    ax.set_title(f"mIoU vs DSE (Kendall tau {_fmt(summary['tau']['dse'], 3)})", fontsize=10)
+    ax.set_title(f"mIoU vs DSE (Kendall tau {format_number(summary['tau']['dse'], 3)})", fontsize=10)
     ax.set_xlabel("DSE")
     ax.set_ylabel("mIoU")
     ax.ticklabel_format(useOffset=False)

@@ -1,11 +1,11 @@
 """The embedded dense dataset: procedural scenes with per-pixel class labels (no download).
 
 Each scene is a smooth, near-neutral background (gradient or low-frequency noise) with 1-3
-objects on it. An object class is a shape AND
-a texture (disk of brick, square of stripes, ...); every object gets a random pair of colours,
-its texture maps between them, so colour says nothing about the class: telling classes apart
-takes texture and shape. A linear probe on raw 8 x 8 pixel patches therefore scores low,
-while a model that has learned dense features can segment the scenes.
+objects on it. An object class is a shape AND a texture (disk of brick, square of stripes, ...);
+every object gets a random pair of colours, its texture maps between them, so colour says
+nothing about the class: telling classes apart takes texture and shape. A linear probe on raw
+8 x 8 pixel patches therefore scores low, while a model that has learned dense features can
+segment the scenes.
 
 Scene i of a split depends only on (seed, split, i): its random draws come from its own
 numpy Generator, and the rendering (vectorised over a chunk of scenes with torch) is

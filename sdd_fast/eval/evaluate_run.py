@@ -179,9 +179,9 @@ def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Option
     dse_set = first_images(val_set, dse_images)
     views = None
     if baselines:
-        from .baselines import lidar_views as make_views
+        from .baselines import baseline_metrics, lidar_views as make_views
 
-        views = make_views(dse_set, lidar_views, seed)
+        views = make_views(dse_set, lidar_views, seed)  # the same views for every checkpoint
     for step, path in tqdm(todo, desc="eval checkpoints", disable=not progress, dynamic_ncols=True):
         backbone = load_backbone(path, device)
         tokens_fn = default_tokens_fn(backbone)
@@ -190,8 +190,6 @@ def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Option
         row = {"step": step, "checkpoint": path.relative_to(run_dir).as_posix(), "miou": result.miou,
                "pixel_acc": result.pixel_acc, **dse_components(tokens_fn, dse_set, dse_batch, device)}
         if views is not None:
-            from .baselines import baseline_metrics
-
             row.update(baseline_metrics(backbone, dse_set, views))
         done[step] = row
         write_jsonl(eval_path, [done[s] for s in sorted(done)])  # atomic: a crash keeps the previous rows

@@ -8,17 +8,12 @@ from pathlib import Path
 
 from ..atomic import atomic_write_bytes
 from ..jsonl import write_json
+from ..report import as_float
+from ..report import format_number as _fmt
 from .plan import METRICS
 
 LABELS = {"dse": "DSE", "score_p": "DSE recombined P", "dense_rankme": "dense RankMe", "rankme_cls": "RankMe (CLS)",
           "rankme_pooled": "RankMe (pooled)", "alpha_req": "alpha-ReQ", "lidar": "LiDAR"}
-
-
-def _fmt(value, digits: int = 4, sign: bool = False) -> str:
-    """A table cell: n/a for missing or non-finite values."""
-    if value is None or not math.isfinite(float(value)):
-        return "n/a"
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
 def _tau(value) -> str:
@@ -75,7 +70,7 @@ def plot_study(summary: dict):
     for ax, (name, part) in zip(axes, methods.items()):
         steps = [row["step"] for row in part["rows"]]
         for key in METRICS + ("miou",):
-            values = [math.nan if row.get(key) is None else float(row[key]) for row in part["rows"]]
+            values = [as_float(row.get(key)) for row in part["rows"]]
             finite = [v for v in values if math.isfinite(v)]
             lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
             scaled = [(v - lo) / (hi - lo) if hi > lo else 0.5 for v in values]

@@ -12,12 +12,9 @@ import math
 import time
 from pathlib import Path
 
-from ..selection import kendall_tau, select_checkpoints
+from ..report import as_float, summarize
+from ..selection import kendall_tau
 from .plan import METRICS, StudyPlan
-
-
-def _number(value) -> float:
-    return math.nan if value is None else float(value)
 
 
 def _train(plan: StudyPlan, method: str, run_dir: Path, progress: bool, **options) -> None:
@@ -50,15 +47,14 @@ def study_method(plan: StudyPlan, method: str, progress: bool = True) -> dict:
     train_dir = root / "train"
     _train(plan, method, train_dir, progress)
     rows = _evaluate(plan, train_dir, progress)
-    selection = select_checkpoints(rows, top=1)
+    summary = summarize(rows, top=1)  # the run report's selection, last and best checkpoints
+    selection, last = summary["recombined"], summary["last"]
+    best = summary["best"] or last  # no finite mIoU at all: nothing is better than the last
     for row, score in zip(rows, selection.scores):
         row["score_p"] = score
-    miou = [_number(row["miou"]) for row in rows]
-    tau = {key: kendall_tau([_number(row.get(key)) for row in rows], miou) for key in METRICS}
-
-    last = rows[-1]
-    best = max(rows, key=lambda row: (_number(row["miou"]), -row["step"]))
-    chosen = next(row for row in rows if row["step"] == selection.steps[0]) if selection.steps else last
+    miou = [as_float(row["miou"]) for row in rows]
+    tau = {key: kendall_tau([as_float(row.get(key)) for row in rows], miou) for key in METRICS}
+    chosen = rows[selection.indices[0]] if selection.indices else last
 
     branches = {}
     for beta in (0.0, plan.reg_beta):
@@ -85,14 +81,14 @@ def average(results: dict) -> dict:
         return sum(finite) / len(finite) if finite else math.nan
 
     parts = list(results.values())
-    tau = {key: mean([_number(p["tau"][key]) for p in parts]) for key in METRICS}
+    tau = {key: mean([as_float(p["tau"][key]) for p in parts]) for key in METRICS}
     sel = [p["selection"] for p in parts]
     reg = [p["regularization"]["branches"] for p in parts]
     return {
         "tau": tau,
-        "selected_minus_last": mean([_number(s["selected_miou"]) - _number(s["last_miou"]) for s in sel]),
-        "best_minus_selected": mean([_number(s["best_miou"]) - _number(s["selected_miou"]) for s in sel]),
-        "regularized_minus_plain": mean([_number(b[k]["miou"]) - _number(b["0"]["miou"]) for b in reg
+        "selected_minus_last": mean([as_float(s["selected_miou"]) - as_float(s["last_miou"]) for s in sel]),
+        "best_minus_selected": mean([as_float(s["best_miou"]) - as_float(s["selected_miou"]) for s in sel]),
+        "regularized_minus_plain": mean([as_float(b[k]["miou"]) - as_float(b["0"]["miou"]) for b in reg
                                          for k in b if k != "0"]),
     }
 
