@@ -105,6 +105,25 @@ def test_colour_does_not_give_the_class_away():
         assert bool(((avg > 0.35) & (avg < 0.65)).all()), (scenes.CLASS_NAMES[c], avg)
 
 
+def test_objects_are_grey_textures_with_visible_contrast():
+    # Object colours: two grey levels >= OBJECT_CONTRAST apart with a faint tint, so that
+    # neither colour nor brightness identifies a class or an image (SSL would learn colour only).
+    imgs, masks = scenes.render_scenes(5, "train", range(48), 48, pixel_noise=False)
+    checked = contrasted = 0
+    for img, mask in zip(imgs.double() / 255, masks):
+        for c in set(mask.unique().tolist()) - {0}:
+            pixels = img[:, mask == c]  # [3, n]
+            if pixels.shape[1] < 30:
+                continue
+            checked += 1
+            chroma = pixels - pixels.mean(0, keepdim=True)  # [3, n]: distance from the grey axis
+            assert float(chroma.abs().max()) <= scenes.OBJECT_TINT + 0.01, scenes.CLASS_NAMES[c]
+            grey = pixels.mean(0)
+            contrasted += float(grey.max() - grey.min()) >= 0.5 * scenes.OBJECT_CONTRAST
+    assert checked >= 40
+    assert contrasted >= 0.8 * checked  # small, occluded fragments may show one stripe only
+
+
 def test_synthetic_factories():
     source = data.parse_data("synthetic")
     assert source == data.DataSource("synthetic") and str(source) == "synthetic"

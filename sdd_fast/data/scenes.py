@@ -2,10 +2,10 @@
 
 Each scene is a smooth, near-neutral background (gradient or low-frequency noise) with 1-3
 objects on it. An object class is a shape AND a texture (disk of brick, square of stripes, ...);
-every object gets a random pair of colours, its texture maps between them, so colour says
-nothing about the class: telling classes apart takes texture and shape. A linear probe on raw
-8 x 8 pixel patches therefore scores low, while a model that has learned dense features can
-segment the scenes.
+every object gets a random pair of grey levels (with a faint tint), its texture maps between
+them, so neither colour nor brightness says anything about the class: telling classes apart
+takes texture and shape. A linear probe on raw 8 x 8 pixel patches therefore scores low, while
+a model that has learned dense features can segment the scenes.
 
 Scene i of a split depends only on (seed, split, i): its random draws come from its own
 numpy Generator, and the rendering (vectorised over a chunk of scenes with torch) is
@@ -43,6 +43,11 @@ TEXTURE_TILT = math.radians(15)  # textures are upright (or upside down) up to t
 # background colour, and no linear probe finds the objects).
 BACKGROUND_LEVELS = (0.35, 0.65)
 BACKGROUND_SATURATION = 0.1
+# Objects: two grey levels at least OBJECT_CONTRAST apart, each channel shifted by up to
+# +-OBJECT_TINT / 2. With saturated random colours instead, the SSL methods tell images apart
+# by object colour and never learn texture (their probe mIoU stays at the random network's).
+OBJECT_CONTRAST = 0.4
+OBJECT_TINT = 0.1
 _CHUNK = 256  # scenes rendered per vectorised batch (bounds memory at large image sizes)
 _NOISE_FIELDS = 16
 
@@ -92,12 +97,15 @@ def _split_code(split: str) -> int:
     return {"train": 0, "val": 1}.get(split, zlib.crc32(split.encode()))
 
 
-def _colour_pairs(rng: np.random.Generator, n: int, min_dist: float) -> np.ndarray:
-    """n pairs of RGB colours in [0, 1] at least `min_dist` apart -> [n, 2, 3]."""
-    cand = rng.random((n, 8, 2, 3))
-    ok = np.linalg.norm(cand[:, :, 0] - cand[:, :, 1], axis=-1) >= min_dist  # [n, 8]
+def _grey_pairs(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n pairs of near-grey RGB colours in [0, 1] -> [n, 2, 3]: grey levels at least
+    OBJECT_CONTRAST apart (first of 8 candidate pairs that is), plus one faint tint per pair."""
+    cand = rng.random((n, 8, 2))
+    ok = np.abs(cand[:, :, 0] - cand[:, :, 1]) >= OBJECT_CONTRAST  # [n, 8]
     first = np.where(ok.any(1), ok.argmax(1), 7)
-    return cand[np.arange(n), first]
+    levels = cand[np.arange(n), first]  # [n, 2]
+    tint = OBJECT_TINT * (rng.random((n, 1, 3)) - 0.5)
+    return np.clip(levels[:, :, None] + tint, 0, 1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -142,7 +150,7 @@ def _draw(seed: int, split: str, index: int, size: int) -> dict:
         tex_angle=math.pi * (o[:, 5] > 0.5) + TEXTURE_TILT * (4 * (o[:, 5] % 0.5) - 1),
         tex_scale=np.exp(np.log(0.8) + (np.log(1.25) - np.log(0.8)) * o[:, 6]),
         tex_offset=o[:, 7:9],  # fraction of the texture source
-        colours=_colour_pairs(rng, MAX_OBJECTS, 0.45),
+        colours=_grey_pairs(rng, MAX_OBJECTS),
         bg_kind=int(b[0] * BACKGROUND_KINDS),  # 0 gradient, 1 low-frequency noise, 2 photograph
         bg_grad=b[1:3],  # direction, steepness
         bg_photo=min(int(b[3] * len(textures.BACKGROUND_SOURCES)), len(textures.BACKGROUND_SOURCES) - 1),

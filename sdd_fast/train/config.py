@@ -27,7 +27,7 @@ class TrainConfig:
     out: str = _opt("", "run directory: config.json, metrics.jsonl, checkpoints/ (required)")
     method: str = _opt("dino", "SSL method", choices=METHOD_NAMES)
     data: str = _opt("synthetic", "synthetic (embedded), imagefolder:PATH or voc:PATH")
-    arch: str = _opt("sdd_vit_micro_patch8", "any timm ViT name; the default trains on 2 CPU cores")
+    arch: str = _opt("sdd_vit_nano_conv_patch8", "any timm ViT name; the default trains on 2 CPU cores")
     img_size: int = _opt(64, "global view resolution (pixels)")
     steps: int = _opt(300, "optimisation steps")
     batch_size: int = _opt(32, "images per step and per process")

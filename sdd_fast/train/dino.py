@@ -18,7 +18,7 @@ class DINO(SSLMethod, EMATeacher):
 
     def __init__(self, config, out_dim: int = 1024):
         super().__init__(config)
-        self.student_head = DINOHead(self.embed_dim, out_dim)
+        self.student_head = DINOHead(self.embed_dim, out_dim, use_bn=True)
         self.teacher = self.frozen_copy(self.student)
         self.teacher_head = self.frozen_copy(self.student_head)
         self.loss_fn = DINOLoss(out_dim)

@@ -27,18 +27,23 @@ def mlp(in_dim: int, hidden: int, out_dim: int, layers: int, norm: str = "none",
 class DINOHead(nn.Module):
     """DINO's head: 3-layer MLP -> L2-normalised bottleneck -> weight-normalised prototypes.
 
-    Input [..., in_dim] -> logits [..., out_dim].
+    Input [..., in_dim] -> logits [..., out_dim]. `use_bn` puts BatchNorm after the hidden
+    layers (DINO's `use_bn_in_head`): over a batch, it spreads the nearly identical outputs of a
+    young network apart, so that centring does not flatten the teacher to uniform (the collapse
+    the micro ViTs fall into without it: loss at log K after 200 steps).
     """
 
-    def __init__(self, in_dim: int, out_dim: int = 1024, hidden: int = 512, bottleneck: int = 128):
+    def __init__(self, in_dim: int, out_dim: int = 1024, hidden: int = 512, bottleneck: int = 128,
+                 use_bn: bool = False):
         super().__init__()
-        self.mlp = mlp(in_dim, hidden, bottleneck, layers=3)
+        self.mlp = mlp(in_dim, hidden, bottleneck, layers=3, norm="bn" if use_bn else "none")
         self.last = nn.utils.parametrizations.weight_norm(nn.Linear(bottleneck, out_dim, bias=False))
         self.last.parametrizations.weight.original0.data.fill_(1.0)
         self.last.parametrizations.weight.original0.requires_grad_(False)  # fixed norm, as DINO's norm_last_layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.last(F.normalize(self.mlp(x), dim=-1))
+        flat = x.reshape(-1, x.shape[-1])  # [M, in_dim]: BatchNorm1d normalises over all leading dims
+        return self.last(F.normalize(self.mlp(flat), dim=-1)).reshape(*x.shape[:-1], -1)
 
 
 class DINOLoss(nn.Module):
