@@ -22,8 +22,7 @@ def _train(plan: StudyPlan, method: str, run_dir: Path, progress: bool, **option
     from ..train.loop import train
 
     values = dict(out=str(run_dir), method=method, steps=plan.steps, batch_size=plan.batch_size, lr=plan.lr,
-                  seed=plan.seed,
-                  device=plan.device, save_every=plan.save_every, progress=progress, resume=True)
+                  seed=plan.seed, device=plan.device, save_every=plan.save_every, progress=progress, resume=True)
     values.update(plan.train_options)
     values.update(options)
     train(TrainConfig(**values))
