@@ -1,5 +1,7 @@
-"""Overhead of per-step DSE in the bundled trainer: median step time with `--dse-every 1`
-against `--dse-every 0`, same seed and options otherwise.
+"""The bundled trainer: overhead of per-step DSE (median step time with `--dse-every 1` against
+`--dse-every 0`, same seed and options otherwise), and steps per second of every method with
+its default options, against the same run with one augmentation draw per image
+(`--aug-group 1`, the baseline).
 
 Contract with the trainer (`python -m sdd_fast.cli train`): OUT/metrics.jsonl holds one JSON
 row per logged step with `step` and `step_ms` (wall time of the step, data loading excluded,
@@ -53,10 +55,10 @@ def _trainer_missing():
     return None
 
 
-def _run(out_dir, device, dse_every, setup) -> list:
-    command = [sys.executable, "-m", "sdd_fast.cli", "train", "--out", str(out_dir), "--method", "dino",
+def _run(out_dir, device, dse_every, setup, method="dino", extra=()) -> list:
+    command = [sys.executable, "-m", "sdd_fast.cli", "train", "--out", str(out_dir), "--method", method,
                "--steps", str(setup["steps"]), "--dse-every", str(dse_every), "--device", device,
-               *setup["args"]]
+               *setup["args"], *extra]
     env = {**os.environ, "OMP_NUM_THREADS": str(bench_utils.THREADS)} if device == "cpu" else dict(os.environ)
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
     if out.returncode != 0:
@@ -94,3 +96,38 @@ def test_trainer_dse_overhead(benchmark, device, tmp_path):
     benchmark.extra_info.update(kind="trainer", device=device, setup=setup["label"], steps=setup["steps"],
                                 warmup=setup["warmup"], step_ms_off=off, step_ms_on=on, dse_ms=dse_ms,
                                 overhead=on / off - 1.0)
+
+
+def _steps_per_second(rows, warmup):
+    """1 / median(step + data-loading time) over the rows after the warm-up."""
+    per_step = [r["step_ms"] + r["data_ms"] for r in rows
+                if r.get("step", 0) > warmup and isinstance(r.get("step_ms"), (int, float))
+                and isinstance(r.get("data_ms"), (int, float))]
+    return 1e3 / statistics.median(per_step) if per_step else None
+
+
+# Short mode (CI): DINO only, the demo's method.
+THROUGHPUT_METHODS = ("dino",) if bench_utils.SHORT else ("dino", "ibot", "mocov3", "mae")
+
+
+@pytest.mark.parametrize("method", THROUGHPUT_METHODS)
+@pytest.mark.benchmark(group="trainer throughput (time: both runs, ignore)")
+def test_trainer_throughput(benchmark, device, method, tmp_path):
+    reason = _trainer_missing()
+    if reason:
+        pytest.skip(reason)
+    setup = _setup(device)
+    runs = {}
+
+    def both():
+        runs["per_image"] = _run(tmp_path / "per_image", device, 1, setup, method, ["--aug-group", "1"])
+        runs["default"] = _run(tmp_path / "default", device, 1, setup, method)
+
+    benchmark.pedantic(both, rounds=1, iterations=1, warmup_rounds=0)
+    rates = {name: _steps_per_second(rows, setup["warmup"]) for name, rows in runs.items()}
+    assert all(rates.values()), "metrics.jsonl has no step_ms / data_ms rows after the warm-up"
+    benchmark.extra_info.update(kind="throughput", device=device, method=method, setup=setup["label"],
+                                steps=setup["steps"], warmup=setup["warmup"],
+                                steps_per_s=rates["default"], steps_per_s_per_image=rates["per_image"],
+                                data_ms=_median(runs["default"], "data_ms", setup["warmup"]),
+                                data_ms_per_image=_median(runs["per_image"], "data_ms", setup["warmup"]))

@@ -1,6 +1,8 @@
 """View generators of the SSL methods (torchvision.transforms.v2, on uint8 image tensors).
 
-Each factory returns a callable: uint8 image [3, H, W] -> list of normalised float views.
+Each factory returns a callable: uint8 images [..., 3, H, W] -> list of normalised float views
+[..., 3, h, w]. Like every v2 pipeline, one call draws one set of random parameters, shared by
+all images of a stacked batch (see `stream.AugmentedStream` for how the trainers group them).
 """
 
 from __future__ import annotations

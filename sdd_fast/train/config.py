@@ -38,6 +38,8 @@ class TrainConfig:
     clip_grad: float = _opt(3.0, "gradient-norm clip (0 = off)")
     momentum_teacher: float = _opt(0.99, "EMA momentum of the teacher at step 0 (cosine to 1)")
     local_crops: int = _opt(2, "DINO / iBOT: local crops per image")
+    aug_group: int = _opt(8, "images sharing one draw of augmentation parameters (one v2 call; views of an image "
+                             "are always drawn apart); 1 = a draw per image, slower on small images")
     mask_ratio: float = _opt(0.0, "iBOT / MAE: masked patch ratio (0 = the method's default)")
     seed: int = _opt(0, "seed of weights, data order, augmentations and masks")
     device: Optional[str] = _opt(None, "cpu or cuda[:i] (default: cuda when available)")
@@ -74,7 +76,7 @@ class TrainConfig:
             bad("out", "is required")
         if self.method not in METHOD_NAMES:
             bad("method", f"must be one of {', '.join(METHOD_NAMES)}; got {self.method!r}")
-        for name in ("img_size", "steps", "batch_size"):
+        for name in ("img_size", "steps", "batch_size", "aug_group"):
             if getattr(self, name) < 1:
                 bad(name, f"must be >= 1; got {getattr(self, name)}")
         for name in ("warmup_steps", "dse_every", "save_every", "log_every", "local_crops", "workers"):

@@ -32,7 +32,7 @@ from .stream import AugmentedStream, step_loader
 
 # Options that define a run: a resumed run must keep them; a branch may change BRANCH_FREE ones.
 RUN_DEFINING = ("method", "data", "arch", "img_size", "steps", "batch_size", "lr", "min_lr", "warmup_steps",
-                "weight_decay", "momentum_teacher", "local_crops", "mask_ratio", "seed", "dse_beta")
+                "weight_decay", "momentum_teacher", "local_crops", "aug_group", "mask_ratio", "seed", "dse_beta")
 BRANCH_FREE = ("steps", "dse_beta")
 METRIC_FIELDS = ("step", "loss", "lr", "dse", "inter", "intra_image", "intra_batch", "dim", "dse_ms", "step_ms",
                  "data_ms", "reg_dse", "teacher_entropy", "kl")
@@ -136,7 +136,7 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
     if dist_info.enabled and device.type == "cuda":
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     images = train_images(source, config.img_size, seed=config.seed)
-    stream = AugmentedStream(images, method.make_transform(), config.seed)
+    stream = AugmentedStream(images, method.make_transform(), config.seed, config.aug_group)
     model = DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None) \
         if dist_info.enabled else method
 
