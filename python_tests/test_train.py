@@ -118,6 +118,8 @@ def test_broken_checkpoint_gives_an_error_naming_the_file(tmp_path, capsys, dama
     (["--data", "imagefolder:/does/not/exist"], "--data"),
     (["--logger", "wandb"], "--logger"),
     (["--mask-ratio", "1.5"], "--mask-ratio"),
+    (["--teacher-temp", "0"], "--teacher-temp"),
+    (["--aug-group", "0"], "--aug-group"),
     (["--device", "tpu"], "--device"),
 ])
 def test_bad_options_give_a_message_not_a_traceback(tmp_path, capsys, args, message):
@@ -152,3 +154,16 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert all(r["dse"] is not None for r in rows)
     assert load_checkpoint(out / "checkpoints" / "step_000003.pt")["step"] == 3
     assert torch.distributed.is_available()
+
+
+@pytest.mark.parametrize("method", ["dino", "ibot"])
+def test_teacher_temp_sharpens_every_distillation_loss(method):
+    from sdd_fast.train.config import TrainConfig
+    from sdd_fast.train.methods import build_method
+
+    built = build_method(TrainConfig(out="unused", method=method, img_size=32, teacher_temp=0.03))
+    losses = [built.loss_fn] + ([built.patch_loss_fn] if method == "ibot" else [])
+    assert all(loss.teacher_temp == 0.03 for loss in losses)
+    logits = torch.randn(2, 4, built.loss_fn.center.numel())
+    sharp, default = losses[0].teacher_probs(logits), torch.softmax(logits / 0.04, dim=-1)
+    assert (built.loss_fn.entropies(sharp) < built.loss_fn.entropies(default)).all()

@@ -12,7 +12,12 @@ from .method import EMATeacher, SSLMethod, StepOutput
 
 class DINO(SSLMethod, EMATeacher):
     """Student and EMA teacher ViTs with DINO heads; the loss pairs every teacher global view
-    with every other student view (2 global + `local_crops` local)."""
+    with every other student view (2 global + `local_crops` local).
+
+    The teacher temperature is `config.teacher_temp` (default 0.02, half of DINO's 0.04): with
+    1,024 prototypes and batches of 32, 0.04 leaves the teacher's distribution near uniform
+    (entropy 6.6 of at most 6.93) and the patch tokens learn little; 0.02 keeps it at 4-4.5.
+    """
 
     name = "dino"
 
@@ -21,7 +26,7 @@ class DINO(SSLMethod, EMATeacher):
         self.student_head = DINOHead(self.embed_dim, out_dim, use_bn=True)
         self.teacher = self.frozen_copy(self.student)
         self.teacher_head = self.frozen_copy(self.student_head)
-        self.loss_fn = DINOLoss(out_dim)
+        self.loss_fn = DINOLoss(out_dim, teacher_temp=config.teacher_temp)
         self.momentum = self.momentum_schedule(config)
 
     def make_transform(self):

@@ -22,7 +22,7 @@ class IBOT(DINO):
         super().__init__(config, out_dim)
         self.mask_token = nn.Parameter(torch.zeros(self.embed_dim))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
-        self.patch_loss_fn = DINOLoss(out_dim)
+        self.patch_loss_fn = DINOLoss(out_dim, teacher_temp=config.teacher_temp)
         self.mask_ratio = config.mask_ratio or 0.3
 
     def random_masks(self, batch: int, patches: int, generator: torch.Generator, device) -> torch.Tensor:

@@ -32,7 +32,8 @@ from .stream import AugmentedStream, step_loader
 
 # Options that define a run: a resumed run must keep them; a branch may change BRANCH_FREE ones.
 RUN_DEFINING = ("method", "data", "arch", "img_size", "steps", "batch_size", "lr", "min_lr", "warmup_steps",
-                "weight_decay", "momentum_teacher", "local_crops", "aug_group", "mask_ratio", "seed", "dse_beta")
+                "weight_decay", "momentum_teacher", "local_crops", "teacher_temp", "aug_group", "mask_ratio", "seed",
+                "dse_beta")
 BRANCH_FREE = ("steps", "dse_beta")
 METRIC_FIELDS = ("step", "loss", "lr", "dse", "inter", "intra_image", "intra_batch", "dim", "dse_ms", "step_ms",
                  "data_ms", "reg_dse", "teacher_entropy", "kl")
