@@ -76,19 +76,26 @@ def _median(rows, key, warmup):
     return statistics.median(values) if values else None
 
 
-@pytest.mark.benchmark(group="trainer overhead (time: both runs, ignore)")
-def test_trainer_dse_overhead(benchmark, device, tmp_path):
+def _paired_runs(benchmark, device, tmp_path, method, variants: dict) -> tuple:
+    """(setup, {name: metrics rows}): one trainer run per variant (name -> (dse_every, extra
+    options)), timed together as one benchmark round; skips while the trainer is missing."""
     reason = _trainer_missing()
     if reason:
         pytest.skip(reason)
     setup = _setup(device)
     runs = {}
 
-    def both():
-        runs["off"] = _run(tmp_path / "off", device, 0, setup)
-        runs["on"] = _run(tmp_path / "on", device, 1, setup)
+    def all_variants():
+        for name, (dse_every, extra) in variants.items():
+            runs[name] = _run(tmp_path / name, device, dse_every, setup, method, extra)
 
-    benchmark.pedantic(both, rounds=1, iterations=1, warmup_rounds=0)
+    benchmark.pedantic(all_variants, rounds=1, iterations=1, warmup_rounds=0)
+    return setup, runs
+
+
+@pytest.mark.benchmark(group="trainer overhead (time: both runs, ignore)")
+def test_trainer_dse_overhead(benchmark, device, tmp_path):
+    setup, runs = _paired_runs(benchmark, device, tmp_path, "dino", {"off": (0, ()), "on": (1, ())})
     off = _median(runs["off"], "step_ms", setup["warmup"])
     on = _median(runs["on"], "step_ms", setup["warmup"])
     dse_ms = _median(runs["on"], "dse_ms", setup["warmup"])
@@ -113,17 +120,8 @@ THROUGHPUT_METHODS = ("dino",) if bench_utils.SHORT else ("dino", "ibot", "mocov
 @pytest.mark.parametrize("method", THROUGHPUT_METHODS)
 @pytest.mark.benchmark(group="trainer throughput (time: both runs, ignore)")
 def test_trainer_throughput(benchmark, device, method, tmp_path):
-    reason = _trainer_missing()
-    if reason:
-        pytest.skip(reason)
-    setup = _setup(device)
-    runs = {}
-
-    def both():
-        runs["per_image"] = _run(tmp_path / "per_image", device, 1, setup, method, ["--aug-group", "1"])
-        runs["default"] = _run(tmp_path / "default", device, 1, setup, method)
-
-    benchmark.pedantic(both, rounds=1, iterations=1, warmup_rounds=0)
+    setup, runs = _paired_runs(benchmark, device, tmp_path, method,
+                               {"per_image": (1, ("--aug-group", "1")), "default": (1, ())})
     rates = {name: _steps_per_second(rows, setup["warmup"]) for name, rows in runs.items()}
     assert all(rates.values()), "metrics.jsonl has no step_ms / data_ms rows after the warm-up"
     benchmark.extra_info.update(kind="throughput", device=device, method=method, setup=setup["label"],

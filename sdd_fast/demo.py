@@ -1,6 +1,6 @@
 """`make demo`: train DINO on the embedded data with per-step DSE, then evaluate, select, report.
 
-    python -m sdd_fast.demo [--out runs/demo] [--steps 240] [--device cpu|cuda]
+    python -m sdd_fast.demo [--out runs/demo] [--steps 400] [--device cpu|cuda]
 
 1. `sdd-fast train`  DINO on the procedurally generated scenes, DSE of the teacher's patch
    tokens every step (OUT/metrics.jsonl), a checkpoint every `--save-every` steps;
@@ -26,8 +26,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     parser.add_argument("--method", default="dino", help="dino | ibot | mocov3 | mae (default dino)")
-    parser.add_argument("--steps", type=int, default=240, help="training steps (default 240)")
-    parser.add_argument("--save-every", type=int, default=30, help="checkpoint interval (default 30)")
+    parser.add_argument("--steps", type=int, default=400, help="training steps (default 400)")
+    parser.add_argument("--save-every", type=int, default=50, help="checkpoint interval (default 50)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     args = parser.parse_args(argv)
 
