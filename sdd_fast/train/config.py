@@ -38,8 +38,8 @@ class TrainConfig:
     clip_grad: float = _opt(3.0, "gradient-norm clip (0 = off)")
     momentum_teacher: float = _opt(0.99, "EMA momentum of the teacher at step 0 (cosine to 1)")
     local_crops: int = _opt(2, "DINO / iBOT: local crops per image")
-    teacher_temp: float = _opt(0.02, "DINO / iBOT: teacher softmax temperature (student: 0.1); DINO's 0.04 leaves "
-                                     "the tiny default's teacher near uniform")
+    teacher_temp: float = _opt(0.02, "DINO / iBOT: teacher softmax temperature (student: 0.1); at DINO's 0.04 "
+                                     "the tiny default's teacher stays near uniform")
     aug_group: int = _opt(8, "images sharing one draw of augmentation parameters (one v2 call; views of an image "
                              "are always drawn apart); 1 = a draw per image, slower on small images")
     mask_ratio: float = _opt(0.0, "iBOT / MAE: masked patch ratio (0 = the method's default)")
