@@ -1,7 +1,7 @@
 """A convolutional patch embedding for timm ViTs ("Early convolutions help transformers see
 better", Xiao et al. 2021): stride-2 3x3 convolutions instead of one patch-sized linear map.
 
-With it the micro ViT learns texture in a few hundred steps where the linear patch embedding
+With it the 64-wide ViT learns texture in a few hundred steps where the linear patch embedding
 needs several times more (supervised on the embedded scenes, probe mIoU 0.30 vs 0.16 after
 200 steps), which is what lets the bundled trainers improve on a random network on a CPU.
 """

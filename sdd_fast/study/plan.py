@@ -6,7 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..train.config import METHOD_NAMES
+from ..train.config import METHOD_NAMES, TrainConfig
+
+_TRAINER = TrainConfig()  # the trainers' defaults, which the study follows where it names no other
 
 # Eval rows' metric columns compared with mIoU: DSE, the recombined selection score P, baselines.
 METRICS = ("dse", "score_p", "dense_rankme", "rankme_cls", "rankme_pooled", "alpha_req", "lidar")
@@ -24,8 +26,8 @@ class StudyPlan:
     methods: tuple = METHOD_NAMES
     steps: int = 400  # training steps per method
     checkpoints: int = 8  # evaluated checkpoints besides step 0 (every steps // checkpoints)
-    batch_size: int = 32
-    lr: float = 1e-3  # peak learning rate (the trainers' default)
+    batch_size: int = _TRAINER.batch_size
+    lr: float = _TRAINER.lr  # peak learning rate
     seed: int = 0
     device: Optional[str] = None
     reg_beta: float = 1e-3  # --dse-beta of the regularised branch

@@ -16,6 +16,8 @@ never shares its parameters; only different images of a group do.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -66,14 +68,9 @@ class AugmentedStream(Dataset):
     def __getitems__(self, positions: list) -> list:
         """Views of many samples (the DataLoader's batched fetch): one pipeline call per run of
         positions in the same augmentation group."""
-        samples, start = [], 0
-        while start < len(positions):
-            key = positions[start] // self.group
-            stop = start + 1
-            while stop < len(positions) and positions[stop] // self.group == key:
-                stop += 1
-            samples.extend(self._augment_group(key, [self.images[self.image_index(p)] for p in positions[start:stop]]))
-            start = stop
+        samples = []
+        for key, run in itertools.groupby(positions, key=lambda p: p // self.group):
+            samples.extend(self._augment_group(key, [self.images[self.image_index(p)] for p in run]))
         return samples
 
     def _augment_group(self, key: int, images: list) -> list:
