@@ -35,6 +35,41 @@ def test_singular_sum_matches_reference(device, shape):
     assert bool((values[:, 4] == 0).all())
 
 
+def with_singular_values(sigma, rows, centered, generator):
+    """A [rows, len(sigma)] float64 matrix with exactly these singular values (columns sum to
+    zero when `centered`, so centering leaves it unchanged)."""
+    d = len(sigma)
+    basis = torch.randn(rows, d + 1, dtype=torch.float64, generator=generator)
+    if centered:
+        basis[:, 0] = 1.0  # orthogonalised first, so the other columns become orthogonal to ones
+    u = torch.linalg.qr(basis).Q[:, 1:] if centered else torch.linalg.qr(basis[:, :d]).Q
+    v = torch.linalg.qr(torch.randn(d, d, dtype=torch.float64, generator=generator)).Q
+    return u @ torch.diag(torch.tensor(sigma, dtype=torch.float64)) @ v.T
+
+
+# Two real directions at 4e-4 and 6e-4 of the largest: their eigenvalues (~2e-7 of the
+# largest) sit under the rounding noise of an fp32 Gram, yet they are 5e-4 of the sum.
+SMALL_TAIL = [10.0, 5.0, 3.0, 2.0, 1.0, 0.5, 0.006, 0.004]
+
+
+def test_singular_sum_keeps_small_real_directions_in_fp32(device):
+    g = torch.Generator().manual_seed(3)
+    x = with_singular_values(SMALL_TAIL, 9, centered=True, generator=g) + torch.randn(8, dtype=torch.float64,
+                                                                                         generator=g)
+    expected = reference_singular_sums(x.unsqueeze(0), torch.zeros(1, 9, dtype=torch.int64), 1)
+    assert abs(float(expected) * math.sqrt(8) - sum(SMALL_TAIL)) < 1e-9  # the construction holds
+    values, _ = sdd_fast.cluster_singular_sum(x.float().unsqueeze(0).to(device), torch.zeros(1, 9, dtype=torch.int64,
+                                                                                              device=device), 1)
+    assert rel_err(values.cpu(), expected) <= 1e-4
+
+
+def test_effective_rank_keeps_small_real_directions_in_fp32(device):
+    g = torch.Generator().manual_seed(4)
+    y = with_singular_values(SMALL_TAIL, 12, centered=False, generator=g)
+    expected = reference.effective_rank(y)
+    assert rel_err(sdd_fast.effective_rank(y.float().unsqueeze(0).to(device)).cpu(), expected.unsqueeze(0)) <= 1e-4
+
+
 def test_singular_sum_two_points_hand_computed():
     """Two points a, b: one singular value ||a - b|| / sqrt(2); S = that / sqrt(max(1, d))."""
     a, b = torch.tensor([1.0, 2.0, 2.0]), torch.tensor([-1.0, 0.0, 2.0])

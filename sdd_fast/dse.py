@@ -39,6 +39,8 @@ def dse(feats, *, local_k=DEFAULTS.local_k, global_k=DEFAULTS.global_k, group=DE
     Args:
         feats (Tensor[B, N, d]): patch tokens of B images (no CLS / register tokens), any
             float dtype, device and strides. fp16 / bf16 / fp32 are computed in fp32; fp64 in fp64.
+            On the CPU the small spectra (Grams of clusters, of the batch) are fp64 whatever
+            the input: an fp32 Gram loses singular values under ~3e-4 of the largest.
         local_k (int): k-means clusters per image (M_intra_image). Needs N >= 2 * local_k.
         global_k (int): k-means clusters per group of images (M_intra_batch, M_inter).
         group (int): images per group; consecutive images, the last group may be smaller

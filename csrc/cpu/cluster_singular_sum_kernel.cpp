@@ -32,15 +32,17 @@ struct ClusterMembers {
   }
 };
 
+// [n, d] float64: centering in fp32 would leave a rounding direction of ~1e-7 * ||mean||,
+// which the fp64 spectrum would read as a singular value of clusters far from the origin.
 at::Tensor centered_rows(const at::Tensor& x, const at::Tensor& index) {
-  const at::Tensor rows = x.index_select(0, index);
+  const at::Tensor rows = x.index_select(0, index).to(at::kDouble);
   return rows - rows.mean(0, /*keepdim=*/true);
 }
 
 // The centered clusters (>= 2 points) of every problem, as the matrices to decompose.
 struct CenteredClusters {
   std::vector<ClusterMembers> members;  // per problem
-  std::vector<at::Tensor> mats;         // [n, d] centered
+  std::vector<at::Tensor> mats;         // [n, d] centered, float64
   std::vector<int64_t> problem, cluster;
 
   CenteredClusters(const std::vector<at::Tensor>& xs, const std::vector<const int64_t*>& labels, int64_t k,
@@ -99,7 +101,7 @@ void cluster_singular_sums_backward(const std::vector<at::Tensor>& xs, const std
     // Through the centering: project out the mean (also removes rounding along 1).
     grads[i] -= grads[i].mean(0, /*keepdim=*/true);
     const int64_t p = clusters.problem[i];
-    grad_xs[p].index_add_(0, clusters.members[p].index(clusters.cluster[i]), grads[i]);
+    grad_xs[p].index_add_(0, clusters.members[p].index(clusters.cluster[i]), grads[i].to(grad_xs[p].scalar_type()));
   }
 }
 

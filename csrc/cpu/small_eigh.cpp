@@ -25,26 +25,24 @@ std::map<BucketKey, std::vector<int64_t>> make_buckets(const std::vector<at::Ten
   return buckets;
 }
 
-// [members, padded, C]: the bucket's matrices, zero rows below each.
+// [members, padded, C] float64: the bucket's matrices, zero rows below each.
 at::Tensor stack_padded(const std::vector<at::Tensor>& mats, const std::vector<int64_t>& members, int64_t padded) {
   const at::Tensor& first = mats[members[0]];
-  at::Tensor stacked = at::zeros({static_cast<int64_t>(members.size()), padded, first.size(1)}, first.options());
+  at::Tensor stacked = at::zeros({static_cast<int64_t>(members.size()), padded, first.size(1)},
+                                 first.options().dtype(at::kDouble));
   for (size_t j = 0; j < members.size(); ++j) {
     stacked.select(0, j).narrow(0, 0, mats[members[j]].size(0)).copy_(mats[members[j]]);
   }
   return stacked;
 }
 
-// Grams in the matrices' dtype: fp32 LAPACK is about twice as fast as fp64 here, and its
-// eigenvalue error (~1e-7 of the largest) is that of the fp32 Gram itself.
+// Grams and their spectra in float64 whatever the input dtype. An fp32 Gram carries
+// eigenvalue noise of ~1e-7 of the largest, so any singular value under ~3e-4 of the
+// largest is lost in it (sqrt amplifies the noise); real clusters have such directions,
+// and dropping them misses the fp32 tolerance of 1e-4. fp64 costs ~1.3x in the eigensolver.
 at::Tensor smaller_gram(const at::Tensor& stacked, bool gram) {
   const at::Tensor t = stacked.transpose(1, 2);
   return gram ? at::bmm(stacked, t) : at::bmm(t, stacked);
-}
-
-double fraction_for(const at::Tensor& a) {
-  return a.scalar_type() == at::kDouble ? common::degenerate_eigenvalue_fraction<double>()
-                                        : common::degenerate_eigenvalue_fraction<float>();
 }
 
 }  // namespace
@@ -59,10 +57,10 @@ std::vector<SmallSideSpectrum> small_side_spectra(const std::vector<at::Tensor>&
     } else {
       values = at::linalg_eigvalsh(grams);
     }
-    values = values.to(at::kDouble).contiguous();
+    values = values.contiguous();
     for (size_t j = 0; j < members.size(); ++j) {
       spectra[members[j]] = {values.select(0, j), with_vectors ? vectors.select(0, j) : at::Tensor(), key.first,
-                             key.second, fraction_for(mats[members[j]])};
+                             key.second, common::degenerate_eigenvalue_fraction<double>()};
     }
   }
   return spectra;
@@ -74,19 +72,19 @@ void add_spectral_gradients(const std::vector<at::Tensor>& mats, const SpectralW
   for (const auto& [key, members] : make_buckets(mats)) {
     const at::Tensor stacked = stack_padded(mats, members, key.second);
     const auto [eigenvalues, vectors] = at::linalg_eigh(smaller_gram(stacked, key.first));
-    const at::Tensor values = eigenvalues.to(at::kDouble).contiguous();
+    const at::Tensor values = eigenvalues.contiguous();
     const int64_t m = values.size(1);
     at::Tensor scaled = at::empty({static_cast<int64_t>(members.size()), 1, m}, values.options());
     for (size_t j = 0; j < members.size(); ++j) {
       const SmallSideSpectrum spectrum{values.select(0, j).contiguous(), vectors.select(0, j), key.first,
-                                       key.second, fraction_for(mats[members[j]])};
+                                       key.second, common::degenerate_eigenvalue_fraction<double>()};
       double scale = 0.0;
       weight_fn(members[j], spectrum, weights, scale);
       double* out = scaled.select(0, j).data_ptr<double>();
       for (int64_t e = 0; e < m; ++e) out[e] = weights[e] * scale;
     }
     // K = U diag(w) U^T per matrix; the gradient is K A (Gram side) or A K (covariance side).
-    const at::Tensor kernel = at::bmm(vectors * scaled.to(vectors.scalar_type()), vectors.transpose(1, 2));
+    const at::Tensor kernel = at::bmm(vectors * scaled, vectors.transpose(1, 2));
     const at::Tensor padded_grad = key.first ? at::bmm(kernel, stacked) : at::bmm(stacked, kernel);
     for (size_t j = 0; j < members.size(); ++j) {
       at::Tensor& grad = grads[members[j]];

@@ -2,7 +2,7 @@
 //
 // For A [r, C] the smaller Gram is A A^T [r, r] (r <= C) or A^T A [C, C]. Matrices are
 // bucketed by padded size (zero rows add only zero eigenvalues), and every bucket is one
-// bmm + one batched LAPACK call issued from the calling thread: no LAPACK call runs inside
+// float64 bmm + one batched float64 LAPACK call issued from the calling thread: no LAPACK call runs inside
 // an at::parallel_for region (nested threading there oversubscribes the cores).
 #pragma once
 
@@ -16,10 +16,10 @@ namespace cpu {
 
 struct SmallSideSpectrum {
   at::Tensor eigenvalues;   // float64 [m] (ascending); m = padded size of the smaller side
-  at::Tensor eigenvectors;  // [m, m] in A's dtype (undefined unless requested)
+  at::Tensor eigenvectors;  // float64 [m, m] (undefined unless requested)
   bool gram;                // true: A A^T (rows <= cols); false: A^T A
   int64_t padded_rows;      // rows of the zero-padded A the Gram was formed from
-  double degenerate_fraction;  // eigenvalues <= this * largest are zeros (by A's dtype)
+  double degenerate_fraction;  // eigenvalues <= this * largest are zeros (float64 rounding)
 };
 
 // Spectra of every matrix in `mats` (each [r_i, C], same C and dtype, contiguous rows).
