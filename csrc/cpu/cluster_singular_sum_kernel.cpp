@@ -27,22 +27,38 @@ struct ClusterMembers {
     for (int64_t i = 0; i < M; ++i) members[next[labels[i]]++] = i;
   }
   int64_t count(int64_t c) const { return offsets[c + 1] - offsets[c]; }
-  at::Tensor index(int64_t c) const {
-    return at::from_blob(const_cast<int64_t*>(members.data()) + offsets[c], {count(c)}, at::kLong);
+  at::Tensor order() const {  // [M]: point indices, cluster by cluster
+    return at::from_blob(const_cast<int64_t*>(members.data()), {static_cast<int64_t>(members.size())}, at::kLong);
   }
 };
 
-// [n, d] float64: centering in fp32 would leave a rounding direction of ~1e-7 * ||mean||,
-// which the fp64 spectrum would read as a singular value of clusters far from the origin.
-at::Tensor centered_rows(const at::Tensor& x, const at::Tensor& index) {
-  const at::Tensor rows = x.index_select(0, index).to(at::kDouble);
-  return rows - rows.mean(0, /*keepdim=*/true);
+// Subtracts each cluster's mean from its rows of `rows` (float64 [M, d], cluster by cluster).
+void center_clusters(at::Tensor& rows, const ClusterMembers& members) {
+  const int64_t d = rows.size(1);
+  double* data = rows.data_ptr<double>();
+  std::vector<double> mean(d);
+  for (size_t c = 0; c + 1 < members.offsets.size(); ++c) {
+    const int64_t begin = members.offsets[c], end = members.offsets[c + 1];
+    if (end == begin) continue;
+    std::fill(mean.begin(), mean.end(), 0.0);
+    for (int64_t i = begin; i < end; ++i) {
+      for (int64_t j = 0; j < d; ++j) mean[j] += data[i * d + j];
+    }
+    for (int64_t j = 0; j < d; ++j) mean[j] /= static_cast<double>(end - begin);
+    for (int64_t i = begin; i < end; ++i) {
+      for (int64_t j = 0; j < d; ++j) data[i * d + j] -= mean[j];
+    }
+  }
 }
 
-// The centered clusters (>= 2 points) of every problem, as the matrices to decompose.
+// The centered clusters (>= 2 points) of every problem, as the matrices to decompose. Each
+// problem's points are gathered once in cluster order (float64: centering in fp32 would leave
+// a rounding direction of ~1e-7 * ||mean||, which the fp64 spectrum reads as a singular
+// value); every cluster's matrix is a row range of that buffer.
 struct CenteredClusters {
   std::vector<ClusterMembers> members;  // per problem
-  std::vector<at::Tensor> mats;         // [n, d] centered, float64
+  std::vector<at::Tensor> sorted;       // per problem: [M, d] float64, cluster by cluster, centered
+  std::vector<at::Tensor> mats;         // [n, d] row ranges of `sorted`
   std::vector<int64_t> problem, cluster;
 
   CenteredClusters(const std::vector<at::Tensor>& xs, const std::vector<const int64_t*>& labels, int64_t k,
@@ -50,9 +66,11 @@ struct CenteredClusters {
     members.reserve(xs.size());
     for (size_t p = 0; p < xs.size(); ++p) {
       members.emplace_back(labels[p], xs[p].size(0), k);
+      sorted.push_back(xs[p].index_select(0, members[p].order()).to(at::kDouble));
+      center_clusters(sorted[p], members[p]);
       for (int64_t c = 0; c < k; ++c) {
         if (members[p].count(c) < 2 || (grad_values != nullptr && grad_values[p * k + c] == 0.0)) continue;
-        mats.push_back(centered_rows(xs[p], members[p].index(c)));
+        mats.push_back(sorted[p].narrow(0, members[p].offsets[c], members[p].count(c)));
         problem.push_back(p);
         cluster.push_back(c);
       }
@@ -84,8 +102,12 @@ void cluster_singular_sums(const std::vector<at::Tensor>& xs, const std::vector<
 void cluster_singular_sums_backward(const std::vector<at::Tensor>& xs, const std::vector<const int64_t*>& labels,
                                     int64_t k, const double* grad_values, std::vector<at::Tensor>& grad_xs) {
   const CenteredClusters clusters(xs, labels, k, grad_values);
-  std::vector<at::Tensor> grads;
-  for (const at::Tensor& a : clusters.mats) grads.push_back(at::zeros_like(a));
+  std::vector<at::Tensor> sorted_grads, grads;  // per problem [M, d] float64; per cluster its row range
+  for (const at::Tensor& rows : clusters.sorted) sorted_grads.push_back(at::zeros_like(rows));
+  for (size_t i = 0; i < clusters.mats.size(); ++i) {
+    const int64_t p = clusters.problem[i];
+    grads.push_back(sorted_grads[p].narrow(0, clusters.members[p].offsets[clusters.cluster[i]], clusters.mats[i].size(0)));
+  }
   add_spectral_gradients(
       clusters.mats,
       [&](int64_t i, const SmallSideSpectrum& spectrum, std::vector<double>& weights, double& scale) {
@@ -97,11 +119,10 @@ void cluster_singular_sums_backward(const std::vector<at::Tensor>& xs, const std
                 common::singular_sum_scale(a.size(0), a.size(1));
       },
       grads);
-  for (size_t i = 0; i < grads.size(); ++i) {
-    // Through the centering: project out the mean (also removes rounding along 1).
-    grads[i] -= grads[i].mean(0, /*keepdim=*/true);
-    const int64_t p = clusters.problem[i];
-    grad_xs[p].index_add_(0, clusters.members[p].index(clusters.cluster[i]), grads[i].to(grad_xs[p].scalar_type()));
+  for (size_t p = 0; p < xs.size(); ++p) {
+    // Through the centering: project out each cluster's mean (also removes rounding along 1).
+    center_clusters(sorted_grads[p], clusters.members[p]);
+    grad_xs[p].index_add_(0, clusters.members[p].order(), sorted_grads[p].to(grad_xs[p].scalar_type()));
   }
 }
 

@@ -26,7 +26,7 @@ std::vector<at::Tensor> matrices(const at::Tensor& y) {
 }  // namespace
 
 void effective_ranks(const at::Tensor& y, double* out) {
-  const std::vector<SmallSideSpectrum> spectra = small_side_spectra(matrices(y), false);
+  const std::vector<SmallSideSpectrum> spectra = small_side_spectra(matrices(y.to(at::kDouble)), false);
   for (size_t q = 0; q < spectra.size(); ++q) {
     // Padding adds zero eigenvalues; erank counts min(R, d) of them.
     const at::Tensor eig = spectra[q].eigenvalues.narrow(0, spectra[q].eigenvalues.numel() - std::min(y.size(1), y.size(2)),
@@ -40,7 +40,7 @@ void effective_ranks_backward(const at::Tensor& y, const double* grad, at::Tenso
   std::vector<at::Tensor> grads = matrices(grad_y);
   const int64_t m = std::min(y.size(1), y.size(2));
   add_spectral_gradients(
-      matrices(y),
+      matrices(y.to(at::kDouble)),
       [&](int64_t q, const SmallSideSpectrum& spectrum, std::vector<double>& weights, double& scale) {
         const int64_t total = spectrum.eigenvalues.numel();
         weights.assign(total, 0.0);  // padding eigenvalues (the smallest) get no weight

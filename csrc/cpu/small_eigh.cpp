@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <cstring>
 #include <map>
 #include <utility>
 
@@ -11,7 +12,7 @@ namespace sdd {
 namespace cpu {
 namespace {
 
-constexpr int64_t kPadMultiple = 16;  // bucket granularity of row counts
+constexpr int64_t kPadMultiple = 4;  // bucket granularity of row counts: LAPACK cost grows as size^3
 
 using BucketKey = std::pair<bool, int64_t>;  // (gram side, padded rows)
 
@@ -30,8 +31,14 @@ at::Tensor stack_padded(const std::vector<at::Tensor>& mats, const std::vector<i
   const at::Tensor& first = mats[members[0]];
   at::Tensor stacked = at::zeros({static_cast<int64_t>(members.size()), padded, first.size(1)},
                                  first.options().dtype(at::kDouble));
+  const int64_t slot = padded * first.size(1);
   for (size_t j = 0; j < members.size(); ++j) {
-    stacked.select(0, j).narrow(0, 0, mats[members[j]].size(0)).copy_(mats[members[j]]);
+    const at::Tensor& mat = mats[members[j]];
+    if (mat.scalar_type() == at::kDouble && mat.is_contiguous()) {  // the common case: no ATen call
+      std::memcpy(stacked.data_ptr<double>() + j * slot, mat.data_ptr<double>(), mat.numel() * sizeof(double));
+    } else {
+      stacked.select(0, j).narrow(0, 0, mat.size(0)).copy_(mat);
+    }
   }
   return stacked;
 }

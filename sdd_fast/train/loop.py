@@ -141,7 +141,9 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
     model = DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None) \
         if dist_info.enabled else method
 
-    optimizer = torch.optim.AdamW(param_groups(method, config.weight_decay), lr=config.lr)
+    # fused: one kernel over all parameters (CPU: 2.7 ms vs 13.5 ms per step of the default DINO)
+    optimizer = torch.optim.AdamW(param_groups(method, config.weight_decay), lr=config.lr,
+                                  fused=device.type in ("cpu", "cuda"))
     lrs = cosine_schedule(config.lr, config.min_lr, config.steps, config.warmup_steps)
     dtype = amp_dtype(config, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
