@@ -167,3 +167,26 @@ def test_teacher_temp_sharpens_every_distillation_loss(method):
     logits = torch.randn(2, 4, built.loss_fn.center.numel())
     sharp, default = losses[0].teacher_probs(logits), torch.softmax(logits / 0.04, dim=-1)
     assert (built.loss_fn.entropies(sharp) < built.loss_fn.entropies(default)).all()
+
+
+@pytest.mark.parametrize("mask_ratio", [0.05, 0.3, 0.5])
+def test_ibot_patch_loss_positions_hold_every_masked_patch(mask_ratio):
+    """The patch heads run on R gathered positions per image: every masked patch is among them
+    (first), `valid` marks exactly those, so the masked mean over them equals the one over all."""
+    from sdd_fast.train.config import TrainConfig
+    from sdd_fast.train.methods import build_method
+
+    built = build_method(TrainConfig(out="unused", method="ibot", img_size=32, mask_ratio=mask_ratio))
+    mask = built.random_masks(64, 49, torch.Generator().manual_seed(2), "cpu")  # [64, 49]
+    index, valid = built.loss_positions(mask)
+    counts = mask.sum(1)
+    assert int(counts.max()) <= index.shape[1] < 49  # fewer positions than patches: the saving
+    for row, count in enumerate(counts.tolist()):
+        assert set(index[row, :count].tolist()) == set(mask[row].nonzero().flatten().tolist())
+        assert valid[row].tolist() == [1.0] * count + [0.0] * (index.shape[1] - count)
+    values = torch.randn(64, 49)
+    over_all = ((values * mask).sum(1) / counts.clamp_min(1)).mean()
+    gathered = ((values.gather(1, index) * valid).sum(1) / valid.sum(1).clamp_min(1)).mean()
+    assert torch.allclose(over_all, gathered, atol=1e-6)
+    tokens = torch.randn(64, 49, 5)
+    assert torch.equal(built.gather_tokens(tokens, index)[3, 1], tokens[3, index[3, 1]])
