@@ -70,11 +70,17 @@ struct CenteredClusters {
       center_clusters(sorted[p], members[p]);
       for (int64_t c = 0; c < k; ++c) {
         if (members[p].count(c) < 2 || (grad_values != nullptr && grad_values[p * k + c] == 0.0)) continue;
-        mats.push_back(sorted[p].narrow(0, members[p].offsets[c], members[p].count(c)));
         problem.push_back(p);
         cluster.push_back(c);
+        mats.push_back(rows_of(sorted[p], mats.size()));
       }
     }
+  }
+
+  // Matrix i's row range of a per-problem buffer laid out like `sorted` ([M, d], cluster by cluster).
+  at::Tensor rows_of(const at::Tensor& buffer, size_t i) const {
+    const ClusterMembers& m = members[problem[i]];
+    return buffer.narrow(0, m.offsets[cluster[i]], m.count(cluster[i]));
   }
 };
 
@@ -105,8 +111,7 @@ void cluster_singular_sums_backward(const std::vector<at::Tensor>& xs, const std
   std::vector<at::Tensor> sorted_grads, grads;  // per problem [M, d] float64; per cluster its row range
   for (const at::Tensor& rows : clusters.sorted) sorted_grads.push_back(at::zeros_like(rows));
   for (size_t i = 0; i < clusters.mats.size(); ++i) {
-    const int64_t p = clusters.problem[i];
-    grads.push_back(sorted_grads[p].narrow(0, clusters.members[p].offsets[clusters.cluster[i]], clusters.mats[i].size(0)));
+    grads.push_back(clusters.rows_of(sorted_grads[clusters.problem[i]], i));
   }
   add_spectral_gradients(
       clusters.mats,

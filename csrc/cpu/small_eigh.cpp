@@ -26,19 +26,15 @@ std::map<BucketKey, std::vector<int64_t>> make_buckets(const std::vector<at::Ten
   return buckets;
 }
 
-// [members, padded, C] float64: the bucket's matrices, zero rows below each.
+// [members, padded, C] float64: the bucket's matrices, zero rows below each (one memcpy each).
 at::Tensor stack_padded(const std::vector<at::Tensor>& mats, const std::vector<int64_t>& members, int64_t padded) {
   const at::Tensor& first = mats[members[0]];
-  at::Tensor stacked = at::zeros({static_cast<int64_t>(members.size()), padded, first.size(1)},
-                                 first.options().dtype(at::kDouble));
+  at::Tensor stacked = at::zeros({static_cast<int64_t>(members.size()), padded, first.size(1)}, first.options());
   const int64_t slot = padded * first.size(1);
   for (size_t j = 0; j < members.size(); ++j) {
     const at::Tensor& mat = mats[members[j]];
-    if (mat.scalar_type() == at::kDouble && mat.is_contiguous()) {  // the common case: no ATen call
-      std::memcpy(stacked.data_ptr<double>() + j * slot, mat.data_ptr<double>(), mat.numel() * sizeof(double));
-    } else {
-      stacked.select(0, j).narrow(0, 0, mat.size(0)).copy_(mat);
-    }
+    TORCH_INTERNAL_ASSERT(mat.scalar_type() == at::kDouble && mat.is_contiguous());
+    std::memcpy(stacked.data_ptr<double>() + j * slot, mat.data_ptr<double>(), mat.numel() * sizeof(double));
   }
   return stacked;
 }

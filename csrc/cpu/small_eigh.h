@@ -22,7 +22,7 @@ struct SmallSideSpectrum {
   double degenerate_fraction;  // eigenvalues <= this * largest are zeros (float64 rounding)
 };
 
-// Spectra of every matrix in `mats` (each [r_i, C], same C and dtype, contiguous rows).
+// Spectra of every matrix in `mats` (each [r_i, C] float64, contiguous, same C).
 std::vector<SmallSideSpectrum> small_side_spectra(const std::vector<at::Tensor>& mats, bool with_vectors);
 
 // Per matrix i: the weights w (one per eigenvalue) and scale of a spectral function whose
