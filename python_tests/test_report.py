@@ -19,8 +19,9 @@ evaluate_module = importlib.import_module("sdd_fast.eval.evaluate_run")
 STEPS = (0, 10, 20)
 CONFIG = {"arch": "sdd_vit_micro_patch8", "img_size": 32, "data": "synthetic", "seed": 0, "method": "dino"}
 EVAL_ARGS = ["--device", "cpu", "--probe-epochs", "1", "--dse-images", "16", "--dse-batch", "8",
-             "--no-progress"]
-SAME_SETTINGS = dict(device="cpu", probe=ProbeOptions(epochs=1), dse_images=16, dse_batch=8, progress=False)
+             "--dse-seeds", "2", "--no-progress"]
+SAME_SETTINGS = dict(device="cpu", probe=ProbeOptions(epochs=1), dse_images=16, dse_batch=8, dse_seeds=2,
+                     progress=False)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -100,8 +101,14 @@ def test_eval_select_report_end_to_end(run_dir, monkeypatch, capsys):
     # Other settings never mix with the rows already there, unless forced.
     with pytest.raises(EvalError, match="force"):
         evaluate_run(run_dir, **{**SAME_SETTINGS, "dse_images": 8})
+    with pytest.raises(EvalError, match="dse_seeds"):
+        evaluate_run(run_dir, **{**SAME_SETTINGS, "dse_seeds": 1})
     evaluate_run(run_dir, **{**SAME_SETTINGS, "dse_images": 8}, force=True)
     assert len(probes) == 4
+    stale = {**SAME_SETTINGS, "dse_images": 8, "dse_seeds": 1}
+    assert len(evaluate_run(run_dir, **stale, redo_stale=True)) == 3 and len(probes) == 7  # all redone
+    evaluate_run(run_dir, **stale, redo_stale=True)
+    assert len(probes) == 7  # not stale any more: nothing to do
 
     assert main(["select", "--run", str(run_dir), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)  # stdout is exactly one JSON object
@@ -121,8 +128,46 @@ def test_eval_select_report_end_to_end(run_dir, monkeypatch, capsys):
     assert printed == [str(run_dir / "report.png"), str(run_dir / "report.md")]
     assert (run_dir / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (run_dir / "report.md").read_text()
-    assert "Kendall" in text and "best (oracle" in text and "| 20 |" in text
+    assert "Kendall" in text and "best (oracle" in text and "| 20 |" in text and "one k-means seed" in text
     assert not list(run_dir.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def patch_grid_tokens(images):
+    """images [B, 3, 32, 32] -> their 16 pixel patches of 8 x 8 as tokens [B, 16, 192]."""
+    return images.unfold(2, 8, 8).unfold(3, 8, 8).permute(0, 2, 3, 1, 4, 5).reshape(images.shape[0], 16, -1)
+
+
+def test_dse_components_average_batches_and_kmeans_seeds():
+    from sdd_fast import dse
+
+    images = torch.randn(24, 3, 32, 32)  # structureless: k-means partitions differ between seeds
+    got = evaluate_module.dse_components(patch_grid_tokens, images, batch=8, seeds=3)
+    assert set(got) == set(evaluate_module.COMPONENTS) | {evaluate_module.SPREAD_KEY}
+    per_call = torch.tensor([[list(map(float, dse(patch_grid_tokens(images[i:i + 8]), seed=seed)))
+                              for i in (0, 8, 16)] for seed in range(3)], dtype=torch.float64)  # [S, batches, 5]
+    per_seed = per_call.mean(1)  # [S, 5]
+    for j, name in enumerate(evaluate_module.COMPONENTS):
+        assert got[name] == pytest.approx(float(per_seed[:, j].mean()), rel=1e-6)
+    spread = float(((per_seed[:, 0] - per_seed[:, 0].mean()) ** 2).mean().sqrt())
+    assert got["dse_seed_sd"] == pytest.approx(spread, rel=1e-6) and spread > 0
+
+    one = evaluate_module.dse_components(patch_grid_tokens, images, batch=8, seeds=1)
+    assert one["dse_seed_sd"] == 0.0 and one["dse"] == pytest.approx(float(per_call[0, :, 0].mean()), rel=1e-6)
+    with pytest.raises(EvalError, match="dse_seeds"):
+        evaluate_module.dse_components(patch_grid_tokens, images, batch=8, seeds=0)
+
+
+def test_report_compares_the_seed_spread_with_the_dse_range():
+    from sdd_fast.report import render_markdown, summarize
+
+    rows = [{"step": 10 * i, "checkpoint": f"c{i}", "miou": 0.1 + 0.01 * i, "pixel_acc": 0.5, "dse": 0.02 * i,
+             "inter": 0.5, "intra_image": 0.2, "intra_batch": 0.3, "dim": 0.1, "dse_seed_sd": 0.001 * (i + 1)}
+            for i in range(4)]
+    text = render_markdown(rows, summarize(rows), "t", {"dse_seeds": 4})
+    assert "averaged over 4 k-means seeds; their spread (std) is 0.0025 per checkpoint on average, " \
+           "against a DSE range of 0.0600" in text
+    assert "k-means seed" not in render_markdown([{k: v for k, v in row.items() if k != "dse_seed_sd"}
+                                                  for row in rows], summarize(rows), "t", {"dse_seeds": 4})
 
 
 def test_select_from_metrics_jsonl(run_dir, capsys):

@@ -8,7 +8,8 @@
    for every checkpoint (OUT/eval.jsonl);
 3. `sdd-fast select` the label-free checkpoint choice;
 4. `sdd-fast report` OUT/report.png and OUT/report.md.
-Run it again and finished parts are reused (the run resumes; evaluated checkpoints are skipped).
+Run it again and finished parts are reused (the run resumes; evaluated checkpoints are skipped,
+unless a newer version evaluates with other settings: then they are evaluated again).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main(argv=None) -> int:
     steps = [
         ("train", ["train", "--out", out, "--method", args.method, "--steps", str(args.steps),
                    "--save-every", str(args.save_every), "--resume", *device]),
-        ("eval", ["eval", "--run", out, *device]),
+        ("eval", ["eval", "--run", out, "--redo-stale", *device]),
         ("select", ["select", "--run", out]),
         ("report", ["report", "--run", out]),
     ]

@@ -104,7 +104,7 @@ def render_markdown(rows: list, summary: dict, title: str, settings: dict = None
             "| metric | tau-b |", "| --- | ---: |"]
     out += [f"| {name} | {format_number(tau, 3)} |" for name, tau in summary["tau"].items()]
     out += ["", "A good intra component falls as mIoU rises: expect a negative tau for intra_image / "
-            "intra_batch.", "", "## Checkpoints", "",
+            "intra_batch.", *_seed_spread(rows, settings), "", "## Checkpoints", "",
             "| step | mIoU | pixel acc | DSE | P | inter | intra_image | intra_batch | dim | selected |",
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for i, row in enumerate(rows):
@@ -114,6 +114,23 @@ def render_markdown(rows: list, summary: dict, title: str, settings: dict = None
         cells += [format_number(row.get(key)) for key in ("inter", "intra_image", "intra_batch", "dim")]
         out.append(f"| {row['step']} | " + " | ".join(cells) + f" | {', '.join(marks)} |")
     return "\n".join(out) + "\n"
+
+
+def _seed_spread(rows: list, settings: dict = None) -> list:
+    """report.md lines comparing DSE's k-means seed spread (eval's dse_seed_sd) with its range
+    over the run: a tau is only as firm as that ratio is small. Empty without the spread."""
+    spread = [as_float(row.get("dse_seed_sd")) for row in rows]
+    dse = [as_float(row.get("dse")) for row in rows]
+    spread, dse = [v for v in spread if math.isfinite(v)], [v for v in dse if math.isfinite(v)]
+    if not spread or not dse:
+        return []
+    seeds = settings.get("dse_seeds") if settings else None
+    if seeds == 1:
+        return ["", "DSE comes from one k-means seed; `sdd-fast eval --dse-seeds 4` averages over 4 and "
+                "measures how much the partitions move it."]
+    return ["", f"DSE is averaged over {seeds or 'several'} k-means seeds; their spread (std) is "
+            f"{format_number(sum(spread) / len(spread))} per checkpoint on average, against a DSE range of "
+            f"{format_number(max(dse) - min(dse))} over the run."]
 
 
 def plot_report(rows: list, summary: dict, title: str):

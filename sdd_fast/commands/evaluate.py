@@ -4,7 +4,7 @@
     sdd-fast eval --run runs/dino --data voc:VOCdevkit/VOC2012 --device cuda
 
 Writes OUT/eval.jsonl (one row per checkpoint: step, checkpoint, miou, pixel_acc, dse, inter,
-intra_image, intra_batch, dim), rewritten atomically after each checkpoint: run it again
+intra_image, intra_batch, dim, dse_seed_sd), rewritten atomically after each checkpoint: run it again
 after an interruption and the checkpoints already done are skipped (--force redoes them).
 """
 
@@ -33,16 +33,21 @@ def add_arguments(parser) -> None:
                         help="probe on the first N train images only (default: all)")
     parser.add_argument("--max-val-images", type=positive_int, default=None,
                         help="score the probe on the first N val images only (default: all)")
-    parser.add_argument("--dse-images", type=positive_int, default=64,
-                        help="DSE on the first N val images, the same for every checkpoint (default: 64)")
+    parser.add_argument("--dse-images", type=positive_int, default=256,
+                        help="DSE on the first N val images, the same for every checkpoint (default: 256)")
     parser.add_argument("--dse-batch", type=positive_int, default=32,
                         help="images per DSE call; each component is averaged over calls (default: 32)")
+    parser.add_argument("--dse-seeds", type=positive_int, default=4,
+                        help="k-means seeds 0..N-1 each DSE component is averaged over (default: 4)")
     parser.add_argument("--baselines", action="store_true",
                         help="also measure RankMe (CLS, pooled, dense), alpha-ReQ and LiDAR on the DSE images")
     parser.add_argument("--lidar-views", type=positive_int, default=8,
                         help="augmented views per image for LiDAR (default: 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the probe's batch order (default: 0)")
     parser.add_argument("--force", action="store_true", help="recompute checkpoints already in eval.jsonl")
+    parser.add_argument("--redo-stale", action="store_true",
+                        help="recompute them only if eval_config.json records other settings (default: stop "
+                             "with an error naming them)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
 
@@ -60,8 +65,9 @@ def run(args) -> int:
                          max_val_images=args.max_val_images)
     try:
         rows = evaluate_run(run_dir, data=args.data, device=device, probe=probe, dse_images=args.dse_images,
-                            dse_batch=args.dse_batch, seed=args.seed, baselines=args.baselines,
-                            lidar_views=args.lidar_views, force=args.force,
+                            dse_batch=args.dse_batch, dse_seeds=args.dse_seeds, seed=args.seed,
+                            baselines=args.baselines, lidar_views=args.lidar_views, force=args.force,
+                            redo_stale=args.redo_stale,
                             progress=args.progress)
     except (EvalError, CheckpointError) as error:
         raise UsageError(str(error)) from None

@@ -1,8 +1,10 @@
 """Linear-probe mIoU and DSE of every checkpoint of a run, in OUT/eval.jsonl (resumable).
 
 Every checkpoint is scored on the same images: the probe on the data set's train / val
-splits, DSE on the first `dse_images` val images with `sdd_fast.dse`'s default options and
-seed (mean of each component over batches of `dse_batch` images). eval.jsonl is rewritten
+splits, DSE on the first `dse_images` val images with `sdd_fast.dse`'s default options (mean
+of each component over batches of `dse_batch` images and over the k-means seeds
+0..`dse_seeds`-1: one seed's partitions move a checkpoint's DSE by about as much as its trend
+over the last few hundred steps of the demo). eval.jsonl is rewritten
 atomically after each checkpoint, so an interrupted evaluation resumes where it stopped;
 OUT/eval_config.json records the settings so that a resume never mixes two of them.
 """
@@ -22,7 +24,8 @@ from .probe import ProbeOptions, default_tokens_fn, linear_probe
 EVAL_FILE = "eval.jsonl"
 SETTINGS_FILE = "eval_config.json"
 COMPONENTS = ("dse", "inter", "intra_image", "intra_batch", "dim")
-ROW_KEYS = ("step", "checkpoint", "miou", "pixel_acc") + COMPONENTS
+SPREAD_KEY = "dse_seed_sd"  # population std over the k-means seeds of the evaluation set's DSE
+ROW_KEYS = ("step", "checkpoint", "miou", "pixel_acc") + COMPONENTS + (SPREAD_KEY,)
 
 
 class EvalError(ValueError):
@@ -77,29 +80,38 @@ def first_images(dataset, count: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def dse_components(tokens_fn, images: torch.Tensor, batch: int, device="cpu") -> dict:
-    """Mean of `sdd_fast.dse`'s five numbers over full batches of `batch` images.
+def dse_components(tokens_fn, images: torch.Tensor, batch: int, device="cpu", seeds: int = 1) -> dict:
+    """Mean of `sdd_fast.dse`'s five numbers over full batches of `batch` images and over the
+    k-means seeds 0..seeds-1 (the same seeds for every checkpoint).
 
     Args:
         tokens_fn: images [B, 3, H, W] -> patch tokens [B, N, d].
         images (Tensor[M, 3, H, W]): the evaluation set; a last partial batch is dropped
             (every batch then has the same size), unless M < batch (one batch of M).
+        seeds (int): k-means seeds averaged over; each batch's tokens are computed once.
 
     Returns:
-        {"dse", "inter", "intra_image", "intra_batch", "dim"} floats.
+        {"dse", "inter", "intra_image", "intra_batch", "dim", "dse_seed_sd"} floats; the last is
+        the population standard deviation over the seeds of the evaluation set's DSE (0 with
+        one seed): how much the k-means partitions alone move it.
     """
     from .. import dse
 
+    if seeds < 1:
+        raise EvalError(f"dse_seeds must be >= 1; got {seeds}")
     batch = min(batch, images.shape[0])
-    sums = torch.zeros(len(COMPONENTS), dtype=torch.float64)
     count = images.shape[0] // batch
+    sums = torch.zeros(seeds, len(COMPONENTS), dtype=torch.float64)  # [S, 5] over batches
     for i in range(count):
-        tokens = tokens_fn(images[i * batch:(i + 1) * batch].to(device)).float()
+        tokens = tokens_fn(images[i * batch:(i + 1) * batch].to(device)).float()  # [batch, N, d]
         try:
-            sums += torch.stack(list(dse(tokens))).double().cpu()
+            for seed in range(seeds):
+                sums[seed] += torch.stack(list(dse(tokens, seed=seed))).double().cpu()
         except ValueError as error:  # e.g. a last group of images too small for global_k clusters
             raise EvalError(f"DSE of batches of {batch} images: {error} (try --dse-batch 32)") from None
-    return dict(zip(COMPONENTS, (sums / count).tolist()))
+    per_seed = sums / count  # [S, 5]
+    means = dict(zip(COMPONENTS, per_seed.mean(0).tolist()))
+    return {**means, SPREAD_KEY: float(per_seed[:, 0].std(correction=0))}
 
 
 def load_backbone(path, device="cpu"):
@@ -116,8 +128,10 @@ def load_backbone(path, device="cpu"):
 
 
 def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Optional[ProbeOptions] = None, *,
-                 dse_images: int = 64, dse_batch: int = 32, seed: int = 0, baselines: bool = False,
-                 lidar_views: int = 8, force: bool = False, progress: bool = True) -> list:
+                 dse_images: int = 256, dse_batch: int = 32, dse_seeds: int = 4, seed: int = 0,
+                 baselines: bool = False,
+                 lidar_views: int = 8, force: bool = False, redo_stale: bool = False,
+                 progress: bool = True) -> list:
     """Probes and measures every checkpoint of a run; returns (and writes) OUT/eval.jsonl's rows.
 
     Args:
@@ -127,15 +141,18 @@ def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Option
         probe (ProbeOptions, optional): linear-probe settings (defaults if None).
         dse_images (int): the first `dse_images` val images form the DSE evaluation set.
         dse_batch (int): images per `sdd_fast.dse` call (a multiple of DSE's group of 8 is best).
+        dse_seeds (int): k-means seeds 0..dse_seeds-1 each component is averaged over.
         seed (int): seed of the probe's batch order (and of the LiDAR views).
         baselines (bool): also measure RankMe, dense RankMe, alpha-ReQ and LiDAR on the DSE
             evaluation set (`sdd_fast.eval.baselines`; LiDAR on `lidar_views` views per image).
         force (bool): recompute checkpoints already in eval.jsonl.
+        redo_stale (bool): recompute them only if they were computed with other settings
+            (instead of raising EvalError); `make demo` uses it after an upgrade changes a default.
         progress (bool): tqdm bar over checkpoints.
 
     Returns:
         list of rows, one per evaluated checkpoint, by step: {step, checkpoint (path relative
-        to the run dir), miou, pixel_acc, dse, inter, intra_image, intra_batch, dim} (+ the
+        to the run dir), miou, pixel_acc, dse, inter, intra_image, intra_batch, dim, dse_seed_sd} (+ the
         baselines' BASELINE_KEYS when `baselines`).
 
     Raises:
@@ -149,8 +166,9 @@ def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Option
     run_dir = Path(run_dir)
     probe = probe or ProbeOptions()
     probe.validate()
-    if dse_images < 1 or dse_batch < 1:
-        raise EvalError(f"dse_images and dse_batch must be >= 1; got {dse_images}, {dse_batch}")
+    if min(dse_images, dse_batch, dse_seeds) < 1:
+        raise EvalError(f"dse_images, dse_batch and dse_seeds must be >= 1; got {dse_images}, {dse_batch}, "
+                        f"{dse_seeds}")
     device = default_device(device)
     config = read_run_config(run_dir)
     data = data or config.get("data", "synthetic")
@@ -161,12 +179,15 @@ def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Option
 
     # ---- resume: reuse rows computed with the same settings -----------------------------------
     settings = {"data": data, "seed": seed, "dse_images": dse_images, "dse_batch": dse_batch,
-                "probe": probe.to_dict(), **({"baselines": True, "lidar_views": lidar_views} if baselines else {})}
+                "dse_seeds": dse_seeds, "probe": probe.to_dict(),
+                **({"baselines": True, "lidar_views": lidar_views} if baselines else {})}
     eval_path, settings_path = run_dir / EVAL_FILE, run_dir / SETTINGS_FILE
     done = {} if force else {int(row["step"]): row for row in read_jsonl(eval_path)}
     if done and settings_path.is_file():
         previous = json.loads(settings_path.read_text(encoding="utf-8"))
-        if previous != settings:
+        if previous != settings and redo_stale:
+            done = {}
+        elif previous != settings:
             changed = sorted(k for k in settings if previous.get(k) != settings[k])
             raise EvalError(f"{eval_path} was computed with other settings ({', '.join(changed)}); "
                             "pass --force to recompute it")
@@ -188,7 +209,7 @@ def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Option
         result = linear_probe(backbone, train_set, val_set, classes, probe, device=device, seed=seed,
                               tokens_fn=tokens_fn)
         row = {"step": step, "checkpoint": path.relative_to(run_dir).as_posix(), "miou": result.miou,
-               "pixel_acc": result.pixel_acc, **dse_components(tokens_fn, dse_set, dse_batch, device)}
+               "pixel_acc": result.pixel_acc, **dse_components(tokens_fn, dse_set, dse_batch, device, dse_seeds)}
         if views is not None:
             row.update(baseline_metrics(backbone, dse_set, views))
         done[step] = row

@@ -35,7 +35,8 @@ class StudyPlan:
     probe_train_images: Optional[int] = 1024  # probe on the first N train images (None: all)
     probe_val_images: Optional[int] = None
     probe_epochs: int = 10
-    dse_images: int = 64  # fixed evaluation images for DSE and the baselines
+    dse_images: int = 256  # fixed evaluation images for DSE and the baselines
+    dse_seeds: int = 4  # k-means seeds DSE is averaged over
     lidar_views: int = 8
     train_options: dict = field(default_factory=dict)  # extra TrainConfig fields for every run
     quick_mode: bool = False
@@ -44,7 +45,7 @@ class StudyPlan:
     def quick(cls, out: str, **overrides) -> "StudyPlan":
         """The --quick preset: 2 checkpoints of 12 steps of batch 8, a 128-image probe."""
         values = dict(out=out, steps=12, checkpoints=2, batch_size=8, reg_steps=6, probe_train_images=128,
-                      probe_val_images=32, probe_epochs=3, dse_images=32, lidar_views=4, quick_mode=True,
+                      probe_val_images=32, probe_epochs=3, dse_images=32, dse_seeds=2, lidar_views=4, quick_mode=True,
                       train_options={"warmup_steps": 2, "local_crops": 1})
         values.update(overrides)
         return cls(**values)
@@ -65,7 +66,7 @@ class StudyPlan:
                              f"{','.join(self.methods) or 'nothing'}")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"--methods lists a method twice: {','.join(self.methods)}")
-        for name in ("steps", "checkpoints", "batch_size", "probe_epochs", "dse_images", "branch_steps"):
+        for name in ("steps", "checkpoints", "batch_size", "probe_epochs", "dse_images", "dse_seeds", "branch_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(self, name)}")
         if self.checkpoints > self.steps:

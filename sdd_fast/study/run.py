@@ -35,7 +35,7 @@ def _evaluate(plan: StudyPlan, run_dir: Path, progress: bool) -> list:
     probe = ProbeOptions(epochs=plan.probe_epochs, max_train_images=plan.probe_train_images,
                          max_val_images=plan.probe_val_images)
     return evaluate_run(run_dir, device=plan.device, probe=probe, dse_images=plan.dse_images,
-                        dse_batch=min(32, plan.dse_images), seed=plan.seed, baselines=True,
+                        dse_batch=min(32, plan.dse_images), dse_seeds=plan.dse_seeds, seed=plan.seed, baselines=True,
                         lidar_views=plan.lidar_views, progress=progress)
 
 
