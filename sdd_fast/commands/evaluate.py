@@ -4,8 +4,9 @@
     sdd-fast eval --run runs/dino --data voc:VOCdevkit/VOC2012 --device cuda
 
 Writes OUT/eval.jsonl (one row per checkpoint: step, checkpoint, miou, pixel_acc, dse, inter,
-intra_image, intra_batch, dim, dse_seed_sd), rewritten atomically after each checkpoint: run it again
-after an interruption and the checkpoints already done are skipped (--force redoes them).
+intra_image, intra_batch, dim, dse_seed_sd), rewritten atomically after each checkpoint: run it
+again after an interruption and the checkpoints already done are skipped (--force redoes them,
+--redo-stale only those computed with other settings).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Every checkpoint is scored on the same images: the probe on the data set's train / val
 splits, DSE on the first `dse_images` val images with `sdd_fast.dse`'s default options (mean
 of each component over batches of `dse_batch` images and over the k-means seeds
-0..`dse_seeds`-1: one seed's partitions move a checkpoint's DSE by about as much as its trend
-over the last few hundred steps of the demo). eval.jsonl is rewritten
+0..`dse_seeds`-1: on 64 images, one seed's partitions move a checkpoint's DSE by a tenth of
+its range over the demo run). eval.jsonl is rewritten
 atomically after each checkpoint, so an interrupted evaluation resumes where it stopped;
 OUT/eval_config.json records the settings so that a resume never mixes two of them.
 """
@@ -129,8 +129,7 @@ def load_backbone(path, device="cpu"):
 
 def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Optional[ProbeOptions] = None, *,
                  dse_images: int = 256, dse_batch: int = 32, dse_seeds: int = 4, seed: int = 0,
-                 baselines: bool = False,
-                 lidar_views: int = 8, force: bool = False, redo_stale: bool = False,
+                 baselines: bool = False, lidar_views: int = 8, force: bool = False, redo_stale: bool = False,
                  progress: bool = True) -> list:
     """Probes and measures every checkpoint of a run; returns (and writes) OUT/eval.jsonl's rows.
 
@@ -152,8 +151,8 @@ def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Option
 
     Returns:
         list of rows, one per evaluated checkpoint, by step: {step, checkpoint (path relative
-        to the run dir), miou, pixel_acc, dse, inter, intra_image, intra_batch, dim, dse_seed_sd} (+ the
-        baselines' BASELINE_KEYS when `baselines`).
+        to the run dir), miou, pixel_acc, dse, inter, intra_image, intra_batch, dim,
+        dse_seed_sd} (+ the baselines' BASELINE_KEYS when `baselines`).
 
     Raises:
         EvalError: no config / checkpoints, data without masks, or settings that differ
