@@ -184,12 +184,12 @@ def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Option
     done = {} if force else {int(row["step"]): row for row in read_jsonl(eval_path)}
     if done and settings_path.is_file():
         previous = json.loads(settings_path.read_text(encoding="utf-8"))
-        if previous != settings and redo_stale:
-            done = {}
-        elif previous != settings:
-            changed = sorted(k for k in settings if previous.get(k) != settings[k])
-            raise EvalError(f"{eval_path} was computed with other settings ({', '.join(changed)}); "
-                            "pass --force to recompute it")
+        if previous != settings:
+            if not redo_stale:
+                changed = sorted(k for k in settings if previous.get(k) != settings[k])
+                raise EvalError(f"{eval_path} was computed with other settings ({', '.join(changed)}); "
+                                "pass --force to recompute it")
+            done = {}  # stale rows: all recomputed
     write_json(settings_path, settings)
 
     todo = [(step, path) for step, path in checkpoints if step not in done]
