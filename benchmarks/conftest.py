@@ -113,6 +113,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         "sdd_cuda_kernels": sdd_fast.has_cuda(),
         "sdd_cuda_version": sdd_fast.cuda_version(),
         "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the ATen kernels' ISA: AVX2, AVX512, ...
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "cpu_threads": bench_utils.THREADS,

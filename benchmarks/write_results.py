@@ -2,9 +2,10 @@
 
     python benchmarks/write_results.py build/bench/last.json [--results PATH] [--plot PATH]
 
-RESULTS.md has one section per device kind ("CPU: <model>, 2 threads", "CUDA: <GPU name>").
-A run rewrites the sections of the devices it measured and keeps every other section as it
-is, so a CPU-only run never replaces a GPU table. Each section carries its scaling data in an
+RESULTS.md has one section per device kind ("CPU: <model> (<ISA>), 2 threads", "CUDA: <GPU
+name>"). A run rewrites the sections of the devices it measured and keeps every other section
+as it is, so a CPU-only run never replaces a GPU table, nor one from a CPU of another kind
+(the same 2-core VM name covers machines with AVX2 only and with AVX-512, ~3x apart). Each section carries its scaling data in an
 HTML comment, from which scaling.png is redrawn (one row of panels per section).
 `make bench` runs it after pytest; it can also be rerun on a saved JSON (e.g. one brought
 back from a GPU machine).
@@ -44,9 +45,9 @@ TARGETS = {
 HEADER = f"""# sdd-fast benchmarks
 
 Written by `make bench` (pytest-benchmark suite in `benchmarks/`, then
-`benchmarks/write_results.py` on its JSON). One section per device kind: a run rewrites the
-sections of the devices it measured and keeps the others (a CPU-only run keeps the last GPU
-section). Times are medians over the rounds of one run; "x" is the speed-up of sdd_fast, the
+`benchmarks/write_results.py` on its JSON). One section per device kind (CPU model and
+instruction set, or GPU): a run rewrites the sections of the devices it measured and keeps the
+others (a CPU-only run keeps the last GPU section, and an AVX-512 host keeps an AVX2 host's). Times are medians over the rounds of one run; "x" is the speed-up of sdd_fast, the
 baseline's median divided by sdd_fast's at the same size, on the same device, in the same run.
 Inputs: the embedded structured features (`sdd_fast.synthetic.structured_feats`), default
 options (local_k=3, global_k=24, group=8, 20 Lloyd iterations, greedy seeding).
@@ -160,7 +161,8 @@ class Run:
         m = self.machine
         if self.device == "cuda":
             return f"CUDA: {m.get('cuda_device') or 'unknown GPU'}"
-        return f"CPU: {m.get('cpu_model', 'unknown CPU')}, {m.get('cpu_threads', 2)} threads"
+        isa = f" ({m['cpu_capability']})" if m.get("cpu_capability") else ""
+        return f"CPU: {m.get('cpu_model', 'unknown CPU')}{isa}, {m.get('cpu_threads', 2)} threads"
 
 
 # ---- one section ---------------------------------------------------------------------------------
@@ -339,28 +341,24 @@ def section(run: Run) -> str:
 
 # ---- the file --------------------------------------------------------------------------------------
 def split_sections(text: str) -> dict:
-    """key -> section text; keys 'CPU' or 'CUDA: <name>' (one CPU section: the latest run)."""
+    """heading ('CPU: <model> (<ISA>), N threads' or 'CUDA: <name>') -> section text."""
     sections = {}
     current = None
     for line in text.splitlines(keepends=True):
         if line.startswith("## "):
             title = line[3:].strip()
-            current = "CPU" if title.startswith("CPU") else title
+            current = title
             sections[current] = ""
         if current is not None:
             sections[current] += line
     return sections
 
 
-def section_key(run: Run) -> str:
-    return "CPU" if run.device == "cpu" else run.heading()
-
-
 def merge(old_text: str, runs: list) -> str:
     sections = split_sections(old_text)
     for run in runs:
-        sections[section_key(run)] = section(run).rstrip() + "\n\n"
-    order = sorted(sections, key=lambda k: (k != "CPU", k))
+        sections[run.heading()] = section(run).rstrip() + "\n\n"
+    order = sorted(sections, key=lambda k: (not k.startswith("CPU"), k))  # CPU sections first
     return HEADER + "\n" + "".join(sections[k] for k in order).rstrip() + "\n"
 
 
