@@ -118,7 +118,7 @@ $(BUILD_STAMP): $(BUILD_INPUTS) $(BUILD_CONFIG_FILE) $(VENV_STAMP) $(BUILD_FORCE
 	start=$$(date +%s); \
 	cd $(ROOT) && $(PY) -m pip install --no-build-isolation --no-deps -e .; \
 	echo "build: pip install -e . took $$(( $$(date +%s) - start )) s"
-	@$(PY) -c 'import sdd_fast, torch; print("build: sdd_fast loaded: ops", sdd_fast.has_ops(), "| CUDA kernels", sdd_fast.has_cuda(), "| torch", torch.__version__)'
+	@$(PY) -c 'import sdd_fast, torch; print("build: sdd_fast loaded: ops", sdd_fast.has_ops(), "| CUDA kernels", sdd_fast.has_cuda(), "| OpenMP", sdd_fast.has_openmp(), "| torch", torch.__version__)'
 	@touch $@
 
 build: $(BUILD_STAMP)

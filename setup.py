@@ -54,6 +54,15 @@ def nvidia_wheel_includes():
     return sorted({d for d in dirs if os.path.isdir(d)})
 
 
+def openmp_flags() -> list:
+    """`-fopenmp` where torch runs its CPU threads on OpenMP (Linux builds): ATen's inline
+    `at::parallel_for` compiles to a serial loop without it. Compile flag only: the OpenMP
+    symbols resolve to the runtime torch already loads (its libgomp), so no second runtime."""
+    import torch
+
+    return ["-fopenmp"] if sys.platform.startswith("linux") and torch._C.has_openmp else []
+
+
 def build_extension():
     import torch
 
@@ -78,7 +87,7 @@ def build_extension():
 
     debug = env_flag("SDD_DEBUG")
     cxx = ["-O0", "-g"] if debug else ["-O3", "-DNDEBUG"]
-    cxx += ["-fvisibility=hidden"]
+    cxx += ["-fvisibility=hidden"] + openmp_flags()
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     macros = []
     kwargs = dict(name="sdd_fast._C", include_dirs=[os.path.join(ROOT, "csrc")],

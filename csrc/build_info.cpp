@@ -12,4 +12,11 @@ bool has_cuda() { return false; }
 int64_t cuda_version() { return -1; }
 #endif
 
+// The CPU kernels' at::parallel_for runs on OpenMP threads only when compiled with -fopenmp.
+#ifdef _OPENMP
+bool has_openmp() { return true; }
+#else
+bool has_openmp() { return false; }
+#endif
+
 }  // namespace sdd

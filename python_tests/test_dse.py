@@ -110,6 +110,28 @@ def test_same_seed_same_result_other_seed_other_permutation(device):
     assert torch.equal(perm1.cpu(), reference.patch_permutation(10, 24, 1))
 
 
+def test_thread_count_changes_nothing():
+    """The CPU kernels split images, groups and eigenproblems over ATen's threads: 1 and 4
+    threads give the same partitions, values and gradients (each problem keeps its own RNG
+    stream and runs on one thread)."""
+    feats = random_case(B=16, N=24, d=12, seed=3).float()
+    threads = torch.get_num_threads()
+    results = {}
+    try:
+        for count in (1, 4):
+            torch.set_num_threads(count)
+            x = feats.clone().requires_grad_()
+            out = call_dse(x, **OPTS)
+            out[0].backward()
+            results[count] = (out.detach(), x.grad, dse_labels(feats, **OPTS))
+    finally:
+        torch.set_num_threads(threads)
+    (out1, grad1, labels1), (out4, grad4, labels4) = results[1], results[4]
+    assert all(torch.equal(a, b) for a, b in zip(labels1, labels4))
+    assert torch.allclose(out1, out4, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(grad1, grad4, rtol=1e-5, atol=1e-7)
+
+
 def test_reference_backend_matches_compiled_on_clear_data():
     feats, _ = clustered_feats(seed=2)
     assert rel_err(call_dse(feats, backend="reference"), call_dse(feats)) <= 1e-4

@@ -1,5 +1,7 @@
 """opcheck on every op, torch.compile(fullgraph=True), build information."""
 
+import sys
+
 import pytest
 import torch
 
@@ -43,6 +45,9 @@ def test_every_op_has_a_cpu_kernel():
 
 def test_build_info():
     assert sdd_fast.has_ops()
+    # Linux builds compile the CPU kernels with OpenMP whenever torch threads with it (else
+    # at::parallel_for is a serial loop and DSE runs on one core).
+    assert sdd_fast.has_openmp() == (sys.platform.startswith("linux") and torch._C.has_openmp)
     assert isinstance(sdd_fast.has_cuda(), bool)
     if sdd_fast.has_cuda():
         assert sdd_fast.cuda_version() >= 11000

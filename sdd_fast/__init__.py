@@ -6,7 +6,7 @@
 """
 
 from . import loggers, reference
-from ._library import assert_has_ops, cuda_version, has_cuda, has_ops
+from ._library import assert_has_ops, cuda_version, has_cuda, has_openmp, has_ops
 from .dse import DSEResult, dse
 from .monitor import DSEMonitor
 from .regularizer import DSERegularizer
@@ -27,6 +27,7 @@ __all__ = [
     "dse",
     "effective_rank",
     "has_cuda",
+    "has_openmp",
     "has_ops",
     "inter_cluster_distance",
     "kmeans",

@@ -37,6 +37,12 @@ def has_cuda() -> bool:
     return _C is not None and bool(_C.has_cuda())
 
 
+def has_openmp() -> bool:
+    """True when the loaded CPU kernels split their work over torch's intra-op (OpenMP) threads;
+    False: they run on the calling thread only."""
+    return _C is not None and bool(_C.has_openmp())
+
+
 def cuda_version() -> int:
     """CUDA version the library was built with (e.g. 13000), or -1 (CPU-only build or not loaded)."""
     return int(_C.cuda_version()) if _C is not None else -1

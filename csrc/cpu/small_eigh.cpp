@@ -1,7 +1,9 @@
 #include "small_eigh.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <utility>
@@ -48,22 +50,61 @@ at::Tensor smaller_gram(const at::Tensor& stacked, bool gram) {
   return gram ? at::bmm(stacked, t) : at::bmm(t, stacked);
 }
 
+using BucketList = std::vector<std::pair<BucketKey, std::vector<int64_t>>>;
+
+struct BucketSpectra {
+  std::vector<at::Tensor> stacked;  // per bucket [members, padded, C]: the zero-padded matrices (with vectors only)
+  std::vector<at::Tensor> values;   // per bucket [members, m] (ascending)
+  std::vector<at::Tensor> vectors;  // per bucket [members, m, m] (undefined unless requested)
+};
+
+// Grams (one bmm per bucket, threaded by ATen), then their eigen-decompositions. Batched LAPACK
+// solves its matrices one after another on the calling thread, so every bucket is cut into
+// `parts` equal slices and part p of every bucket runs on thread p: the same work per thread.
+BucketSpectra bucket_spectra(const std::vector<at::Tensor>& mats, const BucketList& buckets, bool with_vectors) {
+  const int64_t nb = static_cast<int64_t>(buckets.size());
+  BucketSpectra out{std::vector<at::Tensor>(nb), std::vector<at::Tensor>(nb), std::vector<at::Tensor>(nb)};
+  std::vector<at::Tensor> grams(nb);
+  for (int64_t i = 0; i < nb; ++i) {
+    const auto& [key, members] = buckets[i];
+    const at::Tensor stacked = stack_padded(mats, members, key.second);
+    grams[i] = smaller_gram(stacked, key.first);
+    if (with_vectors) out.stacked[i] = stacked;  // the gradient needs them; the forward frees them
+    out.values[i] = at::empty(grams[i].sizes().slice(0, 2), grams[i].options());
+    if (with_vectors) out.vectors[i] = at::empty_like(grams[i]);
+  }
+  const int64_t parts = std::max<int64_t>(1, at::get_num_threads());
+  at::parallel_for(0, parts * nb, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t i = task % nb, part = task / nb, members = grams[i].size(0);
+      const int64_t first = members * part / parts, count = members * (part + 1) / parts - first;
+      if (count <= 0) continue;
+      const at::Tensor slice = grams[i].narrow(0, first, count);
+      if (with_vectors) {
+        const auto [w, v] = at::linalg_eigh(slice);
+        out.values[i].narrow(0, first, count).copy_(w);
+        out.vectors[i].narrow(0, first, count).copy_(v);
+      } else {
+        out.values[i].narrow(0, first, count).copy_(at::linalg_eigvalsh(slice));
+      }
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 std::vector<SmallSideSpectrum> small_side_spectra(const std::vector<at::Tensor>& mats, bool with_vectors) {
+  const auto bucket_map = make_buckets(mats);
+  const BucketList buckets(bucket_map.begin(), bucket_map.end());
+  const BucketSpectra spectra_of = bucket_spectra(mats, buckets, with_vectors);
   std::vector<SmallSideSpectrum> spectra(mats.size());
-  for (const auto& [key, members] : make_buckets(mats)) {
-    const at::Tensor grams = smaller_gram(stack_padded(mats, members, key.second), key.first);
-    at::Tensor values, vectors;
-    if (with_vectors) {
-      std::tie(values, vectors) = at::linalg_eigh(grams);
-    } else {
-      values = at::linalg_eigvalsh(grams);
-    }
-    values = values.contiguous();
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    const auto& [key, members] = buckets[i];
     for (size_t j = 0; j < members.size(); ++j) {
-      spectra[members[j]] = {values.select(0, j), with_vectors ? vectors.select(0, j) : at::Tensor(), key.first,
-                             key.second, common::degenerate_eigenvalue_fraction<double>()};
+      spectra[members[j]] = {spectra_of.values[i].select(0, j),
+                             with_vectors ? spectra_of.vectors[i].select(0, j) : at::Tensor(), key.first, key.second,
+                             common::degenerate_eigenvalue_fraction<double>()};
     }
   }
   return spectra;
@@ -71,16 +112,19 @@ std::vector<SmallSideSpectrum> small_side_spectra(const std::vector<at::Tensor>&
 
 void add_spectral_gradients(const std::vector<at::Tensor>& mats, const SpectralWeightFn& weight_fn,
                             std::vector<at::Tensor>& grads) {
+  const auto bucket_map = make_buckets(mats);
+  const BucketList buckets(bucket_map.begin(), bucket_map.end());
+  const BucketSpectra spectra_of = bucket_spectra(mats, buckets, true);
   std::vector<double> weights;
-  for (const auto& [key, members] : make_buckets(mats)) {
-    const at::Tensor stacked = stack_padded(mats, members, key.second);
-    const auto [eigenvalues, vectors] = at::linalg_eigh(smaller_gram(stacked, key.first));
-    const at::Tensor values = eigenvalues.contiguous();
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    const auto& [key, members] = buckets[i];
+    const at::Tensor& values = spectra_of.values[i];
+    const at::Tensor& vectors = spectra_of.vectors[i];
     const int64_t m = values.size(1);
     at::Tensor scaled = at::empty({static_cast<int64_t>(members.size()), 1, m}, values.options());
     for (size_t j = 0; j < members.size(); ++j) {
-      const SmallSideSpectrum spectrum{values.select(0, j).contiguous(), vectors.select(0, j), key.first,
-                                       key.second, common::degenerate_eigenvalue_fraction<double>()};
+      const SmallSideSpectrum spectrum{values.select(0, j), vectors.select(0, j), key.first, key.second,
+                                       common::degenerate_eigenvalue_fraction<double>()};
       double scale = 0.0;
       weight_fn(members[j], spectrum, weights, scale);
       double* out = scaled.select(0, j).data_ptr<double>();
@@ -88,6 +132,7 @@ void add_spectral_gradients(const std::vector<at::Tensor>& mats, const SpectralW
     }
     // K = U diag(w) U^T per matrix; the gradient is K A (Gram side) or A K (covariance side).
     const at::Tensor kernel = at::bmm(vectors * scaled, vectors.transpose(1, 2));
+    const at::Tensor& stacked = spectra_of.stacked[i];
     const at::Tensor padded_grad = key.first ? at::bmm(kernel, stacked) : at::bmm(stacked, kernel);
     for (size_t j = 0; j < members.size(); ++j) {
       at::Tensor& grad = grads[members[j]];

@@ -1,9 +1,10 @@
 // Batched eigen-decomposition of the smaller Gram of many small matrices.
 //
 // For A [r, C] the smaller Gram is A A^T [r, r] (r <= C) or A^T A [C, C]. Matrices are
-// bucketed by padded size (zero rows add only zero eigenvalues), and every bucket is one
-// float64 bmm + one batched float64 LAPACK call issued from the calling thread: no LAPACK call runs inside
-// an at::parallel_for region (nested threading there oversubscribes the cores).
+// bucketed by padded size (zero rows add only zero eigenvalues); every bucket is one float64
+// bmm, then batched float64 LAPACK calls on equal slices of it, one slice per ATen thread
+// (batched LAPACK is serial; inside at::parallel_for, MKL runs single-threaded, so the cores
+// are not oversubscribed).
 #pragma once
 
 #include <ATen/core/Tensor.h>
