@@ -28,15 +28,25 @@ std::map<BucketKey, std::vector<int64_t>> make_buckets(const std::vector<at::Ten
   return buckets;
 }
 
-// [members, padded, C] float64: the bucket's matrices, zero rows below each (one memcpy each).
+// [members, padded, C] float64: the bucket's matrices with zero rows below each. A view when
+// they already lie back to back with no padding (effective_rank's [Q, R, d] input), else one
+// memcpy (+ memset of the padding rows) per matrix.
 at::Tensor stack_padded(const std::vector<at::Tensor>& mats, const std::vector<int64_t>& members, int64_t padded) {
   const at::Tensor& first = mats[members[0]];
-  at::Tensor stacked = at::zeros({static_cast<int64_t>(members.size()), padded, first.size(1)}, first.options());
-  const int64_t slot = padded * first.size(1);
-  for (size_t j = 0; j < members.size(); ++j) {
+  const int64_t n = static_cast<int64_t>(members.size()), cols = first.size(1), slot = padded * cols;
+  bool back_to_back = true;
+  for (int64_t j = 0; j < n && back_to_back; ++j) {
     const at::Tensor& mat = mats[members[j]];
     TORCH_INTERNAL_ASSERT(mat.scalar_type() == at::kDouble && mat.is_contiguous());
-    std::memcpy(stacked.data_ptr<double>() + j * slot, mat.data_ptr<double>(), mat.numel() * sizeof(double));
+    back_to_back = mat.size(0) == padded && mat.data_ptr<double>() == first.data_ptr<double>() + j * slot;
+  }
+  if (back_to_back) return first.as_strided({n, padded, cols}, {slot, cols, 1});
+  at::Tensor stacked = at::empty({n, padded, cols}, first.options());
+  double* out = stacked.data_ptr<double>();
+  for (int64_t j = 0; j < n; ++j) {
+    const at::Tensor& mat = mats[members[j]];
+    std::memcpy(out + j * slot, mat.data_ptr<double>(), mat.numel() * sizeof(double));
+    std::memset(out + j * slot + mat.numel(), 0, (slot - mat.numel()) * sizeof(double));
   }
   return stacked;
 }
