@@ -63,11 +63,17 @@ struct CenteredClusters {
 
   CenteredClusters(const std::vector<at::Tensor>& xs, const std::vector<const int64_t*>& labels, int64_t k,
                    const double* grad_values = nullptr) {
-    members.reserve(xs.size());
-    for (size_t p = 0; p < xs.size(); ++p) {
-      members.emplace_back(labels[p], xs[p].size(0), k);
-      sorted.push_back(xs[p].index_select(0, members[p].order()).to(at::kDouble));
-      center_clusters(sorted[p], members[p]);
+    const int64_t P = static_cast<int64_t>(xs.size());
+    members.reserve(P);
+    for (int64_t p = 0; p < P; ++p) members.emplace_back(labels[p], xs[p].size(0), k);
+    sorted.resize(P);
+    at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {  // gather + center: per problem
+      for (int64_t p = begin; p < end; ++p) {
+        sorted[p] = xs[p].index_select(0, members[p].order()).to(at::kDouble);
+        center_clusters(sorted[p], members[p]);
+      }
+    });
+    for (int64_t p = 0; p < P; ++p) {
       for (int64_t c = 0; c < k; ++c) {
         if (members[p].count(c) < 2 || (grad_values != nullptr && grad_values[p * k + c] == 0.0)) continue;
         problem.push_back(p);
