@@ -292,10 +292,12 @@ def section(run: Run) -> str:
                        [(trainer["setup"], f"{trainer['steps']} ({trainer['warmup']})",
                          fmt_ms(trainer["step_ms_off"]), fmt_ms(trainer["step_ms_on"]),
                          f"{100 * trainer['overhead']:+.1f}%", fmt_ms(dse_ms), share)])
-        lines += ["", "Medians of `step_ms` (data loading excluded) from metrics.jsonl, `--dse-every 0` "
-                  "against `--dse-every 1`, same seed; the overhead (the target's measure) is the ratio of "
-                  "the two medians minus 1, and is as noisy as the step times. `dse_ms`, the monitor's own "
-                  "timing of the DSE call, over the step time without DSE is a second, steadier estimate."]
+        pairs = trainer.get("pairs", 1)
+        lines += ["", f"Medians of `step_ms` (data loading excluded) from metrics.jsonl, `--dse-every 0` "
+                  f"against `--dse-every 1`, same seed, {pairs} alternating pair(s) of runs (median of the "
+                  "runs' medians); the overhead (the target's measure) is the ratio of the two minus 1, and "
+                  "is as noisy as the step times. `dse_ms`, the monitor's own timing of the DSE call, over "
+                  "the step time without DSE is a second, steadier estimate."]
     else:
         lines.append(f"Not measured: {run.trainer_skip() or 'no trainer benchmark in this run'}.")
     lines.append("")
