@@ -1,7 +1,7 @@
 """The bundled trainer: overhead of per-step DSE (median step time with `--dse-every 1` against
-`--dse-every 0`, same seed and options otherwise, over alternating pairs of runs), and steps per second of every method with
-its default options, against the same run with one augmentation draw per image
-(`--aug-group 1`, the baseline).
+`--dse-every 0`, same seed and options otherwise, over alternating pairs of runs), and steps
+per second of every method with its default options, against the same run with one augmentation
+draw per image (`--aug-group 1`, the baseline).
 
 Contract with the trainer (`python -m sdd_fast.cli train`): OUT/metrics.jsonl holds one JSON
 row per logged step with `step` and `step_ms` (wall time of the step, data loading excluded,

@@ -4,9 +4,10 @@
 
 RESULTS.md has one section per device kind ("CPU: <model> (<ISA>), 2 threads", "CUDA: <GPU
 name>"). A run rewrites the sections of the devices it measured and keeps every other section
-as it is, so a CPU-only run never replaces a GPU table, nor one from a CPU of another kind
-(the same 2-core VM name covers machines with AVX2 only and with AVX-512, ~3x apart). Each section carries its scaling data in an
-HTML comment, from which scaling.png is redrawn (one row of panels per section).
+as it is, so a CPU-only run never replaces a GPU table, nor one from a CPU of another kind (the
+same 2-core VM name covers machines with AVX2 only and with AVX-512, ~3x apart). Each section
+carries its scaling data in an HTML comment, from which scaling.png is redrawn (one row of
+panels per section).
 `make bench` runs it after pytest; it can also be rerun on a saved JSON (e.g. one brought
 back from a GPU machine).
 """
@@ -47,8 +48,9 @@ HEADER = f"""# sdd-fast benchmarks
 Written by `make bench` (pytest-benchmark suite in `benchmarks/`, then
 `benchmarks/write_results.py` on its JSON). One section per device kind (CPU model and
 instruction set, or GPU): a run rewrites the sections of the devices it measured and keeps the
-others (a CPU-only run keeps the last GPU section, and an AVX-512 host keeps an AVX2 host's). Times are medians over the rounds of one run; "x" is the speed-up of sdd_fast, the
-baseline's median divided by sdd_fast's at the same size, on the same device, in the same run.
+others (a CPU-only run keeps the last GPU section, and an AVX-512 host keeps an AVX2 host's).
+Times are medians over the rounds of one run; "x" is the speed-up of sdd_fast, the baseline's
+median divided by sdd_fast's at the same size, on the same device, in the same run.
 Inputs: the embedded structured features (`sdd_fast.synthetic.structured_feats`), default
 options (local_k=3, global_k=24, group=8, 20 Lloyd iterations, greedy seeding).
 
