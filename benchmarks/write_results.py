@@ -350,8 +350,7 @@ def split_sections(text: str) -> dict:
     current = None
     for line in text.splitlines(keepends=True):
         if line.startswith("## "):
-            title = line[3:].strip()
-            current = title
+            current = line[3:].strip()
             sections[current] = ""
         if current is not None:
             sections[current] += line

@@ -17,15 +17,17 @@ namespace {
 constexpr int64_t kPadMultiple = 4;  // bucket granularity of row counts: LAPACK cost grows as size^3
 
 using BucketKey = std::pair<bool, int64_t>;  // (gram side, padded rows)
+using BucketList = std::vector<std::pair<BucketKey, std::vector<int64_t>>>;  // key -> member indices
 
-std::map<BucketKey, std::vector<int64_t>> make_buckets(const std::vector<at::Tensor>& mats) {
+// The matrices grouped by (side, padded rows), in key order.
+BucketList make_buckets(const std::vector<at::Tensor>& mats) {
   std::map<BucketKey, std::vector<int64_t>> buckets;
   for (int64_t i = 0; i < static_cast<int64_t>(mats.size()); ++i) {
     const int64_t rows = mats[i].size(0), cols = mats[i].size(1);
     const int64_t padded = (rows + kPadMultiple - 1) / kPadMultiple * kPadMultiple;
     buckets[{rows <= cols, padded}].push_back(i);
   }
-  return buckets;
+  return BucketList(buckets.begin(), buckets.end());
 }
 
 // [members, padded, C] float64: the bucket's matrices with zero rows below each. A view when
@@ -60,8 +62,6 @@ at::Tensor smaller_gram(const at::Tensor& stacked, bool gram) {
   return gram ? at::bmm(stacked, t) : at::bmm(t, stacked);
 }
 
-using BucketList = std::vector<std::pair<BucketKey, std::vector<int64_t>>>;
-
 struct BucketSpectra {
   std::vector<at::Tensor> stacked;  // per bucket [members, padded, C]: the zero-padded matrices (with vectors only)
   std::vector<at::Tensor> values;   // per bucket [members, m] (ascending)
@@ -79,9 +79,11 @@ BucketSpectra bucket_spectra(const std::vector<at::Tensor>& mats, const BucketLi
     const auto& [key, members] = buckets[i];
     const at::Tensor stacked = stack_padded(mats, members, key.second);
     grams[i] = smaller_gram(stacked, key.first);
-    if (with_vectors) out.stacked[i] = stacked;  // the gradient needs them; the forward frees them
     out.values[i] = at::empty(grams[i].sizes().slice(0, 2), grams[i].options());
-    if (with_vectors) out.vectors[i] = at::empty_like(grams[i]);
+    if (with_vectors) {
+      out.stacked[i] = stacked;  // the gradient needs them; the forward frees them
+      out.vectors[i] = at::empty_like(grams[i]);
+    }
   }
   const int64_t parts = std::max<int64_t>(1, at::get_num_threads());
   at::parallel_for(0, parts * nb, 1, [&](int64_t begin, int64_t end) {
@@ -105,8 +107,7 @@ BucketSpectra bucket_spectra(const std::vector<at::Tensor>& mats, const BucketLi
 }  // namespace
 
 std::vector<SmallSideSpectrum> small_side_spectra(const std::vector<at::Tensor>& mats, bool with_vectors) {
-  const auto bucket_map = make_buckets(mats);
-  const BucketList buckets(bucket_map.begin(), bucket_map.end());
+  const BucketList buckets = make_buckets(mats);
   const BucketSpectra spectra_of = bucket_spectra(mats, buckets, with_vectors);
   std::vector<SmallSideSpectrum> spectra(mats.size());
   for (size_t i = 0; i < buckets.size(); ++i) {
@@ -122,8 +123,7 @@ std::vector<SmallSideSpectrum> small_side_spectra(const std::vector<at::Tensor>&
 
 void add_spectral_gradients(const std::vector<at::Tensor>& mats, const SpectralWeightFn& weight_fn,
                             std::vector<at::Tensor>& grads) {
-  const auto bucket_map = make_buckets(mats);
-  const BucketList buckets(bucket_map.begin(), bucket_map.end());
+  const BucketList buckets = make_buckets(mats);
   const BucketSpectra spectra_of = bucket_spectra(mats, buckets, true);
   std::vector<double> weights;
   for (size_t i = 0; i < buckets.size(); ++i) {
