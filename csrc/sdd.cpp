@@ -8,6 +8,8 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include "schemas.h"
+
 namespace sdd {
 namespace {
 
@@ -28,22 +30,7 @@ at::Tensor dse_composite(const at::Tensor& feats, int64_t local_k, int64_t globa
 }  // namespace
 
 TORCH_LIBRARY(sdd, m) {
-  m.def("kmeans(Tensor x, int k, int iters, float tol, int n_init, str seeding, int seed)"
-        " -> (Tensor centroids, Tensor labels, Tensor inertia)");
-  m.def("cluster_singular_sum(Tensor x, Tensor labels, int k) -> (Tensor values, Tensor counts)");
-  m.def("cluster_singular_sum_backward(Tensor grad_values, Tensor x, Tensor labels, int k) -> Tensor");
-  m.def("effective_rank(Tensor y) -> Tensor");
-  m.def("effective_rank_backward(Tensor grad, Tensor y) -> Tensor");
-  m.def("inter_cluster_distance(Tensor x, Tensor centroids, Tensor labels) -> Tensor");
-  m.def("inter_cluster_distance_backward(Tensor grad, Tensor x, Tensor centroids, Tensor labels)"
-        " -> (Tensor grad_x, Tensor grad_centroids)");
-  m.def("dse_forward(Tensor feats, int local_k, int global_k, int group, bool normalize, int iters,"
-        " float tol, int n_init, str seeding, int seed, Tensor? local_labels, Tensor? global_labels)"
-        " -> (Tensor values, Tensor local_labels, Tensor global_labels, Tensor centroids,"
-        " Tensor other, Tensor perm)");
-  m.def("dse_backward(Tensor grad, Tensor values, Tensor feats, Tensor local_labels,"
-        " Tensor global_labels, Tensor centroids, Tensor other, Tensor perm, int local_k,"
-        " int global_k, int group, bool normalize) -> Tensor");
+  for (const char* schema : kKernelOpSchemas) m.def(schema);
   m.def("dse(Tensor feats, int local_k=3, int global_k=24, int group=8, bool normalize=True,"
         " int iters=20, float tol=1e-4, int n_init=1, str seeding=\"greedy\", int seed=0,"
         " Tensor? local_labels=None, Tensor? global_labels=None) -> Tensor");

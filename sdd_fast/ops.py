@@ -28,8 +28,9 @@ def kmeans(x, k, *, iters=DEFAULTS.iters, tol=DEFAULTS.tol, n_init=DEFAULTS.n_in
     Args:
         x (Tensor[P, M, d]): P independent problems of M points in d dimensions.
         k (int): clusters per problem (1 <= k <= M).
-        iters (int): Lloyd iterations at most; stops early when the centroid shift < `tol`.
-        tol (float): early-stop threshold on the Frobenius norm of the centroid update.
+        iters (int): Lloyd iterations at most; stops early when the centroid shift < `tol` x scale.
+        tol (float): early-stop threshold on the Frobenius norm of the centroid update, relative to
+            the problem's scale (root-mean-square norm of its points), so no result depends on it.
         n_init (int): seedings per problem; the run with the least inertia is kept.
         seeding (str): "greedy" (greedy k-means++, default), "d2" or "d" (see SPEC).
         seed (int): RNG key; the same seed and input give the same result. Torch's global

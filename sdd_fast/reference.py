@@ -104,6 +104,7 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = DEFAULTS.iters, tol: float =
     """
     x = x.detach()
     generator = torch.Generator().manual_seed(seed)
+    threshold = tol * float(x.double().pow(2).sum(1).mean().sqrt())  # tol x RMS point norm (SPEC)
     best = None
     for _ in range(n_init):
         centroids = _kmeans_pp(x, k, seeding, generator)
@@ -116,7 +117,7 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = DEFAULTS.iters, tol: float =
                     updated[c] = members.mean(dim=0)
             shift = (updated - centroids).norm()
             centroids = updated
-            if shift < tol:
+            if shift < threshold:
                 break
         labels = torch.cdist(x, centroids).argmin(dim=1)
         inertia = ((x - centroids[labels]) ** 2).sum()

@@ -140,16 +140,9 @@ void cluster_singular_sums_backward(const std::vector<at::Tensor>& xs, const std
 // ---- the ops -----------------------------------------------------------------------------
 namespace {
 
-void check_inputs(const at::Tensor& x, const at::Tensor& labels, int64_t k) {
-  check_float_tensor(x, "x", 3);
-  check_labels_tensor(labels, "labels", {x.size(0), x.size(1)});
-  TORCH_CHECK_VALUE(k >= 1, "k must be >= 1; got ", k);
-  check_label_range(labels, k, "labels");
-}
-
 std::tuple<at::Tensor, at::Tensor> cluster_singular_sum_cpu(const at::Tensor& x, const at::Tensor& labels,
                                                             int64_t k) {
-  check_inputs(x, labels, k);
+  check_cluster_inputs(x, labels, k);
   const int64_t P = x.size(0), M = x.size(1);
   const at::Tensor xc = compute_copy(x);
   const at::Tensor lc = labels.contiguous();
@@ -167,7 +160,7 @@ std::tuple<at::Tensor, at::Tensor> cluster_singular_sum_cpu(const at::Tensor& x,
 
 at::Tensor cluster_singular_sum_backward_cpu(const at::Tensor& grad_values, const at::Tensor& x,
                                              const at::Tensor& labels, int64_t k) {
-  check_inputs(x, labels, k);
+  check_cluster_inputs(x, labels, k);
   const int64_t P = x.size(0), M = x.size(1);
   const at::Tensor xc = compute_copy(x);
   const at::Tensor lc = labels.contiguous();

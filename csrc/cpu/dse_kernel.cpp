@@ -59,10 +59,8 @@ DseForward dse_forward_cpu(const at::Tensor& feats, int64_t local_k, int64_t glo
                            bool normalize, int64_t iters, double tol, int64_t n_init,
                            c10::string_view seeding, int64_t seed, const c10::optional<at::Tensor>& local_labels,
                            const c10::optional<at::Tensor>& global_labels) {
-  const std::string seeding_name(seeding);
-  const DseOptions options{local_k, global_k, group, normalize,
-                           make_kmeans_options(local_k, iters, tol, n_init, seeding_name, seed),
-                           make_kmeans_options(global_k, iters, tol, n_init, seeding_name, seed)};
+  const DseOptions options =
+      make_dse_options(local_k, global_k, group, normalize, iters, tol, n_init, std::string(seeding), seed);
   const DseShape shape = check_dse_inputs(feats, options, local_labels, global_labels);
   const int64_t B = shape.batch, N = shape.patches, d = shape.channels, G = shape.groups;
   const at::ScalarType compute = compute_dtype(feats);

@@ -56,9 +56,7 @@ void effective_ranks_backward(const at::Tensor& y, const double* grad, at::Tenso
 namespace {
 
 at::Tensor checked_copy(const at::Tensor& y) {
-  check_float_tensor(y, "y", 3);
-  TORCH_CHECK_VALUE(y.size(1) >= 1 && y.size(2) >= 1, "y must be [Q, R, d] with R, d >= 1; got shape ",
-                    y.sizes());
+  check_effective_rank_input(y);
   return compute_copy(y);
 }
 

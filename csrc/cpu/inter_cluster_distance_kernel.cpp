@@ -81,17 +81,7 @@ struct InterInputs {
 };
 
 InterInputs prepare(const at::Tensor& x, const at::Tensor& centroids, const at::Tensor& labels) {
-  check_float_tensor(x, "x", 3);
-  check_float_tensor(centroids, "centroids", 3);
-  TORCH_CHECK_VALUE(centroids.size(0) == x.size(0) && centroids.size(2) == x.size(2),
-                    "centroids must have shape [P, k, d] = [", x.size(0), ", k, ", x.size(2), "]; got ",
-                    centroids.sizes());
-  TORCH_CHECK_VALUE(centroids.size(1) >= 1, "centroids must hold k >= 1 centroids; got shape ", centroids.sizes());
-  check_labels_tensor(labels, "labels", {x.size(0), x.size(1)});
-  check_label_range(labels, centroids.size(1), "labels");
-  const at::ScalarType compute = (x.scalar_type() == at::kDouble || centroids.scalar_type() == at::kDouble)
-                                     ? at::kDouble
-                                     : at::kFloat;
+  const at::ScalarType compute = check_inter_inputs(x, centroids, labels);
   return {x.to(compute).contiguous(), centroids.to(compute).contiguous(), labels.contiguous()};
 }
 

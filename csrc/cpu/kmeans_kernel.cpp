@@ -43,7 +43,11 @@ class KmeansSolver {
   KmeansSolver(const at::Tensor& x, const KmeansOptions& options, common::RandomStream stream,
                int64_t problem)
       : x_(x), opt_(options), stream_(stream), problem_(problem), M_(x.size(0)), d_(x.size(1)),
-        data_(x.data_ptr<scalar_t>()), x_norms_(squared_norms(data_, M_, d_)) {}
+        data_(x.data_ptr<scalar_t>()), x_norms_(squared_norms(data_, M_, d_)) {
+    double squares = 0.0;
+    for (double norm : x_norms_) squares += norm;
+    threshold_ = opt_.tol * std::sqrt(squares / static_cast<double>(M_));  // tol x RMS point norm (SPEC)
+  }
 
   // One seeding + Lloyd run; writes centroids [k, d] and labels [M]; returns the inertia.
   double run(int64_t init, at::Tensor& centroids, int64_t* labels) {
@@ -72,7 +76,7 @@ class KmeansSolver {
           c[cl * d_ + j] = updated;
         }
       }
-      if (std::sqrt(shift) < opt_.tol) break;
+      if (std::sqrt(shift) < threshold_) break;
     }
     assign(centroids, labels);
     double inertia = 0.0;
@@ -158,6 +162,7 @@ class KmeansSolver {
   int64_t problem_, M_, d_;
   const scalar_t* data_;
   std::vector<double> x_norms_;
+  double threshold_;  // early stop when the centroid shift falls under it
 };
 
 }  // namespace
@@ -212,11 +217,8 @@ namespace {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> kmeans_cpu(const at::Tensor& x, int64_t k,
                                                           int64_t iters, double tol, int64_t n_init,
                                                           c10::string_view seeding, int64_t seed) {
-  check_float_tensor(x, "x", 3);
-  const KmeansOptions options = make_kmeans_options(k, iters, tol, n_init, std::string(seeding), seed);
+  const KmeansOptions options = check_kmeans_inputs(x, k, iters, tol, n_init, std::string(seeding), seed);
   const int64_t P = x.size(0), M = x.size(1), d = x.size(2);
-  TORCH_CHECK_VALUE(M >= k, "x holds M = ", M, " points per problem; k = ", k, " needs M >= k");
-  TORCH_CHECK_VALUE(d >= 1, "x must have at least one channel; got shape ", x.sizes());
   const at::Tensor xc = compute_copy(x);
   at::Tensor centroids = at::empty({P, k, d}, xc.options());
   at::Tensor labels = at::empty({P, M}, xc.options().dtype(at::kLong));

@@ -73,4 +73,45 @@ DseShape check_dse_inputs(const at::Tensor& feats, const DseOptions& options,
   return shape;
 }
 
+KmeansOptions check_kmeans_inputs(const at::Tensor& x, int64_t k, int64_t iters, double tol, int64_t n_init,
+                                  const std::string& seeding, int64_t seed) {
+  check_float_tensor(x, "x", 3);
+  const KmeansOptions options = make_kmeans_options(k, iters, tol, n_init, seeding, seed);
+  TORCH_CHECK_VALUE(x.size(1) >= k, "x holds M = ", x.size(1), " points per problem; k = ", k, " needs M >= k");
+  TORCH_CHECK_VALUE(x.size(2) >= 1, "x must have at least one channel; got shape ", x.sizes());
+  return options;
+}
+
+void check_cluster_inputs(const at::Tensor& x, const at::Tensor& labels, int64_t k) {
+  check_float_tensor(x, "x", 3);
+  check_labels_tensor(labels, "labels", {x.size(0), x.size(1)});
+  TORCH_CHECK_VALUE(k >= 1, "k must be >= 1; got ", k);
+  check_label_range(labels, k, "labels");
+}
+
+void check_effective_rank_input(const at::Tensor& y) {
+  check_float_tensor(y, "y", 3);
+  TORCH_CHECK_VALUE(y.size(1) >= 1 && y.size(2) >= 1, "y must be [Q, R, d] with R, d >= 1; got shape ",
+                    y.sizes());
+}
+
+at::ScalarType check_inter_inputs(const at::Tensor& x, const at::Tensor& centroids, const at::Tensor& labels) {
+  check_float_tensor(x, "x", 3);
+  check_float_tensor(centroids, "centroids", 3);
+  TORCH_CHECK_VALUE(centroids.size(0) == x.size(0) && centroids.size(2) == x.size(2),
+                    "centroids must have shape [P, k, d] = [", x.size(0), ", k, ", x.size(2), "]; got ",
+                    centroids.sizes());
+  TORCH_CHECK_VALUE(centroids.size(1) >= 1, "centroids must hold k >= 1 centroids; got shape ", centroids.sizes());
+  check_labels_tensor(labels, "labels", {x.size(0), x.size(1)});
+  check_label_range(labels, centroids.size(1), "labels");
+  return (x.scalar_type() == at::kDouble || centroids.scalar_type() == at::kDouble) ? at::kDouble : at::kFloat;
+}
+
+DseOptions make_dse_options(int64_t local_k, int64_t global_k, int64_t group, bool normalize, int64_t iters,
+                            double tol, int64_t n_init, const std::string& seeding, int64_t seed) {
+  return DseOptions{local_k, global_k, group, normalize,
+                    make_kmeans_options(local_k, iters, tol, n_init, seeding, seed),
+                    make_kmeans_options(global_k, iters, tol, n_init, seeding, seed)};
+}
+
 }  // namespace sdd

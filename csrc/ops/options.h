@@ -66,7 +66,27 @@ void check_float_tensor(const at::Tensor& t, const char* name, int64_t dim);
 // (on CPU here, against `k`).
 void check_labels_tensor(const at::Tensor& labels, const char* name, at::IntArrayRef shape);
 
-// Checks that every label in labels[..., :valid] is in [0, k) (CPU tensors only).
+// Checks that every label in labels[..., :valid] is in [0, k) (CPU tensors only: on a GPU that
+// needs a host sync, so the CUDA kernels instead return NaN for a problem with a bad label).
 void check_label_range(const at::Tensor& labels, int64_t k, const char* name);
+
+// ---- input checks of the building-block ops (shared by every backend) ----------------------
+// kmeans: x [P, M, d] floating, M >= k, d >= 1; returns the parsed options.
+KmeansOptions check_kmeans_inputs(const at::Tensor& x, int64_t k, int64_t iters, double tol, int64_t n_init,
+                                  const std::string& seeding, int64_t seed);
+
+// cluster_singular_sum(_backward): x [P, M, d] floating, labels [P, M] int64 in [0, k), k >= 1.
+void check_cluster_inputs(const at::Tensor& x, const at::Tensor& labels, int64_t k);
+
+// effective_rank(_backward): y [Q, R, d] floating with R, d >= 1.
+void check_effective_rank_input(const at::Tensor& y);
+
+// inter_cluster_distance(_backward): x [P, M, d], centroids [P, k, d], labels [P, M] in [0, k).
+// Returns the compute dtype of the pair (fp64 when either is fp64, else fp32).
+at::ScalarType check_inter_inputs(const at::Tensor& x, const at::Tensor& centroids, const at::Tensor& labels);
+
+// The dse options parsed and checked with feats and labels (check_dse_inputs).
+DseOptions make_dse_options(int64_t local_k, int64_t global_k, int64_t group, bool normalize, int64_t iters,
+                            double tol, int64_t n_init, const std::string& seeding, int64_t seed);
 
 }  // namespace sdd
