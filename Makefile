@@ -161,6 +161,19 @@ bench: build
 	else echo "bench: no benchmark JSON written; RESULTS.md not updated" >&2; fi; \
 	exit $$rc
 
+# `make gpu-check OUT=DIR`: the one command for a machine with a GPU and torch already installed (no
+# package registry): build with all cores, the tests marked cuda and the cuda cases of the device
+# tests, compute-sanitizer (memcheck, racecheck, synccheck) on every op, the GPU benchmarks; within 8
+# minutes. DIR gets gpu-check.log, summary.json, RESULTS.md (the committed one with the GPU section
+# added or replaced), scaling.png and last.json. PYTHON defaults to python3 there (no venv is made;
+# here .venv's when it exists). GPU_CHECK_DRY_RUN=1: every step only starts (CPU-only machines,
+# python_tests/test_gpu_check.py). Steps and knobs: benchmarks/gpu_check.sh --help.
+GPU_CHECK_PYTHON := $(if $(filter undefined,$(origin PYTHON)),$(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,python3),$(PYTHON))
+.PHONY: gpu-check
+gpu-check:
+	@if [ -z "$(OUT)" ]; then echo "gpu-check: name the output folder: make gpu-check OUT=DIR" >&2; exit 2; fi
+	@PYTHON="$(GPU_CHECK_PYTHON)" GPU_CHECK_DRY_RUN="$(GPU_CHECK_DRY_RUN)" bash $(ROOT)/benchmarks/gpu_check.sh "$(OUT)"
+
 # The CPU-only CMake build for libtorch users: needs torch (for its CMake config), not `make build`.
 cmake-test: $(VENV_STAMP)
 	@prefix=$$($(PY) -c 'import torch.utils; print(torch.utils.cmake_prefix_path)'); \

@@ -18,12 +18,33 @@ SHORT = os.environ.get("BENCH_SHORT", "") not in ("", "0", "false", "no")
 THREADS = 2  # the CPU targets are stated for 2 threads
 HEADLINE = (64, 196, 384)  # B, N, d: ViT-S/16 at 224 px, a batch of 64
 SMALL = (8, 196, 384)  # one group of images: the size the slow baselines run at in short mode
+# Short mode on a GPU (`make gpu-check`) also measures these: a GPU call takes milliseconds, and the
+# GPU targets ask for B=256 and d=768 too. On the CPU they would take tens of seconds: skipped there.
+CUDA_SHORT_EXTRA = [(256, 196, 384), (64, 196, 768)]
+DEVICES = ["cpu"]  # the benchmarked devices, set by conftest before collection
 
 
 def configure(short: bool) -> None:
     """Called by conftest.pytest_configure before collection."""
     global SHORT
     SHORT = bool(short)
+
+
+def set_devices(devices: list) -> None:
+    """Called by conftest.pytest_configure (before collection): the grids below depend on them."""
+    DEVICES[:] = list(devices)
+
+
+def _short_extra() -> list:
+    return CUDA_SHORT_EXTRA if "cuda" in DEVICES else []
+
+
+def skip_unless_measured(device: str, size: tuple) -> None:
+    """In short mode the CUDA-only sizes are skipped on the CPU (in a run benchmarking both)."""
+    if SHORT and device != "cuda" and tuple(size) in CUDA_SHORT_EXTRA:
+        import pytest
+
+        pytest.skip("short mode: B=256 and d=768 are measured on cuda only")
 
 
 def available_devices() -> list:
@@ -46,19 +67,20 @@ SKIPPED_NOTE = ("The reference and published-structure baselines are not run at 
 
 
 def dse_sizes() -> list:
-    return _DSE_FULL if not SHORT else [SMALL, HEADLINE]
+    return _DSE_FULL if not SHORT else [SMALL, HEADLINE] + _short_extra()
 
 
 def baseline_sizes(impl: str) -> list:
     """Forward sizes of each baseline."""
     if impl == "torch-batched":
-        return _DSE_FULL if not SHORT else [SMALL, HEADLINE]
+        return _DSE_FULL if not SHORT else [SMALL, HEADLINE] + _short_extra()
     return _SLOW_FULL if not SHORT else [SMALL]
 
 
 def baseline_backward_sizes(impl: str) -> list:
     if SHORT:
-        return [SMALL]
+        # the GPU's forward+backward speed-up target is at the headline size
+        return [SMALL, HEADLINE] if impl == TARGET_BASELINE and "cuda" in DEVICES else [SMALL]
     return [HEADLINE]
 
 
@@ -78,6 +100,10 @@ def rounds(kind: str, device: str) -> tuple:
         "published": ((2, 0), (1, 0)),
     }
     full = table[kind][0 if device == "cpu" else 1]
+    if SHORT and device == "cuda":
+        # GPU calls take milliseconds: rounds enough for a median at little cost; the slow
+        # baselines (seconds per call, host syncs) stay at one round
+        return full if kind in ("dse", "dse-large", "op", "torch-batched") else (1, 0)
     if SHORT:
         return (min(full[0], 2), min(full[1], 1)) if kind in ("dse", "dse-large", "op") else (1, 0)
     return full

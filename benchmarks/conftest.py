@@ -51,6 +51,7 @@ def pytest_configure(config):
                                     f"{torch.cuda.is_available()}, sdd_fast CUDA kernels: {sdd_fast.has_cuda()})")
         devices = [wanted]
     config._sdd_bench_devices = devices
+    bench_utils.set_devices(devices)
 
 
 def pytest_report_header(config):

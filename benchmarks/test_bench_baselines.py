@@ -13,7 +13,8 @@ The slow ones run 1-2 rounds and only where a ratio or the scaling plot needs th
 import pytest
 import torch
 
-from bench_utils import BASELINES, SMALL, baseline_backward_sizes, baseline_sizes, make_call, measure, size_id
+from bench_utils import (BASELINES, SMALL, baseline_backward_sizes, baseline_sizes, make_call, measure, size_id,
+                         skip_unless_measured)
 
 FORWARD = [(impl, size) for impl in BASELINES for size in baseline_sizes(impl)]
 BACKWARD = [(impl, size) for impl in BASELINES for size in baseline_backward_sizes(impl)]
@@ -29,6 +30,7 @@ def _warm_up(impl, device, backward):
 @pytest.mark.parametrize("impl,size", FORWARD, ids=[f"{i}-{size_id(s)}" for i, s in FORWARD])
 @pytest.mark.benchmark(group="baselines forward")
 def test_baseline_forward(benchmark, feats_for, device, impl, size):
+    skip_unless_measured(device, size)
     _warm_up(impl, device, backward=False)
     values = measure(benchmark, make_call(impl, feats_for(*size, device), backward=False), device, impl,
                      kind="dse", impl=impl, **{"pass": "forward"}, B=size[0], N=size[1], d=size[2])
@@ -38,6 +40,7 @@ def test_baseline_forward(benchmark, feats_for, device, impl, size):
 @pytest.mark.parametrize("impl,size", BACKWARD, ids=[f"{i}-{size_id(s)}" for i, s in BACKWARD])
 @pytest.mark.benchmark(group="baselines forward+backward")
 def test_baseline_forward_backward(benchmark, feats_for, device, impl, size):
+    skip_unless_measured(device, size)
     _warm_up(impl, device, backward=True)
     measure(benchmark, make_call(impl, feats_for(*size, device), backward=True), device, impl,
             kind="dse", impl=impl, **{"pass": "forward+backward"}, B=size[0], N=size[1], d=size[2])

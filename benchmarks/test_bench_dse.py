@@ -3,7 +3,7 @@ headline); the baselines at the same sizes are in test_bench_baselines.py."""
 
 import pytest
 
-from bench_utils import HEADLINE, dse_sizes, make_call, measure, size_id
+from bench_utils import HEADLINE, dse_sizes, make_call, measure, size_id, skip_unless_measured
 
 
 def _kind(size):
@@ -13,6 +13,7 @@ def _kind(size):
 @pytest.mark.parametrize("size", dse_sizes(), ids=size_id)
 @pytest.mark.benchmark(group="dse forward")
 def test_dse_forward(benchmark, feats_for, device, size):
+    skip_unless_measured(device, size)
     call = make_call("sdd_fast", feats_for(*size, device), backward=False)
     values = measure(benchmark, call, device, _kind(size), kind="dse", impl="sdd_fast", **{"pass": "forward"},
                      B=size[0], N=size[1], d=size[2])
@@ -22,5 +23,6 @@ def test_dse_forward(benchmark, feats_for, device, size):
 @pytest.mark.parametrize("size", dse_sizes(), ids=size_id)
 @pytest.mark.benchmark(group="dse forward+backward")
 def test_dse_forward_backward(benchmark, feats_for, device, size):
+    skip_unless_measured(device, size)
     measure(benchmark, make_call("sdd_fast", feats_for(*size, device), backward=True), device, _kind(size),
             kind="dse", impl="sdd_fast", **{"pass": "forward+backward"}, B=size[0], N=size[1], d=size[2])

@@ -199,7 +199,11 @@ def section(run: Run) -> str:
     if dev == "cuda":
         host += f" GPU: {m.get('cuda_device', '?')}, driver {m.get('cuda_driver') or '?'}."
     lines += [host, ""]
-    if m.get("mode") == "short":
+    if m.get("mode") == "short" and dev == "cuda":
+        lines += ["**Short mode** (`make gpu-check`): B=8, the headline, B=256 and d=768, with the GPU's full "
+                  "rounds for sdd_fast and torch-batched (one round for the slow baselines); no N scaling, "
+                  "trainer runs only where the run included them.", ""]
+    elif m.get("mode") == "short":
         lines += ["**Short mode** (CI smoke run: 1-2 rounds, small grid, a few trainer steps): the numbers "
                   "are indicative only.", ""]
 

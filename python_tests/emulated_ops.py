@@ -9,7 +9,6 @@ recompile; ccache is used when on PATH).
 from __future__ import annotations
 
 import functools
-import glob
 import os
 
 import torch

@@ -6,10 +6,9 @@ import pytest
 import torch
 
 import sdd_fast
+from sdd_fast._library import KERNEL_OPS
 
-OPS = ["kmeans", "cluster_singular_sum", "cluster_singular_sum_backward", "effective_rank",
-       "effective_rank_backward", "inter_cluster_distance", "inter_cluster_distance_backward", "dse_forward",
-       "dse_backward"]
+OPS = list(KERNEL_OPS)
 
 
 def opcheck_cases():
@@ -43,17 +42,32 @@ def test_every_op_has_a_cpu_kernel():
     assert torch._C._dispatch_has_kernel_for_dispatch_key("sdd::dse", "CompositeImplicitAutograd")
 
 
+def test_kernel_ops_lists_every_op_of_the_namespace():
+    """KERNEL_OPS (what has_cuda() checks) is every registered sdd op but the composite `dse`:
+    an op added without being listed would escape the CUDA check."""
+    registered = {name.split("::", 1)[1].split(".")[0] for name in torch._C._dispatch_get_all_op_names()
+                  if name.startswith("sdd::")}
+    assert registered == set(KERNEL_OPS) | {"dse"}
+
+
+def test_has_cuda_answers_from_the_dispatcher():
+    found = {op: torch._C._dispatch_has_kernel_for_dispatch_key(f"sdd::{op}", "CUDA") for op in KERNEL_OPS}
+    assert sdd_fast.missing_cuda_kernels() == [op for op, ok in found.items() if not ok]
+    assert sdd_fast.has_cuda() == all(found.values())
+
+
 def test_build_info():
     assert sdd_fast.has_ops()
     # Linux builds compile the CPU kernels with OpenMP whenever torch threads with it (else
     # at::parallel_for is a serial loop and DSE runs on one core).
     assert sdd_fast.has_openmp() == (sys.platform.startswith("linux") and torch._C.has_openmp)
     assert isinstance(sdd_fast.has_cuda(), bool)
+    # cuda_version() tells whether nvcc compiled anything in; has_cuda() whether every op got a
+    # CUDA kernel, so only the first implies the second.
+    compiled_cuda = sdd_fast._library._C.has_cuda()
+    assert (sdd_fast.cuda_version() >= 11000) if compiled_cuda else (sdd_fast.cuda_version() == -1)
     if sdd_fast.has_cuda():
-        assert sdd_fast.cuda_version() >= 11000
-        assert torch._C._dispatch_has_kernel_for_dispatch_key("sdd::cluster_singular_sum", "CPU")
-    else:
-        assert sdd_fast.cuda_version() == -1
+        assert compiled_cuda
 
 
 def test_torch_compile_fullgraph_forward_and_backward():

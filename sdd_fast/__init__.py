@@ -6,7 +6,7 @@
 """
 
 from . import loggers, reference
-from ._library import assert_has_ops, cuda_version, has_cuda, has_openmp, has_ops
+from ._library import assert_has_ops, cuda_version, has_cuda, has_openmp, has_ops, missing_cuda_kernels
 from .dse import DSEResult, dse
 from .monitor import DSEMonitor
 from .regularizer import DSERegularizer
@@ -32,6 +32,7 @@ __all__ = [
     "inter_cluster_distance",
     "kmeans",
     "loggers",
+    "missing_cuda_kernels",
     "reference",
     "select_checkpoints",
 ]

@@ -32,9 +32,36 @@ def assert_has_ops() -> None:
         raise RuntimeError(f"sdd_fast's compiled library is not available ({_LOAD_ERROR}). {_BUILD_HINT}")
 
 
+# Every op of the `sdd` namespace that needs a kernel per device (`sdd::dse` is
+# CompositeImplicitAutograd: it runs wherever these run). Stated once: has_cuda(), the tests and
+# the GPU check all read it.
+KERNEL_OPS = ("kmeans", "cluster_singular_sum", "cluster_singular_sum_backward", "effective_rank",
+              "effective_rank_backward", "inter_cluster_distance", "inter_cluster_distance_backward",
+              "dse_forward", "dse_backward")
+
+
+def _has_kernel(op: str, dispatch_key: str) -> bool:
+    try:
+        return bool(torch._C._dispatch_has_kernel_for_dispatch_key(f"sdd::{op}", dispatch_key))
+    except RuntimeError:  # the schema itself is not registered (an older or partial library)
+        return False
+
+
+def missing_cuda_kernels() -> list:
+    """The ops of KERNEL_OPS without a CUDA kernel in the dispatcher (all of them when the
+    library is not loaded); empty when every op can run on CUDA tensors."""
+    if _C is None:
+        return list(KERNEL_OPS)
+    return [op for op in KERNEL_OPS if not _has_kernel(op, "CUDA")]
+
+
 def has_cuda() -> bool:
-    """True when the CUDA kernels were compiled into the loaded library."""
-    return _C is not None and bool(_C.has_cuda())
+    """True when the library is loaded and every op of KERNEL_OPS has a CUDA kernel.
+
+    Asked of the dispatcher, not of the build: a library compiled with nvcc may still lack a
+    kernel (see missing_cuda_kernels()), and DSE work must not be sent to a device on the strength
+    of a build flag. Says nothing about a GPU being present (torch.cuda.is_available())."""
+    return _C is not None and not missing_cuda_kernels()
 
 
 def has_openmp() -> bool:
@@ -49,10 +76,10 @@ def cuda_version() -> int:
 
 
 def _check_cuda_match() -> None:
-    if not has_cuda() or torch.version.cuda is None:
+    built = cuda_version()
+    if built < 0 or torch.version.cuda is None:  # no CUDA code compiled in, or a CPU-only torch
         return
     major, minor = (int(p) for p in torch.version.cuda.split(".")[:2])
-    built = cuda_version()
     if (built // 1000, (built % 1000) // 10) != (major, minor):
         warnings.warn(f"sdd_fast was built with CUDA {built // 1000}.{(built % 1000) // 10} but torch uses "
                       f"CUDA {torch.version.cuda}; rebuild sdd_fast if the CUDA kernels fail.", stacklevel=2)

@@ -8,18 +8,19 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
 import sdd_fast
+from sdd_fast.devices import default_device
 from sdd_fast.synthetic import degrade, structured_feats
 
 
 def main(argv=None) -> None:
     """Prints one row per degradation level: the five numbers and the time per call."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() and sdd_fast.has_cuda() else "cpu")
+    parser.add_argument("--device", default=None,
+                        help="cpu or cuda (default: cuda when a GPU is available and sdd_fast has its CUDA kernels)")
     parser.add_argument("--images", type=int, default=16, help="B (default 16)")
     args = parser.parse_args(argv)
+    args.device = default_device(args.device)
 
     feats = structured_feats(images=args.images).to(args.device)
     print(f"sdd-fast demo: DSE of synthetic patch features [B={feats.shape[0]}, N={feats.shape[1]}, "

@@ -1,15 +1,39 @@
-"""The one rule for a missing device argument: CUDA when available, else the CPU."""
+"""The one rule for a missing device argument: CUDA when DSE can run there, else the CPU.
+
+DSE work goes to CUDA by default only when a GPU is visible (torch.cuda.is_available()) AND the
+loaded sdd_fast library has a CUDA kernel for every op (sdd_fast.has_cuda(), asked of the
+dispatcher). A GPU with a CPU-only or partial build therefore defaults to the CPU instead of
+failing at the first DSE call; sdd_fast.missing_cuda_kernels() says what is missing.
+"""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
+
+from ._library import has_ops, missing_cuda_kernels
+
+
+def cuda_unavailable_reason() -> Optional[str]:
+    """Why DSE work cannot run on CUDA here, or None when it can."""
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is available"
+    if not has_ops():
+        return "sdd_fast's compiled library is not loaded"
+    missing = missing_cuda_kernels()
+    if missing:
+        return (f"sdd_fast has no CUDA kernel for {', '.join(missing)} (rebuild it on a machine with nvcc: "
+                "`make build REBUILD=1 SDD_FORCE_CUDA=1`)")
+    return None
 
 
 def default_device(name=None) -> torch.device:
-    """torch.device(name), or cuda when `name` is None and a GPU is available, else cpu."""
+    """torch.device(name); when `name` is None, cuda if DSE can run there (a GPU is available and
+    sdd_fast.has_cuda()), else cpu (see cuda_unavailable_reason())."""
     if name is not None:
         return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device("cuda" if cuda_unavailable_reason() is None else "cpu")
 
 
 def cpu_model() -> str:

@@ -51,8 +51,9 @@ def dse(feats, *, local_k=DEFAULTS.local_k, global_k=DEFAULTS.global_k, group=DE
         local_labels (Tensor[B, N] int64, optional): per-image clusters replacing k-means.
         global_labels (Tensor[G, group * N] int64, optional): per-group clusters replacing
             k-means (G = ceil(B / group); entries past a smaller last group are ignored).
-        validate (bool): raise ValueError on NaN / Inf features instead of returning NaN
-            (costs a device sync).
+        validate (bool): raise ValueError on NaN / Inf features (instead of NaN results) and on
+            labels outside [0, k) (which the CUDA kernels do not check: a device assert or
+            garbage). Costs a device sync, so it is off by default (training loops, CUDA graphs).
         backend (str): "compiled" (C++ / CUDA ops) or "reference" (plain PyTorch, slow).
 
     Returns:

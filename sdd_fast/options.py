@@ -56,12 +56,16 @@ def check_float_tensor(name: str, t, dim: int) -> None:
         raise ValueError(f"{name} must be {dim}-D; got shape {tuple(t.shape)}")
 
 
-def check_labels(name: str, labels, shape: tuple, k: int, check_range: bool) -> None:
-    """Raises for labels of the wrong type, dtype, shape or (when check_range) values."""
+def check_labels(name: str, labels, shape: tuple, k: int, check_range: bool, device=None) -> None:
+    """Raises for labels of the wrong type, dtype, shape, device (when given) or (when
+    check_range: a device sync) values. On CUDA the kernels index with the labels unchecked, so
+    a bad value is a device assert or garbage there: check_range is what `validate=True` buys."""
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {type(labels).__name__}")
     if labels.dtype != torch.int64:
         raise TypeError(f"{name} must be int64; got {labels.dtype}")
+    if device is not None and labels.device != device:
+        raise ValueError(f"{name} must be on the features' device ({device}); got {labels.device}")
     if tuple(labels.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}; got {tuple(labels.shape)}")
     if check_range and labels.numel() and not bool(((labels >= 0) & (labels < k)).all()):
@@ -91,9 +95,9 @@ def check_dse_arguments(feats, local_k, global_k, group, normalize, iters, tol, 
         raise ValueError(f"the last group of images holds {last} patches; global_k = {global_k} needs >= "
                          f"2 * global_k patches in every group (B = {B}, group = {group}, N = {N})")
     if local_labels is not None:
-        check_labels("local_labels", local_labels, (B, N), local_k, check_range)
+        check_labels("local_labels", local_labels, (B, N), local_k, check_range, device=feats.device)
     if global_labels is not None:
-        check_labels("global_labels", global_labels, (groups, group * N), global_k, False)
+        check_labels("global_labels", global_labels, (groups, group * N), global_k, False, device=feats.device)
         if check_range:
             for g in range(groups):
                 used = global_labels[g, : min(group, B - g * group) * N]

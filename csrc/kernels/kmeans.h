@@ -39,7 +39,7 @@ struct KmeansArgs {
 };
 
 // fp64 workspace per problem: closest [M], cumulative [M], sums [k, d], counts [k].
-inline int64_t kmeans_work_size(int64_t M, int64_t d, int64_t k) { return 2 * M + k * d + k; }
+SDD_HOST_DEVICE int64_t kmeans_work_size(int64_t M, int64_t d, int64_t k) { return 2 * M + k * d + k; }
 
 // Shared memory of a k-means launch.
 inline int64_t kmeans_shared_bytes() {

@@ -27,6 +27,11 @@ void check_float_tensor(const at::Tensor& t, const char* name, int64_t dim) {
   TORCH_CHECK_VALUE(t.dim() == dim, name, " must be ", dim, "-D; got shape ", t.sizes());
 }
 
+void check_same_device(const at::Tensor& t, const char* name, const at::Tensor& ref, const char* ref_name) {
+  TORCH_CHECK_VALUE(t.device() == ref.device(), name, " must be on the same device as ", ref_name, " (",
+                    ref.device(), "); got ", t.device());
+}
+
 void check_labels_tensor(const at::Tensor& labels, const char* name, at::IntArrayRef shape) {
   TORCH_CHECK_TYPE(labels.scalar_type() == at::kLong, name, " must be int64; got ",
                    labels.scalar_type());
@@ -59,10 +64,12 @@ DseShape check_dse_inputs(const at::Tensor& feats, const DseOptions& options,
                     " needs >= 2 * global_k patches in every group (B = ", B, ", group = ",
                     options.group, ", N = ", N, ")");
   if (local_labels.has_value()) {
+    check_same_device(*local_labels, "local_labels", feats, "feats");
     check_labels_tensor(*local_labels, "local_labels", {B, N});
     check_label_range(*local_labels, options.local_k, "local_labels");
   }
   if (global_labels.has_value()) {
+    check_same_device(*global_labels, "global_labels", feats, "feats");
     check_labels_tensor(*global_labels, "global_labels", {shape.groups, options.group * N});
     // Entries past the end of a smaller last group are padding and not read.
     for (int64_t g = 0; g < shape.groups; ++g) {
@@ -84,6 +91,7 @@ KmeansOptions check_kmeans_inputs(const at::Tensor& x, int64_t k, int64_t iters,
 
 void check_cluster_inputs(const at::Tensor& x, const at::Tensor& labels, int64_t k) {
   check_float_tensor(x, "x", 3);
+  check_same_device(labels, "labels", x, "x");
   check_labels_tensor(labels, "labels", {x.size(0), x.size(1)});
   TORCH_CHECK_VALUE(k >= 1, "k must be >= 1; got ", k);
   check_label_range(labels, k, "labels");
@@ -102,6 +110,8 @@ at::ScalarType check_inter_inputs(const at::Tensor& x, const at::Tensor& centroi
                     "centroids must have shape [P, k, d] = [", x.size(0), ", k, ", x.size(2), "]; got ",
                     centroids.sizes());
   TORCH_CHECK_VALUE(centroids.size(1) >= 1, "centroids must hold k >= 1 centroids; got shape ", centroids.sizes());
+  check_same_device(centroids, "centroids", x, "x");
+  check_same_device(labels, "labels", x, "x");
   check_labels_tensor(labels, "labels", {x.size(0), x.size(1)});
   check_label_range(labels, centroids.size(1), "labels");
   return (x.scalar_type() == at::kDouble || centroids.scalar_type() == at::kDouble) ? at::kDouble : at::kFloat;

@@ -62,6 +62,9 @@ DseShape check_dse_inputs(const at::Tensor& feats, const DseOptions& options,
 // Checks that `t` is a floating-point tensor of `dim` dimensions, naming it `name`.
 void check_float_tensor(const at::Tensor& t, const char* name, int64_t dim);
 
+// Checks that `t` lies on `ref`'s device (labels on another device would be read as garbage).
+void check_same_device(const at::Tensor& t, const char* name, const at::Tensor& ref, const char* ref_name);
+
 // Checks int64 labels of `shape`, naming them `name`; value range is checked by the kernels
 // (on CPU here, against `k`).
 void check_labels_tensor(const at::Tensor& labels, const char* name, at::IntArrayRef shape);

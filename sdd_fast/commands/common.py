@@ -7,17 +7,20 @@ from pathlib import Path
 import torch
 
 from ..cli import UsageError
-from ..devices import default_device
+from ..devices import cuda_unavailable_reason, default_device
 
 
 def add_device_argument(parser) -> None:
-    """--device cpu|cuda[:i] (default: cuda when available)."""
+    """--device cpu|cuda[:i] (default: cuda when DSE can run there)."""
     parser.add_argument("--device", default=None,
-                        help="cpu or cuda[:index] (default: cuda when a GPU is available, else cpu)")
+                        help="cpu or cuda[:index] (default: cuda when a GPU is available and sdd_fast has its "
+                             "CUDA kernels, else cpu)")
 
 
-def resolve_device(name) -> torch.device:
-    """The torch.device for --device; UsageError when it is unknown or unavailable."""
+def resolve_device(name, dse: bool = True) -> torch.device:
+    """The torch.device for --device; UsageError when it is unknown or unavailable, or (when the
+    command computes DSE, `dse`) when it is cuda but sdd_fast lacks CUDA kernels: failing here
+    beats failing at the first DSE call, after the data and model are set up."""
     if name is None:
         return default_device()
     try:
@@ -28,6 +31,9 @@ def resolve_device(name) -> torch.device:
         raise UsageError(f"--device must be cpu or cuda; got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA GPU is available (use --device cpu)")
+    reason = cuda_unavailable_reason() if device.type == "cuda" and dse else None
+    if reason is not None:
+        raise UsageError(f"--device cuda: {reason} (use --device cpu)")
     return device
 
 

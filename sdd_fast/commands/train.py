@@ -51,7 +51,8 @@ def run(args) -> int:
     try:
         config.validate()
         parse_data(config.data)
-        resolve_device(config.device)
+        # --dse-every 0 with --dse-beta 0 trains without DSE: any device with a GPU will do.
+        resolve_device(config.device, dse=config.dse_every > 0 or config.dse_beta > 0)
     except ValueError as error:
         raise UsageError(str(error)) from None
     try:
