@@ -194,3 +194,18 @@ def test_dse_non_finite_input_gives_nan(emu):
     out = dse_forward(emu, feats)
     assert torch.isnan(out[0]).all()
     assert torch.isnan(dse_backward(emu, torch.ones(5), out, feats)).all()
+
+
+def test_matrices_past_the_shared_memory_cap(emu):
+    """Gram sides over 80 (kSharedMatrixCap) are diagonalised in the global workspace."""
+    x = torch.randn(1, 84, 90, dtype=torch.float64)
+    labels = torch.zeros(1, 84, dtype=torch.int64)
+    values, _ = emu.cluster_singular_sum(x, labels, 1)
+    assert rel_err(values[0, 0], reference.centered_singular_sum(x[0])) <= 1e-6
+    y = torch.randn(1, 83, 84, dtype=torch.float64)
+    assert rel_err(emu.effective_rank(y), reference.effective_rank(y[0]).unsqueeze(0)) <= 1e-6
+    grad = torch.ones(1, dtype=torch.float64)
+    g = emu.effective_rank_backward(grad, y)
+    yr = y.clone().requires_grad_(True)
+    reference.effective_rank(yr[0]).backward()
+    assert norm_rel_err(g, yr.grad) <= 1e-6

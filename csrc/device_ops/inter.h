@@ -30,7 +30,7 @@ std::tuple<at::Tensor, at::Tensor> inter_forward(const at::Tensor& x, const at::
                                             M, d, k, total, other.data_ptr<int64_t>(), mean.data_ptr<double>(),
                                             nullptr, nullptr, nullptr, nullptr};
     Backend::template launch<kernels::InterForwardKernel<scalar_t>>(
-        {P, 1}, kernels::shared_size<double>(kernels::kReduceScratch), args);
+        {P, 1}, kernels::shared_size<double>(kernels::kReduceScratch) + kernels::distance_tiles_bytes(), args);
   });
   return {mean, other};
 }

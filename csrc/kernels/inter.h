@@ -7,7 +7,7 @@
 
 #include "../common/philox.h"
 #include "block.h"
-#include "kmeans.h"  // squared_distances, count_bad_labels
+#include "kmeans.h"  // tiled_distances, squared_distance, count_bad_labels
 
 namespace sdd {
 namespace kernels {
@@ -40,26 +40,32 @@ struct InterForwardKernel {
     const T* c = a.centroids + p * k * d;
     const int64_t* labels = a.labels + p * a.M;
     const int64_t* counts = a.counts != nullptr ? a.counts + p * k : nullptr;
-    double* scratch = reinterpret_cast<double*>(b.shared_bytes());
-    const bool bad = count_bad_labels(b, labels, n, k, scratch) > 0.0;
+    SharedCursor shared(b.shared_bytes());
+    double* scratch = shared.take<double>(kReduceScratch);
+    const DistanceTiles tiles = DistanceTiles::take(shared);
+    const bool bad = count_bad_labels(b, labels, n, k, scratch) > 0.0;  // uniform: the loops below stay so
     double total = 0.0, dist[kDistanceChunk];
-    for (int64_t i = b.thread(); i < n; i += b.threads()) {
+    for (int64_t base = 0; base < n; base += b.threads()) {
+      const int64_t i = base + b.thread();
+      const int64_t own = i < n ? labels[i] : -1;
       int64_t best = -1;
       double best_score = INFINITY;
       for (int64_t first = 0; first < k && !bad; first += kDistanceChunk) {
         const int count = static_cast<int>(min_of<int64_t>(kDistanceChunk, k - first));
-        squared_distances(x + i * d, c, nullptr, first, count, d, dist);
+        tiled_distances(b, x, n, d, base, c, nullptr, first, count, tiles, dist);
         for (int j = 0; j < count; ++j) {
           const int64_t cl = first + j;
-          if (cl == labels[i] || (counts != nullptr && counts[cl] == 0)) continue;
+          if (cl == own || (counts != nullptr && counts[cl] == 0)) continue;
           if (best < 0 || dist[j] < best_score) {
             best_score = dist[j];
             best = cl;
           }
         }
       }
-      a.other[p * a.M + i] = best;
-      if (best >= 0) total += sqrt(best_score);
+      if (i < n) {
+        a.other[p * a.M + i] = best;
+        if (best >= 0) total += sqrt(best_score);
+      }
     }
     total = block_sum(b, total, scratch);
     if (b.thread() == 0) a.mean[p] = bad ? NAN : total / static_cast<double>(n);

@@ -41,36 +41,7 @@ struct KmeansArgs {
 // fp64 workspace per problem: closest [M], cumulative [M], sums [k, d], counts [k].
 SDD_HOST_DEVICE int64_t kmeans_work_size(int64_t M, int64_t d, int64_t k) { return 2 * M + k * d + k; }
 
-// Shared memory of a k-means launch.
-inline int64_t kmeans_shared_bytes() {
-  return shared_size<double>(kReduceScratch) + shared_size<double>(kThreads) + shared_size<int64_t>(kMaxCandidates);
-}
-
-constexpr int kDistanceChunk = 8;  // centroids whose distances one thread accumulates at once
-
-// out[c] = ||xi - row(first + c)||^2 for c < count <= kDistanceChunk, accumulated in fp64;
-// row(j) = rows + (index ? index[j] : j) * d. One pass over xi for the whole chunk.
-template <class T>
-SDD_KERNEL void squared_distances(const T* xi, const T* rows, const int64_t* index, int64_t first, int count,
-                                  int64_t d, double* out) {
-  const T* r[kDistanceChunk];
-  double acc[kDistanceChunk];
-  for (int c = 0; c < kDistanceChunk; ++c) {
-    const int64_t j = first + (c < count ? c : 0);
-    r[c] = rows + (index != nullptr ? index[j] : j) * d;
-    acc[c] = 0.0;
-  }
-  for (int64_t j = 0; j < d; ++j) {
-    const double xj = static_cast<double>(xi[j]);
-    for (int c = 0; c < kDistanceChunk; ++c) {
-      if (c < count) {
-        const double diff = xj - static_cast<double>(r[c][j]);
-        acc[c] += diff * diff;
-      }
-    }
-  }
-  for (int c = 0; c < kDistanceChunk; ++c) out[c] = acc[c];
-}
+constexpr int kDistanceChunk = 8;  // rows whose distances one thread accumulates at once
 
 // ||a - c||^2 in fp64.
 template <class T>
@@ -83,17 +54,81 @@ SDD_KERNEL double squared_distance(const T* a, const T* c, int64_t d) {
   return total;
 }
 
-// labels[i] = nearest centroid (ties: lowest index; NaN distances never win, so labels stay in
-// [0, k) on any input). One thread per point.
+constexpr int kTile = 16;  // channels per shared-memory tile of the distance passes
+
+// Shared memory of the tiled distance passes: points [kTile, kThreads + 1] (padded: no bank
+// conflicts on the transposed store) and rows [kDistanceChunk, kTile], fp64.
+inline int64_t distance_tiles_bytes() {
+  return shared_size<double>(kTile * (kThreads + 1)) + shared_size<double>(kDistanceChunk * kTile);
+}
+
+// Shared memory of a k-means launch.
+inline int64_t kmeans_shared_bytes() {
+  return shared_size<double>(kReduceScratch) + shared_size<double>(kThreads) + shared_size<int64_t>(kMaxCandidates) +
+         distance_tiles_bytes();
+}
+
+struct DistanceTiles {
+  double* points;
+  double* rows;
+
+  SDD_KERNEL static DistanceTiles take(SharedCursor& shared) {
+    return DistanceTiles{shared.take<double>(kTile * (kThreads + 1)), shared.take<double>(kDistanceChunk * kTile)};
+  }
+};
+
+// acc[c] = ||x_i - row(first + c)||^2 for c < count <= kDistanceChunk and the point
+// i = base + thread (unspecified when i >= n); row(j) = rows + (index ? index[j] : j) * d. Every
+// thread of the block calls it (it syncs): the points are staged through shared memory kTile
+// channels at a time, read coalesced, and each thread accumulates its own point in fp64.
 template <class Block, class T>
-SDD_KERNEL void assign_nearest(Block& b, const T* x, int64_t n, int64_t d, const T* c, int64_t k, int64_t* labels) {
+SDD_KERNEL void tiled_distances(Block& b, const T* x, int64_t n, int64_t d, int64_t base, const T* rows,
+                                const int64_t* index, int64_t first, int count, const DistanceTiles& tiles,
+                                double* acc) {
+  const int threads = b.threads(), stride = threads + 1;
+  for (int c = 0; c < kDistanceChunk; ++c) acc[c] = 0.0;
+  for (int64_t j0 = 0; j0 < d; j0 += kTile) {
+    const int width = static_cast<int>(min_of<int64_t>(kTile, d - j0));
+    b.sync();  // every thread is done with the previous tile
+    for (int e = b.thread(); e < kTile * threads; e += threads) {
+      const int r = e / kTile, col = e % kTile;  // point base + r, channel j0 + col
+      const int64_t i = base + r;
+      tiles.points[col * stride + r] = (i < n && col < width) ? static_cast<double>(x[i * d + j0 + col]) : 0.0;
+    }
+    for (int e = b.thread(); e < kDistanceChunk * kTile; e += threads) {
+      const int c = e / kTile, col = e % kTile;
+      double value = 0.0;
+      if (c < count && col < width) {
+        const int64_t row = index != nullptr ? index[first + c] : first + c;
+        value = static_cast<double>(rows[row * d + j0 + col]);
+      }
+      tiles.rows[c * kTile + col] = value;
+    }
+    b.sync();
+    for (int col = 0; col < width; ++col) {
+      const double xv = tiles.points[col * stride + b.thread()];
+      for (int c = 0; c < kDistanceChunk; ++c) {
+        if (c < count) {
+          const double diff = xv - tiles.rows[c * kTile + col];
+          acc[c] += diff * diff;
+        }
+      }
+    }
+  }
+}
+
+// labels[i] = nearest centroid (ties: lowest index; NaN distances never win, so labels stay in
+// [0, k) on any input). Every thread calls it; ends with a sync.
+template <class Block, class T>
+SDD_KERNEL void assign_nearest(Block& b, const T* x, int64_t n, int64_t d, const T* c, int64_t k, int64_t* labels,
+                               const DistanceTiles& tiles) {
   double dist[kDistanceChunk];
-  for (int64_t i = b.thread(); i < n; i += b.threads()) {
+  for (int64_t base = 0; base < n; base += b.threads()) {
     int64_t best = 0;
     double best_score = INFINITY;
     for (int64_t first = 0; first < k; first += kDistanceChunk) {
       const int count = static_cast<int>(min_of<int64_t>(kDistanceChunk, k - first));
-      squared_distances(x + i * d, c, nullptr, first, count, d, dist);
+      tiled_distances(b, x, n, d, base, c, nullptr, first, count, tiles, dist);
       for (int j = 0; j < count; ++j) {
         if (dist[j] < best_score) {
           best_score = dist[j];
@@ -101,8 +136,9 @@ SDD_KERNEL void assign_nearest(Block& b, const T* x, int64_t n, int64_t d, const
         }
       }
     }
-    labels[i] = best;
+    if (base + b.thread() < n) labels[base + b.thread()] = best;
   }
+  b.sync();
 }
 
 // sums[c, j] = sum of x[i, j] over points labelled c; counts[c] = their number. Labels outside
@@ -147,6 +183,7 @@ struct KmeansKernel {
     double* scratch = shared.take<double>(kReduceScratch);
     double* thread_totals = shared.take<double>(kThreads);
     int64_t* candidates = shared.take<int64_t>(kMaxCandidates);
+    const DistanceTiles tiles = DistanceTiles::take(shared);
 
     double squares = 0.0;
     for (int64_t e = b.thread(); e < n * d; e += b.threads()) squares += static_cast<double>(x[e]) * x[e];
@@ -159,8 +196,8 @@ struct KmeansKernel {
     for (int64_t init = 0; init < a.n_init; ++init) {
       T* c = init == 0 ? out_c : a.trial_centroids + p * k * d;
       int64_t* l = init == 0 ? out_l : a.trial_labels + p * a.M;
-      seed_centroids(b, a, p, init, x, n, c, work, scratch, thread_totals, candidates);
-      const double inertia = lloyd(b, a, x, n, c, l, work, scratch, threshold);
+      seed_centroids(b, a, p, init, x, n, c, work, scratch, thread_totals, candidates, tiles);
+      const double inertia = lloyd(b, a, x, n, c, l, work, scratch, threshold, tiles);
       if (init == 0 || inertia < best) {  // ties: the earlier run (uniform over the block)
         best = inertia;
         if (init > 0) {
@@ -193,13 +230,18 @@ struct KmeansKernel {
   template <class Block>
   SDD_KERNEL static void seed_centroids(Block& b, const Args& a, int64_t p, int64_t init, const T* x, int64_t n,
                                         T* c, double* work, double* scratch, double* thread_totals,
-                                        int64_t* candidates) {
+                                        int64_t* candidates, const DistanceTiles& tiles) {
     const int64_t d = a.d, k = a.k;
     double* closest = work;
     double* cumulative = work + a.M;
+    double dist[kDistanceChunk];
     const int64_t first = min_of<int64_t>(n - 1, static_cast<int64_t>(draw(a, p, init, 0, 0) * n));
     copy_row(b, x + first * d, c, d);
-    for (int64_t i = b.thread(); i < n; i += b.threads()) closest[i] = squared_distance(x + i * d, x + first * d, d);
+    if (b.thread() == 0) candidates[0] = first;  // read after tiled_distances' first sync
+    for (int64_t base = 0; base < n; base += b.threads()) {
+      tiled_distances(b, x, n, d, base, x, candidates, 0, 1, tiles, dist);
+      if (base + b.thread() < n) closest[base + b.thread()] = dist[0];
+    }
     b.sync();
     const int n_candidates =
         a.seeding == kSeedGreedy ? min_of<int>(kMaxCandidates, 2 + static_cast<int>(log(static_cast<double>(k)))) : 1;
@@ -229,14 +271,15 @@ struct KmeansKernel {
       }
       b.sync();
       // potential of each candidate: sum of weights after adding it
-      double potential[kMaxCandidates], dist[kDistanceChunk];
+      double potential[kMaxCandidates];
       for (int j = 0; j < kMaxCandidates; ++j) potential[j] = 0.0;
-      for (int64_t i = b.thread(); i < n; i += b.threads()) {
-        for (int first = 0; first < n_candidates; first += kDistanceChunk) {
-          const int count = min_of(kDistanceChunk, n_candidates - first);
-          squared_distances(x + i * d, x, candidates, first, count, d, dist);
+      for (int64_t base = 0; base < n; base += b.threads()) {
+        const int64_t i = base + b.thread();
+        for (int chunk_first = 0; chunk_first < n_candidates; chunk_first += kDistanceChunk) {
+          const int count = min_of(kDistanceChunk, n_candidates - chunk_first);
+          tiled_distances(b, x, n, d, base, x, candidates, chunk_first, count, tiles, dist);
           for (int j = 0; j < kDistanceChunk; ++j) {
-            if (j < count) potential[first + j] += weight(a, min_of(closest[i], dist[j]));
+            if (j < count && i < n) potential[chunk_first + j] += weight(a, min_of(closest[i], dist[j]));
           }
         }
       }
@@ -250,10 +293,10 @@ struct KmeansKernel {
           chosen = j;
         }
       }
-      const T* row = x + candidates[chosen] * d;
-      copy_row(b, row, c + step * d, d);
-      for (int64_t i = b.thread(); i < n; i += b.threads()) {
-        closest[i] = min_of(closest[i], squared_distance(x + i * d, row, d));
+      copy_row(b, x + candidates[chosen] * d, c + step * d, d);
+      for (int64_t base = 0; base < n; base += b.threads()) {
+        tiled_distances(b, x, n, d, base, x, candidates + chosen, 0, 1, tiles, dist);
+        if (base + b.thread() < n) closest[base + b.thread()] = min_of(closest[base + b.thread()], dist[0]);
       }
       b.sync();
     }
@@ -262,13 +305,12 @@ struct KmeansKernel {
   // Lloyd iterations from the seeds in c; returns the inertia of the final assignment.
   template <class Block>
   SDD_KERNEL static double lloyd(Block& b, const Args& a, const T* x, int64_t n, T* c, int64_t* labels,
-                                 double* work, double* scratch, double threshold) {
+                                 double* work, double* scratch, double threshold, const DistanceTiles& tiles) {
     const int64_t d = a.d, k = a.k;
     double* sums = work + 2 * a.M;
     double* counts = sums + k * d;
     for (int64_t it = 0; it < a.iters; ++it) {
-      assign_nearest(b, x, n, d, c, k, labels);
-      b.sync();
+      assign_nearest(b, x, n, d, c, k, labels, tiles);
       cluster_sums(b, x, n, d, labels, k, sums, counts);
       double shift = 0.0;
       for (int64_t e = b.thread(); e < k * d; e += b.threads()) {
@@ -281,8 +323,7 @@ struct KmeansKernel {
       }
       if (sqrt(block_sum(b, shift, scratch)) < threshold) break;  // the same decision on every thread
     }
-    assign_nearest(b, x, n, d, c, k, labels);
-    b.sync();
+    assign_nearest(b, x, n, d, c, k, labels, tiles);
     double inertia = 0.0;
     for (int64_t i = b.thread(); i < n; i += b.threads()) inertia += squared_distance(x + i * d, c + labels[i] * d, d);
     return block_sum(b, inertia, scratch);

@@ -148,9 +148,17 @@ SDD_KERNEL void apply_kernel_matrix(Block& b, const double* K, const S* A, int64
   b.sync();
 }
 
+// Matrices up to this size are diagonalised in shared memory (51 KB in fp64: three blocks fit
+// an H100/H200 multiprocessor); larger ones in the global workspace.
+constexpr int64_t kSharedMatrixCap = 80;
+
+SDD_HOST_DEVICE int64_t shared_matrix_cap(int64_t m_max) { return m_max < kSharedMatrixCap ? m_max : kSharedMatrixCap; }
+
 // Shared memory of a spectral launch with matrices up to m_max.
 inline int64_t spectral_shared_bytes(int64_t m_max) {
-  return shared_size<double>(kReduceScratch) + 2 * shared_size<double>(m_max) + jacobi_shared_bytes(m_max);
+  const int64_t cap = shared_matrix_cap(m_max);
+  return shared_size<double>(kReduceScratch) + 2 * shared_size<double>(m_max) + jacobi_shared_bytes(m_max) +
+         shared_size<double>(cap * cap);
 }
 
 // ---- centered singular sums of clusters ----------------------------------------------------
@@ -195,15 +203,17 @@ struct ClusterSpectraKernel {
     double* eig = shared.take<double>(a.m_max);
     double* w = shared.take<double>(a.m_max);
     const JacobiScratch js = JacobiScratch::take(shared, a.m_max);
+    const int64_t cap = shared_matrix_cap(a.m_max);
+    double* S = m <= cap ? shared.take<double>(cap * cap) : G;  // the matrix being diagonalised
 
     // gather in fp64 and center: a cluster mean in fp32 would leave a rounding direction of
     // ~1e-7 * ||mean|| that the spectrum reads as a singular value
     for (int64_t e = b.thread(); e < n * d; e += b.threads()) A[e] = static_cast<double>(x[order[e / d] * d + e % d]);
     b.sync();
     center_columns(b, A, n, d);
-    smaller_gram(b, A, n, d, gram, G);
-    jacobi_eigen(b, G, V, m, js, scratch);
-    take_diagonal(b, G, m, eig);
+    smaller_gram(b, A, n, d, gram, S);
+    jacobi_eigen(b, S, V, m, js, scratch);
+    take_diagonal(b, S, m, eig);
     const double frac = common::degenerate_eigenvalue_fraction<double>();
     const double norm = common::singular_sum_scale(n, d);
     if (!kBackward) {
@@ -270,9 +280,10 @@ struct EffectiveRankKernel {
     double* eig = shared.take<double>(m);
     double* w = shared.take<double>(m);
     const JacobiScratch js = JacobiScratch::take(shared, m);
-    smaller_gram(b, Y, R, d, gram, G);
-    jacobi_eigen(b, G, V, m, js, scratch);
-    take_diagonal(b, G, m, eig);
+    double* S = m <= kSharedMatrixCap ? shared.take<double>(m * m) : G;  // the matrix being diagonalised
+    smaller_gram(b, Y, R, d, gram, S);
+    jacobi_eigen(b, S, V, m, js, scratch);
+    take_diagonal(b, S, m, eig);
     const double frac = common::degenerate_eigenvalue_fraction<double>();
     if (!kBackward) {
       if (b.thread() == 0) a.ranks[q] = common::effective_rank_from_eigenvalues(eig, m, frac);
