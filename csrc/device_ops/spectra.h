@@ -49,7 +49,7 @@ at::Tensor cluster_spectra(const at::Tensor& x, const ClusterLayout& layout, int
   const int64_t P = x.size(0), M = x.size(1), d = x.size(2), m_max = std::min(M, d);
   const bool backward = grad_x != nullptr;
   const at::TensorOptions f64 = x.options().dtype(at::kDouble);
-  const at::Tensor rows = at::empty({P, M, d}, f64), grams = at::empty({P, M * d}, f64);
+  const at::Tensor rows = at::empty({P, M, d}, f64), grams = at::empty({P, 2 * M * d}, f64);
   const at::Tensor vectors = backward ? at::empty({P, M * d}, f64) : at::Tensor();
   const at::Tensor grad_rows = backward ? at::empty({P, M, d}, f64) : at::Tensor();
   at::Tensor values = backward ? at::Tensor() : at::empty({P, k}, f64);
@@ -80,7 +80,7 @@ at::Tensor effective_ranks(const at::Tensor& y, const at::Tensor& grad = at::Ten
   const int64_t Q = y.size(0), R = y.size(1), d = y.size(2), m = std::min(R, d);
   const bool backward = grad.defined();
   const at::TensorOptions f64 = y.options().dtype(at::kDouble);
-  const at::Tensor grams = at::empty({Q, m, m}, f64);
+  const at::Tensor grams = at::empty({Q, 2, m, m}, f64);
   const at::Tensor vectors = backward ? at::empty({Q, m, m}, f64) : at::Tensor();
   const at::Tensor grad_rows = backward ? at::empty({Q, R, d}, f64) : at::Tensor();
   const at::Tensor g = backward ? grad.to(at::kDouble).contiguous() : at::Tensor();

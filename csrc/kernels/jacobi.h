@@ -1,10 +1,13 @@
 // Symmetric eigen-decomposition of one m x m fp64 matrix by one block: parallel cyclic Jacobi
-// (Brent-Luk round-robin ordering: m/2 disjoint rotations per step, m-1 steps per sweep).
+// (Brent-Luk round-robin ordering: m/2 disjoint rotations per round, m-1 rounds per sweep).
 // A pair (p, q) is rotated only while |a_pq| exceeds kJacobiRelative * sqrt(|a_pp a_qq|) (the
-// threshold of Demmel & Veselic, so small eigenvalues keep their relative accuracy) and an
-// absolute floor of kJacobiFloor * trace; the sweeps stop after one that rotated nothing (or
-// after kMaxSweeps). The matrix and the optional eigenvector matrix live in global or shared
-// memory.
+// threshold of Demmel & Veselic) and an absolute floor of kJacobiFloor * trace; the sweeps stop
+// after one that rotated nothing (or after kMaxSweeps).
+//
+// A round computes J^T A J in one pass into a second buffer: element (a, b) is a combination of
+// A[a][b], A[a][b'], A[a'][b] and A[a'][b'] (a', b' the partners of a and b), all in rows a and
+// a', so consecutive threads read consecutive addresses; a column update (A J, in place) would
+// stride by m. The eigenvectors are kept as rows (V^T <- J^T V^T), updated row-wise in place.
 #pragma once
 
 #include <cmath>
@@ -19,22 +22,20 @@ constexpr int kMaxSweeps = 30;
 constexpr double kJacobiRelative = 1e-14;  // rotate while |a_pq| > this * sqrt(|a_pp a_qq|) ...
 constexpr double kJacobiFloor = 1e-16;     // ... and > this * trace (rounding noise of the Gram)
 
-// Shared memory of jacobi_eigen for matrices up to m_max.
+// Shared memory of jacobi_eigen's rotation table for matrices up to m_max.
 inline int64_t jacobi_shared_bytes(int64_t m_max) {
-  const int64_t pairs = (m_max + 1) / 2;
-  return 2 * shared_size<double>(pairs) + 2 * shared_size<int>(pairs);
+  return 2 * shared_size<double>(m_max + 1) + shared_size<int>(m_max + 1);
 }
 
+// The rotations of one round, per index a: partner[a] (a itself when unpaired),
+// alpha[a] = J[a][a] and beta[a] = J[partner][a] (0 when a is not rotated).
 struct JacobiScratch {
-  double* cos;  // [pairs]
-  double* sin;  // [pairs]
-  int* p;       // [pairs]
-  int* q;       // [pairs]
+  double* alpha;
+  double* beta;
+  int* partner;
 
   SDD_KERNEL static JacobiScratch take(SharedCursor& shared, int64_t m_max) {
-    const int64_t pairs = (m_max + 1) / 2;
-    return JacobiScratch{shared.take<double>(pairs), shared.take<double>(pairs), shared.take<int>(pairs),
-                         shared.take<int>(pairs)};
+    return JacobiScratch{shared.take<double>(m_max + 1), shared.take<double>(m_max + 1), shared.take<int>(m_max + 1)};
   }
 };
 
@@ -58,66 +59,67 @@ SDD_KERNEL int round_robin(int pos, int round, int even) {
   return pos == 0 ? 0 : 1 + (pos - 1 + round) % (even - 1);
 }
 
-// Diagonalises a (m x m, symmetric positive semi-definite, row-major) in place: eigenvalues
-// on its diagonal, in no particular order. With v != nullptr, v (m x m) receives the
-// eigenvectors as columns. Starts and ends with a sync. Indices are 32-bit (m <= 46340): the
-// passes run once per element per step, and 64-bit division is slow on a GPU.
+// Diagonalises a (m x m, symmetric positive semi-definite, row-major) using `spare` (m x m) as
+// the second buffer; returns the buffer (a or spare) whose diagonal holds the eigenvalues, in no
+// particular order. With vt != nullptr, row l of vt (m x m) receives the eigenvector of
+// eigenvalue l. Starts and ends with a sync. Indices are 32-bit (m <= 46340): 64-bit division is
+// slow on a GPU.
 template <class Block>
-SDD_KERNEL void jacobi_eigen(Block& b, double* a, double* v, int64_t m64, const JacobiScratch& js, double* scratch) {
+SDD_KERNEL double* jacobi_eigen(Block& b, double* a, double* spare, double* vt, int64_t m64, const JacobiScratch& js,
+                                double* scratch) {
   const int m = static_cast<int>(m64), mm = m * m;
-  if (v != nullptr) {
-    for (int e = b.thread(); e < mm; e += b.threads()) v[e] = (e / m == e % m) ? 1.0 : 0.0;
+  if (vt != nullptr) {
+    for (int e = b.thread(); e < mm; e += b.threads()) vt[e] = (e / m == e % m) ? 1.0 : 0.0;
   }
   double diagonal = 0.0;
   for (int i = b.thread(); i < m; i += b.threads()) diagonal += fabs(a[i * m + i]);
   const double floor = kJacobiFloor * block_sum(b, diagonal, scratch);  // block_sum syncs
-  if (m < 2) return;
-  const int even = m + (m & 1), pairs = even / 2, span = pairs * m;
+  if (m < 2) return a;
+  const int even = m + (m & 1), pairs = even / 2;
   for (int sweep = 0; sweep < kMaxSweeps; ++sweep) {
     double rotated = 0.0;
     for (int round = 0; round < even - 1; ++round) {
       for (int i = b.thread(); i < pairs; i += b.threads()) {
         int p = round_robin(i, round, even), q = round_robin(even - 1 - i, round, even);
         if (p > q) { const int t = p; p = q; q = t; }
-        js.p[i] = p;
-        js.q[i] = q;
-        js.cos[i] = 1.0;
-        js.sin[i] = 0.0;
-        if (q < m) {  // q == m: the dummy slot of an odd m
-          const double app = a[p * m + p], aqq = a[q * m + q], apq = a[p * m + q];
-          if (fabs(apq) > kJacobiRelative * sqrt(fabs(app * aqq)) && fabs(apq) > floor) {  // NaN: no
-            jacobi_rotation(app, aqq, apq, &js.cos[i], &js.sin[i]);
-            rotated += 1.0;
-          }
+        if (q >= m) {  // q is the dummy slot of an odd m: p sits this round out
+          js.partner[p] = p;
+          js.alpha[p] = 1.0;
+          js.beta[p] = 0.0;
+          continue;
+        }
+        const double app = a[p * m + p], aqq = a[q * m + q], apq = 0.5 * (a[p * m + q] + a[q * m + p]);
+        double c = 1.0, s = 0.0;
+        if (fabs(apq) > kJacobiRelative * sqrt(fabs(app * aqq)) && fabs(apq) > floor) {  // NaN: no
+          jacobi_rotation(app, aqq, apq, &c, &s);
+          rotated += 1.0;
+        }
+        js.partner[p] = q;
+        js.partner[q] = p;
+        js.alpha[p] = c;
+        js.beta[p] = -s;  // J[q][p]
+        js.alpha[q] = c;
+        js.beta[q] = s;   // J[p][q]
+      }
+      b.sync();
+      for (int e = b.thread(); e < mm; e += b.threads()) {
+        const int r = e / m, c = e - r * m, rp = js.partner[r], cp = js.partner[c];
+        const double ar = js.alpha[r], br = js.beta[r], ac = js.alpha[c], bc = js.beta[c];
+        spare[e] = ar * (ac * a[r * m + c] + bc * a[r * m + cp]) + br * (ac * a[rp * m + c] + bc * a[rp * m + cp]);
+        if (vt != nullptr && r < rp) {  // rows r and rp of V^T, by the thread of the smaller one
+          const double vr = vt[r * m + c], vp = vt[rp * m + c];
+          vt[r * m + c] = ar * vr + br * vp;
+          vt[rp * m + c] = js.alpha[rp] * vp + js.beta[rp] * vr;
         }
       }
       b.sync();
-      for (int e = b.thread(); e < span; e += b.threads()) {  // rows p, q: J^T A
-        const int i = e / m, j = e - i * m;
-        if (js.sin[i] == 0.0) continue;
-        const int p = js.p[i], q = js.q[i];
-        const double c = js.cos[i], s = js.sin[i], ap = a[p * m + j], aq = a[q * m + j];
-        a[p * m + j] = c * ap - s * aq;
-        a[q * m + j] = s * ap + c * aq;
-      }
-      b.sync();
-      for (int e = b.thread(); e < span; e += b.threads()) {  // columns p, q: (J^T A) J, V J
-        const int i = e / m, j = e - i * m;
-        if (js.sin[i] == 0.0) continue;
-        const int p = js.p[i], q = js.q[i];
-        const double c = js.cos[i], s = js.sin[i], ap = a[j * m + p], aq = a[j * m + q];
-        a[j * m + p] = c * ap - s * aq;
-        a[j * m + q] = s * ap + c * aq;
-        if (v != nullptr) {
-          const double vp = v[j * m + p], vq = v[j * m + q];
-          v[j * m + p] = c * vp - s * vq;
-          v[j * m + q] = s * vp + c * vq;
-        }
-      }
-      b.sync();
+      double* t = a;  // the same swap on every thread
+      a = spare;
+      spare = t;
     }
     if (block_sum(b, rotated, scratch) == 0.0) break;  // the same decision on every thread
   }
+  return a;
 }
 
 }  // namespace kernels

@@ -119,13 +119,13 @@ SDD_KERNEL void take_diagonal(Block& b, const double* G, int64_t m, double* eig)
   b.sync();
 }
 
-// K = V diag(w) V^T into K (m x m; may alias nothing). Ends with a sync.
+// K = V diag(w) V^T = sum_l w_l v_l v_l^T into K (m x m), v_l = row l of vt. Ends with a sync.
 template <class Block>
-SDD_KERNEL void spectral_kernel_matrix(Block& b, const double* V, const double* w, int64_t m, double* K) {
+SDD_KERNEL void spectral_kernel_matrix(Block& b, const double* vt, const double* w, int64_t m, double* K) {
   for (int64_t e = b.thread(); e < m * m; e += b.threads()) {
     const int64_t r = e / m, c = e % m;
     double s = 0.0;
-    for (int64_t l = 0; l < m; ++l) s += V[r * m + l] * w[l] * V[c * m + l];
+    for (int64_t l = 0; l < m; ++l) s += vt[l * m + r] * w[l] * vt[l * m + c];
     K[e] = s;
   }
   b.sync();
@@ -148,9 +148,9 @@ SDD_KERNEL void apply_kernel_matrix(Block& b, const double* K, const S* A, int64
   b.sync();
 }
 
-// Matrices up to this size are diagonalised in shared memory (51 KB in fp64: three blocks fit
-// an H100/H200 multiprocessor); larger ones in the global workspace.
-constexpr int64_t kSharedMatrixCap = 80;
+// Matrices up to this size are diagonalised in shared memory (two buffers, 64 KB in fp64: three
+// blocks fit an H100/H200 multiprocessor); larger ones in the global workspace.
+constexpr int64_t kSharedMatrixCap = 64;
 
 SDD_HOST_DEVICE int64_t shared_matrix_cap(int64_t m_max) { return m_max < kSharedMatrixCap ? m_max : kSharedMatrixCap; }
 
@@ -158,7 +158,7 @@ SDD_HOST_DEVICE int64_t shared_matrix_cap(int64_t m_max) { return m_max < kShare
 inline int64_t spectral_shared_bytes(int64_t m_max) {
   const int64_t cap = shared_matrix_cap(m_max);
   return shared_size<double>(kReduceScratch) + 2 * shared_size<double>(m_max) + jacobi_shared_bytes(m_max) +
-         shared_size<double>(cap * cap);
+         2 * shared_size<double>(cap * cap);
 }
 
 // ---- centered singular sums of clusters ----------------------------------------------------
@@ -171,7 +171,7 @@ struct ClusterSpectraArgs {
   const int64_t* order;            // [P, M]
   const int64_t* matrix_offsets;   // [P, k]
   double* rows;                    // [P, M, d] centered cluster rows, cluster by cluster
-  double* grams;                   // [P, M * d] the clusters' matrices
+  double* grams;                   // [P, 2 * M * d] the clusters' matrices, two buffers each
   double* vectors;                 // [P, M * d] eigenvectors (backward only)
   double* values;                  // [P, k]     forward: S(cluster), 0 for clusters of < 2 points
   const double* grad_values;       // [P, k]     backward: d loss / d S(cluster)
@@ -196,7 +196,7 @@ struct ClusterSpectraKernel {
     double* A = a.rows + (p * a.M + begin) * d;
     const bool gram = n <= d;
     const int64_t m = gram ? n : d;
-    double* G = a.grams + p * a.M * d + a.matrix_offsets[p * k + c];
+    double* G = a.grams + p * 2 * a.M * d + 2 * a.matrix_offsets[p * k + c];  // [2, m, m]
     double* V = kBackward ? a.vectors + p * a.M * d + a.matrix_offsets[p * k + c] : nullptr;
     SharedCursor shared(b.shared_bytes());
     double* scratch = shared.take<double>(kReduceScratch);
@@ -204,7 +204,7 @@ struct ClusterSpectraKernel {
     double* w = shared.take<double>(a.m_max);
     const JacobiScratch js = JacobiScratch::take(shared, a.m_max);
     const int64_t cap = shared_matrix_cap(a.m_max);
-    double* S = m <= cap ? shared.take<double>(cap * cap) : G;  // the matrix being diagonalised
+    double* S = m <= cap ? shared.take<double>(2 * cap * cap) : G;  // the two buffers of the Jacobi
 
     // gather in fp64 and center: a cluster mean in fp32 would leave a rounding direction of
     // ~1e-7 * ||mean|| that the spectrum reads as a singular value
@@ -212,8 +212,7 @@ struct ClusterSpectraKernel {
     b.sync();
     center_columns(b, A, n, d);
     smaller_gram(b, A, n, d, gram, S);
-    jacobi_eigen(b, S, V, m, js, scratch);
-    take_diagonal(b, S, m, eig);
+    take_diagonal(b, jacobi_eigen(b, S, S + m * m, V, m, js, scratch), m, eig);
     const double frac = common::degenerate_eigenvalue_fraction<double>();
     const double norm = common::singular_sum_scale(n, d);
     if (!kBackward) {
@@ -255,7 +254,7 @@ template <class T>
 struct EffectiveRankArgs {
   const T* y;             // [Q, R, d]
   int64_t R, d, m_max;    // m_max = min(R, d)
-  double* grams;          // [Q, m, m]
+  double* grams;          // [Q, 2, m, m] two buffers per matrix
   double* vectors;        // [Q, m, m] (backward only)
   double* ranks;          // [Q] forward
   const double* grad;     // [Q] backward
@@ -273,17 +272,16 @@ struct EffectiveRankKernel {
     const int64_t q = b.block_x(), R = a.R, d = a.d, m = a.m_max;
     const bool gram = R <= d;
     const T* Y = a.y + q * R * d;
-    double* G = a.grams + q * m * m;
+    double* G = a.grams + q * 2 * m * m;
     double* V = kBackward ? a.vectors + q * m * m : nullptr;
     SharedCursor shared(b.shared_bytes());
     double* scratch = shared.take<double>(kReduceScratch);
     double* eig = shared.take<double>(m);
     double* w = shared.take<double>(m);
     const JacobiScratch js = JacobiScratch::take(shared, m);
-    double* S = m <= kSharedMatrixCap ? shared.take<double>(m * m) : G;  // the matrix being diagonalised
+    double* S = m <= kSharedMatrixCap ? shared.take<double>(2 * m * m) : G;  // the two buffers of the Jacobi
     smaller_gram(b, Y, R, d, gram, S);
-    jacobi_eigen(b, S, V, m, js, scratch);
-    take_diagonal(b, S, m, eig);
+    take_diagonal(b, jacobi_eigen(b, S, S + m * m, V, m, js, scratch), m, eig);
     const double frac = common::degenerate_eigenvalue_fraction<double>();
     if (!kBackward) {
       if (b.thread() == 0) a.ranks[q] = common::effective_rank_from_eigenvalues(eig, m, frac);
