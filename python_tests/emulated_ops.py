@@ -14,7 +14,8 @@ import os
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOURCES = [os.path.join(ROOT, "csrc", "emulator", "emulator_ops.cpp"), os.path.join(ROOT, "csrc", "ops", "options.cpp")]
+SOURCES = [os.path.join(ROOT, "csrc", "emulator", "emulator_ops.cpp")] + [
+    os.path.join(ROOT, "csrc", "ops", name) for name in ("options.cpp", "features.cpp")]
 
 
 @functools.lru_cache(maxsize=None)

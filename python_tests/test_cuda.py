@@ -245,3 +245,23 @@ def test_bad_labels_with_validate_raise_value_error(which, value):
         sdd_fast.dse(feats.to(CUDA), local_labels=local.cpu(), **OPTS)
     with pytest.raises(ValueError, match="NaN or Inf"):
         sdd_fast.dse(torch.full_like(feats, float("nan"), device=CUDA), validate=True, **OPTS)
+
+
+def test_raw_ops_with_out_of_range_constants_give_nan_not_a_device_assert():
+    """Without validate (no sync) nothing range-checks labels on a GPU: the kernels leave a bad
+    label's problem out, clamp the permutation, and the affected values / the gradient are NaN."""
+    feats, local, _ = clear_case()
+    f = feats.to(CUDA)
+    args = (OPTS["local_k"], OPTS["global_k"], OPTS["group"], True, 20, 1e-4, 1, "greedy", 0)
+    bad_local = local.to(CUDA)
+    bad_local[1, 5] = 7
+    values = torch.ops.sdd.dse_forward(f, *args, bad_local, None)[0]
+    assert torch.isnan(values[[0, 2]]).all() and torch.isfinite(values[[1, 3, 4]]).all()
+    good = torch.ops.sdd.dse_forward(f, *args, None, None)
+    for index, bad in ((1, 7), (2, -5), (4, 99), (5, 999)):  # local, global labels, other, perm
+        broken = list(good)
+        broken[index] = broken[index].clone()
+        broken[index][0, 0] = bad
+        grad = torch.ops.sdd.dse_backward(torch.ones(5, device=CUDA), *broken, *args[:4])
+        torch.cuda.synchronize()
+        assert torch.isnan(grad).all(), index

@@ -209,3 +209,19 @@ def test_matrices_past_the_shared_memory_cap(emu):
     yr = y.clone().requires_grad_(True)
     reference.effective_rank(yr[0]).backward()
     assert norm_rel_err(g, yr.grad) <= 1e-6
+
+
+def test_dse_backward_rejects_out_of_range_constants(emu):
+    """The forward's constants are what the backward indexes with: out of range on CPU tensors,
+    a ValueError naming them (the CPU backward read out of bounds before). On a GPU, where a
+    range check needs a sync, the kernels leave bad labels out, clamp the permutation and return
+    a NaN gradient instead (test_cuda.py)."""
+    feats = torch.randn(4, 12, 10)
+    out = list(dse_forward(torch.ops.sdd, feats))
+    for index, bad, name in ((1, 7, "local_labels"), (4, 9, "other"), (5, 12, "perm")):
+        broken = list(out)
+        broken[index] = broken[index].clone()
+        broken[index][0, 0] = bad
+        for ops in (emu, torch.ops.sdd):
+            with pytest.raises(ValueError, match=name):
+                dse_backward(ops, torch.ones(5), broken, feats)

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../common/spectral.h"
+#include "../ops/features.h"
 #include "kernels.h"
 #include "tensor_utils.h"
 
@@ -21,24 +22,22 @@ namespace {
 
 using DseForward = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
-constexpr double kNormEps = 1e-12;         // x / max(||x||, eps)
+constexpr double kNormEps = 1e-12;         // unit vectors: u / max(||u||, eps)
 constexpr double kCollapseFraction = 1e-6;  // collapsed when s <= fraction * mean ||x||
 
-// Normalised features and the scale s (SPEC steps 1-2).
+// Normalised, rescaled features and the scale s (SPEC steps 1-2).
 struct Prepared {
-  at::Tensor x;     // [B, N, d] compute dtype, contiguous (normalised if asked)
-  double scale;     // s
+  ScaledFeatures scaled;  // x [B, N, d] compute dtype, contiguous, and its power-of-two factor
+  double scale;           // s
   bool collapsed;
 };
 
 Prepared prepare_features(const at::Tensor& feats, bool normalize) {
-  at::Tensor x = compute_copy(feats);
-  if (normalize) x = x / at::clamp_min(at::linalg_vector_norm(x, 2, {-1}, true), kNormEps);
-  const at::Tensor flat = x.view({-1, x.size(2)});
-  const at::Tensor centered = flat - flat.mean(0, /*keepdim=*/true);
-  const double scale = at::linalg_vector_norm(centered, 2, {-1}).mean().item<double>();
+  ScaledFeatures scaled = scaled_features(feats, normalize);
+  const at::Tensor flat = scaled.x.view({-1, scaled.x.size(2)}).to(at::kDouble);
+  const double scale = at::linalg_vector_norm(flat - flat.mean(0, /*keepdim=*/true), 2, {-1}).mean().item<double>();
   const double mean_norm = at::linalg_vector_norm(flat, 2, {-1}).mean().item<double>();
-  return {x, scale, scale <= kCollapseFraction * mean_norm};
+  return {std::move(scaled), scale, scale <= kCollapseFraction * mean_norm};
 }
 
 int64_t valid_clusters(const int64_t* labels, int64_t M, int64_t k, std::vector<int64_t>& counts) {
@@ -69,6 +68,9 @@ DseForward dse_forward_cpu(const at::Tensor& feats, int64_t local_k, int64_t glo
   at::Tensor local_out = local_labels.has_value() ? local_labels->contiguous().clone() : at::zeros({B, N}, long_opts);
   at::Tensor global_out = global_labels.has_value() ? global_labels->contiguous().clone()
                                                     : at::full({G, group * N}, -1, long_opts);
+  if (!global_labels.has_value()) {  // 0 where k-means does not run (collapse, NaN), -1 = padding
+    for (int64_t g = 0; g < G; ++g) global_out.select(0, g).narrow(0, 0, shape.group_images(g) * N).fill_(0);
+  }
   at::Tensor centroids = at::zeros({G, global_k, d}, feats.options().dtype(compute));
   at::Tensor other = at::full({G, group * N}, -1, long_opts);
   at::Tensor perm = at::empty({B, N}, long_opts);
@@ -79,7 +81,7 @@ DseForward dse_forward_cpu(const at::Tensor& feats, int64_t local_k, int64_t glo
     return {tensor_from({nan, nan, nan, nan, nan}, centroids.options()), local_out, global_out, centroids.fill_(nan), other, perm};
   }
   const Prepared prep = prepare_features(feats, normalize);
-  const at::Tensor& x = prep.x;
+  const at::Tensor& x = prep.scaled.x;
   double inter_raw = 0.0, intra_image_raw = 0.0, intra_batch_raw = 0.0;
 
   if (!prep.collapsed) {
@@ -162,9 +164,9 @@ at::Tensor dse_backward_cpu(const at::Tensor& grad, const at::Tensor& values, co
                             const at::Tensor& local_labels, const at::Tensor& global_labels,
                             const at::Tensor& centroids, const at::Tensor& other, const at::Tensor& perm,
                             int64_t local_k, int64_t global_k, int64_t group, bool normalize) {
-  check_float_tensor(feats, "feats", 3);
-  const int64_t B = feats.size(0), N = feats.size(1), d = feats.size(2);
-  const DseShape shape{B, N, d, (B + group - 1) / group, group};
+  const DseShape shape = check_dse_backward_inputs(grad, values, feats, local_labels, global_labels, centroids, other,
+                                                   perm, local_k, global_k, group);
+  const int64_t B = shape.batch, N = shape.patches, d = shape.channels;
   const int64_t G = shape.groups;
   const at::Tensor g5 = grad.to(at::kDouble).contiguous(), v5 = values.to(at::kDouble).contiguous();
   const double* gv = g5.data_ptr<double>();
@@ -173,7 +175,7 @@ at::Tensor dse_backward_cpu(const at::Tensor& grad, const at::Tensor& values, co
     return at::full_like(feats, std::numeric_limits<double>::quiet_NaN());
   }
   const Prepared prep = prepare_features(feats, normalize);
-  const at::Tensor& x = prep.x;
+  const at::Tensor& x = prep.scaled.x;
   at::Tensor gx = at::zeros_like(x);  // d loss / d x  [B, N, d]
   // dse = inter + dim - (intra_batch + intra_image) / 2
   const double g_inter = gv[0] + gv[1], g_image = gv[2] - gv[0] / 2, g_batch = gv[3] - gv[0] / 2,
@@ -235,13 +237,7 @@ at::Tensor dse_backward_cpu(const at::Tensor& grad, const at::Tensor& values, co
   const at::Tensor images = at::arange(B, pc.options()).unsqueeze(1);
   gx.index_put_({images, pc}, gy.transpose(0, 1), /*accumulate=*/true);
 
-  // Through x = f / max(||f||, eps).
-  if (normalize) {
-    const at::Tensor f = feats.to(x.scalar_type());
-    const at::Tensor norms = at::linalg_vector_norm(f, 2, {-1}, true);
-    const at::Tensor radial = (x * gx).sum(-1, true);
-    gx = at::where(norms > kNormEps, (gx - x * radial) / at::clamp_min(norms, kNormEps), gx / kNormEps);
-  }
+  gx = unscale_gradient(gx, prep.scaled, feats, normalize);  // through the rescaling and the normalisation
   return gx.to(feats.scalar_type());
 }
 

@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "../kernels/inter.h"
+#include "../ops/features.h"
 #include "inter.h"
 #include "kmeans.h"
 #include "spectra.h"
@@ -20,23 +21,23 @@ namespace device_ops {
 
 using DseForward = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
-constexpr double kNormEps = 1e-12;          // x / max(||x||, eps)
+constexpr double kNormEps = 1e-12;          // unit vectors: u / max(||u||, eps)
 constexpr double kCollapseFraction = 1e-6;  // collapsed when s <= fraction * mean ||x||
 
-// Normalised features, the scale s and the collapse flag (SPEC steps 1-2), on x's device.
+// Normalised, rescaled features, the scale s and the collapse flag (SPEC steps 1-2), on x's device.
 struct DevicePrepared {
-  at::Tensor x;          // [B, N, d] compute dtype, contiguous
-  at::Tensor scale;      // 0-d fp64: s, or 1 when collapsed
-  at::Tensor live;       // 0-d fp64: 0 when collapsed, else 1
+  ScaledFeatures scaled;  // x [B, N, d] compute dtype, contiguous, and its power-of-two factor
+  at::Tensor scale;       // 0-d fp64: s, or 1 when collapsed
+  at::Tensor live;        // 0-d fp64: 0 when collapsed, else 1
 };
 
 inline DevicePrepared prepare_on_device(const at::Tensor& feats, bool normalize) {
-  at::Tensor x = compute_copy(feats);
-  if (normalize) x = x / at::clamp_min(at::linalg_vector_norm(x, 2, {-1}, true), kNormEps);
-  const at::Tensor flat = x.view({-1, x.size(2)}).to(at::kDouble);
+  ScaledFeatures scaled = scaled_features(feats, normalize);
+  const at::Tensor flat = scaled.x.view({-1, scaled.x.size(2)}).to(at::kDouble);
   const at::Tensor scale = at::linalg_vector_norm(flat - flat.mean(0, true), 2, {-1}).mean();
   const at::Tensor collapsed = scale <= kCollapseFraction * at::linalg_vector_norm(flat, 2, {-1}).mean();
-  return {x.contiguous(), at::where(collapsed, at::ones_like(scale), scale), at::logical_not(collapsed).to(at::kDouble)};
+  return {std::move(scaled), at::where(collapsed, at::ones_like(scale), scale),
+          at::logical_not(collapsed).to(at::kDouble)};
 }
 
 // [G, group * N, d] view of x [B, N, d] (a zero-padded copy when the last group is smaller).
@@ -83,7 +84,7 @@ DseForward dse_forward_op(const at::Tensor& feats, int64_t local_k, int64_t glob
   const int64_t B = shape.batch, N = shape.patches, d = shape.channels, G = shape.groups, M = group * N;
   const at::TensorOptions long_opts = feats.options().dtype(at::kLong);
   const DevicePrepared prep = prepare_on_device(feats, normalize);
-  const at::Tensor& x = prep.x;
+  const at::Tensor& x = prep.scaled.x;
   const at::TensorOptions f64 = x.options().dtype(at::kDouble);
 
   // ---- M_intra_image: k-means with local_k on each image ----
@@ -133,22 +134,13 @@ at::Tensor dse_backward_op(const at::Tensor& grad, const at::Tensor& values, con
                            const at::Tensor& local_labels, const at::Tensor& global_labels,
                            const at::Tensor& centroids, const at::Tensor& other, const at::Tensor& perm,
                            int64_t local_k, int64_t global_k, int64_t group, bool normalize) {
-  check_float_tensor(feats, "feats", 3);
-  const int64_t B = feats.size(0), N = feats.size(1), d = feats.size(2);
-  TORCH_CHECK_VALUE(group >= 1 && local_k >= 1 && global_k >= 1, "local_k, global_k and group must be >= 1");
-  const int64_t G = (B + group - 1) / group, M = group * N;
-  check_labels_tensor(local_labels, "local_labels", {B, N});
-  check_labels_tensor(global_labels, "global_labels", {G, M});
-  check_labels_tensor(other, "other", {G, M});
-  check_labels_tensor(perm, "perm", {B, N});
-  TORCH_CHECK_VALUE(centroids.dim() == 3 && centroids.size(0) == G && centroids.size(1) == global_k &&
-                        centroids.size(2) == d,
-                    "centroids must have shape [", G, ", ", global_k, ", ", d, "]; got ", centroids.sizes());
-  TORCH_CHECK_VALUE(grad.numel() == 5 && values.numel() == 5, "grad and values must hold 5 numbers");
+  const DseShape shape = check_dse_backward_inputs(grad, values, feats, local_labels, global_labels, centroids, other,
+                                                   perm, local_k, global_k, group);
+  const int64_t B = shape.batch, N = shape.patches, d = shape.channels, G = shape.groups, M = group * N;
   const typename Backend::Guard guard(feats.device());
   const at::Tensor g5 = grad.to(at::kDouble).contiguous(), v5 = values.to(at::kDouble).contiguous();
   const DevicePrepared prep = prepare_on_device(feats, normalize);
-  const at::Tensor& x = prep.x;
+  const at::Tensor& x = prep.scaled.x;
   at::Tensor gx = at::zeros_like(x);  // d loss / d x  [B, N, d]
   // dse = inter + dim - (intra_batch + intra_image) / 2; class relevance terms are 0 when collapsed
   const at::Tensor live = prep.live / prep.scale;  // d (raw / s) / d raw, and 0 when collapsed
@@ -183,19 +175,20 @@ at::Tensor dse_backward_op(const at::Tensor& grad, const at::Tensor& values, con
   const at::Tensor unit = at::where(norms > 0, centered / at::clamp_min(norms, kNormEps), 0.0);
   gx.view({B * N, d}).add_(((unit - unit.mean(0, true)) * (coeff / static_cast<double>(B * N))).to(x.scalar_type()));
 
-  // M_dim: every permuted matrix's gradient back to its patches (a permutation: no collisions)
-  const at::Tensor pc = perm.contiguous();
+  // M_dim: every permuted matrix's gradient back to its patches (a permutation: no collisions).
+  // perm is range-checked on the CPU only (a device check needs a sync): on a GPU an index out of
+  // range is clamped, so nothing is read out of bounds, and the gradient is NaN.
+  const at::Tensor perm_ok = at::logical_and(perm >= 0, perm < N).all();
+  const at::Tensor pc = perm.clamp(0, N - 1).contiguous();
   const at::Tensor gy = effective_ranks<Backend>(permuted_rows(x, pc), (g_dim / N).expand({N}));
   gx.add_(at::zeros_like(x).scatter_(1, pc.unsqueeze(-1).expand({B, N, d}), gy.transpose(0, 1)));
 
-  // through x = f / max(||f||, eps)
-  if (normalize) {
-    const at::Tensor f = feats.to(x.scalar_type());
-    const at::Tensor f_norms = at::linalg_vector_norm(f, 2, {-1}, true);
-    const at::Tensor radial = (x * gx).sum(-1, true);
-    gx = at::where(f_norms > kNormEps, (gx - x * radial) / at::clamp_min(f_norms, kNormEps), gx / kNormEps);
-  }
-  const at::Tensor finite = at::logical_and(at::isfinite(v5).all(), at::isfinite(g5).all());
+  gx = unscale_gradient(gx, prep.scaled, feats, normalize);  // through the rescaling and the normalisation
+
+  // a label out of range (range-checked on the CPU only) leaves its problem out of the sort: NaN
+  const at::Tensor labels_ok = local.bad.eq(0).all() & global.bad.eq(0).all() &
+                               at::logical_and(other >= -1, other < global_k).all();  // the kernel skips others
+  const at::Tensor finite = at::isfinite(v5).all() & at::isfinite(g5).all() & perm_ok & labels_ok;
   return at::where(finite, gx, std::numeric_limits<double>::quiet_NaN()).to(feats.scalar_type());
 }
 

@@ -117,6 +117,41 @@ at::ScalarType check_inter_inputs(const at::Tensor& x, const at::Tensor& centroi
   return (x.scalar_type() == at::kDouble || centroids.scalar_type() == at::kDouble) ? at::kDouble : at::kFloat;
 }
 
+DseShape check_dse_backward_inputs(const at::Tensor& grad, const at::Tensor& values, const at::Tensor& feats,
+                                   const at::Tensor& local_labels, const at::Tensor& global_labels,
+                                   const at::Tensor& centroids, const at::Tensor& other, const at::Tensor& perm,
+                                   int64_t local_k, int64_t global_k, int64_t group) {
+  check_float_tensor(feats, "feats", 3);
+  TORCH_CHECK_VALUE(local_k >= 1 && global_k >= 1 && group >= 1, "local_k, global_k and group must be >= 1; got ",
+                    local_k, ", ", global_k, ", ", group);
+  const int64_t B = feats.size(0), N = feats.size(1), d = feats.size(2);
+  TORCH_CHECK_VALUE(B >= 1 && N >= 1 && d >= 1, "feats must be [B, N, d] with B, N, d >= 1; got shape ",
+                    feats.sizes());
+  const DseShape shape{B, N, d, (B + group - 1) / group, group};
+  const int64_t G = shape.groups, M = group * N;
+  TORCH_CHECK_VALUE(grad.numel() == 5 && values.numel() == 5, "grad and values must hold the 5 values of dse");
+  const std::pair<const at::Tensor*, const char*> constants[] = {
+      {&local_labels, "local_labels"}, {&global_labels, "global_labels"}, {&other, "other"}, {&perm, "perm"},
+      {&centroids, "centroids"}, {&grad, "grad"}, {&values, "values"}};
+  for (const auto& [t, name] : constants) check_same_device(*t, name, feats, "feats");
+  check_labels_tensor(local_labels, "local_labels", {B, N});
+  check_labels_tensor(global_labels, "global_labels", {G, M});
+  check_labels_tensor(other, "other", {G, M});
+  check_labels_tensor(perm, "perm", {B, N});
+  check_float_tensor(centroids, "centroids", 3);
+  TORCH_CHECK_VALUE(centroids.size(0) == G && centroids.size(1) == global_k && centroids.size(2) == d,
+                    "centroids must have shape [", G, ", ", global_k, ", ", d, "]; got ", centroids.sizes());
+  check_label_range(local_labels, local_k, "local_labels");
+  for (int64_t g = 0; g < G; ++g) {  // entries past a smaller last group are padding
+    const int64_t valid = shape.group_images(g) * N;
+    check_label_range(global_labels.select(0, g).narrow(0, 0, valid), global_k, "global_labels");
+    check_label_range(other.select(0, g).narrow(0, 0, valid) + 1, global_k + 1,
+                      "other + 1 (other: the nearest other cluster, -1 for none)");
+  }
+  check_label_range(perm, N, "perm");
+  return shape;
+}
+
 DseOptions make_dse_options(int64_t local_k, int64_t global_k, int64_t group, bool normalize, int64_t iters,
                             double tol, int64_t n_init, const std::string& seeding, int64_t seed) {
   return DseOptions{local_k, global_k, group, normalize,

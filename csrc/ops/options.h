@@ -88,6 +88,14 @@ void check_effective_rank_input(const at::Tensor& y);
 // Returns the compute dtype of the pair (fp64 when either is fp64, else fp32).
 at::ScalarType check_inter_inputs(const at::Tensor& x, const at::Tensor& centroids, const at::Tensor& labels);
 
+// dse_backward's inputs: shapes, dtypes and devices of the forward's constants; on the CPU also
+// their ranges (labels in [0, k), other in [-1, global_k), perm in [0, N)), since the kernels
+// index with them. Returns the problem's shape.
+DseShape check_dse_backward_inputs(const at::Tensor& grad, const at::Tensor& values, const at::Tensor& feats,
+                                   const at::Tensor& local_labels, const at::Tensor& global_labels,
+                                   const at::Tensor& centroids, const at::Tensor& other, const at::Tensor& perm,
+                                   int64_t local_k, int64_t global_k, int64_t group);
+
 // The dse options parsed and checked with feats and labels (check_dse_inputs).
 DseOptions make_dse_options(int64_t local_k, int64_t global_k, int64_t group, bool normalize, int64_t iters,
                             double tol, int64_t n_init, const std::string& seeding, int64_t seed);
