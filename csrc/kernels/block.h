@@ -42,6 +42,10 @@ SDD_KERNEL T min_of(T a, T b) { return b < a ? b : a; }
 template <class T>
 SDD_KERNEL T max_of(T a, T b) { return a < b ? b : a; }
 
+// Points of problem p when problems of M points lie back to back and only `total` points exist
+// (dse's last group of images may be smaller).
+SDD_KERNEL int64_t problem_size(int64_t p, int64_t M, int64_t total) { return min_of(M, total - p * M); }
+
 // Sum over the warp; every lane gets the same bits (IEEE addition is commutative).
 template <class Block>
 SDD_KERNEL double warp_sum(Block& b, double v) {

@@ -35,7 +35,7 @@ struct InterForwardKernel {
   template <class Block>
   SDD_KERNEL static void run(Block& b, const Args& a) {
     const int64_t p = b.block_x(), d = a.d, k = a.k;
-    const int64_t n = min_of(a.M, a.total - p * a.M);
+    const int64_t n = problem_size(p, a.M, a.total);
     const T* x = a.x + p * a.M * d;
     const T* c = a.centroids + p * k * d;
     const int64_t* labels = a.labels + p * a.M;
@@ -81,7 +81,7 @@ struct InterBackwardKernel {
   template <class Block>
   SDD_KERNEL static void run(Block& b, const Args& a) {
     const int64_t p = b.block_x(), d = a.d, k = a.k;
-    const int64_t n = min_of(a.M, a.total - p * a.M);
+    const int64_t n = problem_size(p, a.M, a.total);
     const T* x = a.x + p * a.M * d;
     const T* c = a.centroids + p * k * d;
     const int64_t* other = a.other + p * a.M;

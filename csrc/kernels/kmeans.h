@@ -176,7 +176,7 @@ struct KmeansKernel {
   template <class Block>
   SDD_KERNEL static void run(Block& b, const Args& a) {
     const int64_t p = b.block_x();
-    const int64_t n = min_of(a.M, a.total - p * a.M), d = a.d, k = a.k;
+    const int64_t n = problem_size(p, a.M, a.total), d = a.d, k = a.k;
     const T* x = a.x + p * a.M * d;
     double* work = a.work + p * kmeans_work_size(a.M, d, k);
     SharedCursor shared(b.shared_bytes());
@@ -350,7 +350,7 @@ struct ClusterMeansKernel {
   template <class Block>
   SDD_KERNEL static void run(Block& b, const Args& a) {
     const int64_t p = b.block_x(), d = a.d, k = a.k;
-    const int64_t n = min_of(a.M, a.total - p * a.M);
+    const int64_t n = problem_size(p, a.M, a.total);
     const int64_t* labels = a.labels + p * a.M;
     double* scratch = reinterpret_cast<double*>(b.shared_bytes());
     double* sums = a.work + p * (k * d + k);

@@ -42,7 +42,7 @@ struct ClusterSortKernel {
   template <class Block>
   SDD_KERNEL static void run(Block& b, const Args& a) {
     const int64_t p = b.block_x(), k = a.k;
-    const int64_t n = min_of(a.M, a.total - p * a.M);
+    const int64_t n = problem_size(p, a.M, a.total);
     const int64_t* labels = a.labels + p * a.M;
     int64_t* counts = a.counts + p * k;
     int64_t* offsets = a.offsets + p * (k + 1);
