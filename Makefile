@@ -5,6 +5,11 @@
 #   make bench                venv (once) + build + pytest benchmarks -> benchmarks/RESULTS.md, scaling.png
 #   make bench BENCH_SHORT=1  the same in a short mode (CI), written to build/bench/short/
 #   make cmake-test           libtorch-only CMake build of libsdd_fast.so + run cmake-build/call_dse
+#   make emu-test             build + pytest python_tests/test_emulator.py (CUDA kernels on the CPU block emulator)
+#   make emu-sanitize         the emulated kernels vs the CPU kernels (sdd_emulator_check) under ThreadSanitizer
+#                             (cmake-build-tsan/) and AddressSanitizer (cmake-build-asan/); any report fails;
+#                             run it before every commit touching csrc/kernels/, csrc/emulator/ or csrc/cuda/
+#   make gpu-check OUT=DIR    on a machine with a GPU: cuda tests, compute-sanitizer, GPU benchmarks -> DIR
 #   make build                venv (once) + pip install --no-build-isolation --no-deps -e .
 #   make lint | clean | distclean | help
 #
@@ -14,6 +19,8 @@
 #   TORCH_SPEC=torch==2.14.1  torch requirement installed into .venv (TORCHVISION_SPEC: its torchvision)
 #   PYTEST_ARGS=...           extra pytest arguments (test, bench)
 #   CMAKE_JOBS=2              parallel jobs of the CMake build; CMAKE_ARGS=... extra configure args
+#   EMU_TSAN_OPTIONS=...      TSAN_OPTIONS of emu-sanitize (default halt_on_error=1); EMU_ASAN_OPTIONS likewise
+#                             (default detect_leaks=1: LeakSanitizer is clean with torch 2.14.1)
 # Passed through to setup.py untouched (set them in the environment or on the command line):
 #   SDD_FORCE_CUDA=1  SDD_NO_CUDA=1  SDD_DEBUG=1  TORCH_CUDA_ARCH_LIST=9.0  MAX_JOBS=2  CUDA_HOME=...
 #
@@ -67,7 +74,7 @@ ifeq ($(wildcard $(ROOT)/sdd_fast/_C*.so),)
   BUILD_FORCE := FORCE
 endif
 
-.PHONY: help venv build test demo bench cmake-test lint clean distclean print-python FORCE
+.PHONY: help venv build test demo bench cmake-test emu-test emu-sanitize lint clean distclean print-python FORCE
 
 help:
 	@sed -n '1,/^$$/p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
@@ -183,6 +190,34 @@ cmake-test: $(VENV_STAMP)
 	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL cmake --build $(CMAKE_BUILD_DIR) -j $(CMAKE_JOBS); \
 	$(CMAKE_BUILD_DIR)/call_dse
 
+# `make emu-test`: the CUDA kernels' bodies (csrc/kernels/) on the CPU block emulator against the CPU
+# kernels and sdd_fast.reference (builds the test library build/emulator/ on first use; ~75 s).
+emu-test: build
+	@rc=0; cd $(ROOT) && $(PY) -m pytest python_tests/test_emulator.py -q $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "emu-test: FAILED, pytest collected no tests (exit 5)" >&2; fi; \
+	exit $$rc
+
+# `make emu-sanitize`: builds sdd_emulator_check (csrc/emulator/emulator_check.cpp: every emulated op and
+# backward vs the CPU kernels) with -fsanitize=thread in cmake-build-tsan/ and -fsanitize=address in
+# cmake-build-asan/ (CMake option SDD_EMULATOR_CHECK; only the emulator and kernel sources are
+# instrumented, libsdd_fast and libtorch are not) and runs it in each; the output is also written to
+# <dir>/emulator_check.log. A failed check or any sanitizer report fails the target (TSan: exit 66).
+EMU_TSAN_OPTIONS ?= halt_on_error=1
+EMU_ASAN_OPTIONS ?= detect_leaks=1
+emu-sanitize: $(VENV_STAMP)
+	@prefix=$$($(PY) -c 'import torch.utils; print(torch.utils.cmake_prefix_path)'); \
+	launcher=(); if [ -n "$(CCACHE)" ]; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE)); fi; \
+	for san in thread address; do \
+	  dir=$(ROOT)/cmake-build-$${san:0:1}san; start=$$(date +%s); \
+	  ( set -x; cmake -S $(ROOT) -B $$dir -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$$prefix" "$${launcher[@]}" \
+	      -DSDD_EMULATOR_CHECK=ON -DSDD_SANITIZE=$$san $(CMAKE_ARGS) >/dev/null; \
+	    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL cmake --build $$dir --target sdd_emulator_check -j $(CMAKE_JOBS) ); \
+	  built=$$(date +%s); \
+	  TSAN_OPTIONS="$(EMU_TSAN_OPTIONS)" ASAN_OPTIONS="$(EMU_ASAN_OPTIONS)" $$dir/sdd_emulator_check 2>&1 | \
+	    tee $$dir/emulator_check.log; \
+	  echo "emu-sanitize: $$san: PASSED (build $$(( built - start )) s, run $$(( $$(date +%s) - built )) s)"; \
+	done
+
 lint: $(VENV_STAMP)
 	@cd $(ROOT); \
 	if command -v ruff >/dev/null 2>&1; then ruff_cmd=(ruff); \
@@ -199,6 +234,7 @@ lint: $(VENV_STAMP)
 
 clean:
 	rm -rf $(ROOT)/build $(CMAKE_BUILD_DIR) $(ROOT)/*.egg-info $(ROOT)/.pytest_cache $(ROOT)/.benchmarks
+	rm -rf $(ROOT)/cmake-build-tsan $(ROOT)/cmake-build-asan
 	rm -f $(ROOT)/sdd_fast/_C*.so $(VENV)/.sdd-build.stamp $(VENV)/.sdd-build.config
 	find $(ROOT)/sdd_fast $(ROOT)/python_tests $(ROOT)/benchmarks -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
 

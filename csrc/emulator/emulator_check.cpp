@@ -127,12 +127,13 @@ void check_cluster_singular_sum(int64_t M, int64_t d) {  // x [P=2, M, d]
              call("sdd", "cluster_singular_sum_backward", {grad, xd, labels, 4})[0].toTensor());
 }
 
-void check_effective_rank() {
-  const at::Tensor y = at::randn({3, 5, 12});  // [Q=3, R=5, d=12]
-  check_close("effective_rank", call("sdd_emu", "effective_rank", {y})[0].toTensor(),
+void check_effective_rank(int64_t Q, int64_t R, int64_t d) {  // y [Q, R, d]
+  const std::string tag = "effective_rank[R=" + std::to_string(R) + ",d=" + std::to_string(d) + "]";
+  const at::Tensor y = at::randn({Q, R, d});
+  check_close(tag, call("sdd_emu", "effective_rank", {y})[0].toTensor(),
               call("sdd", "effective_rank", {y})[0].toTensor());
-  const at::Tensor grad = at::randn({3});
-  check_grad("effective_rank_backward", call("sdd_emu", "effective_rank_backward", {grad, y})[0].toTensor(),
+  const at::Tensor grad = at::randn({Q});
+  check_grad(tag + "_backward", call("sdd_emu", "effective_rank_backward", {grad, y})[0].toTensor(),
              call("sdd", "effective_rank_backward", {grad, y})[0].toTensor());
 }
 
@@ -188,7 +189,8 @@ int main() {
   run("kmeans", check_kmeans);
   run("cluster_singular_sum", [] { check_cluster_singular_sum(24, 6); });   // covariance side (d < M)
   run("cluster_singular_sum", [] { check_cluster_singular_sum(12, 20); });  // Gram side (M < d)
-  run("effective_rank", check_effective_rank);
+  run("effective_rank", [] { check_effective_rank(3, 5, 12); });
+  run("effective_rank", [] { check_effective_rank(1, 65, 70); });  // 65 x 65 Gram: past kSharedMatrixCap (64)
   run("inter_cluster_distance", check_inter_cluster_distance);
   run("dse", [] { check_dse("dse[B=4]", at::randn({4, 12, 10}), true); });
   run("dse", [] { check_dse("dse[B=5 ragged]", at::randn({5, 12, 10}), true); });  // last group: 1 image
