@@ -34,7 +34,7 @@ def dse(feats, *, local_k=DEFAULTS.local_k, global_k=DEFAULTS.global_k, group=DE
         normalize=DEFAULTS.normalize, iters=DEFAULTS.iters, tol=DEFAULTS.tol, n_init=DEFAULTS.n_init,
         seeding=DEFAULTS.seeding, seed=DEFAULTS.seed, local_labels=None, global_labels=None, validate=False,
         backend="compiled") -> DSEResult:
-    """Dense representation Structure Estimator of patch features (SPEC; arXiv 2510.17299).
+    """Dense representation Structure Estimator of patch features (docs/SPEC.md; arXiv 2510.17299).
 
     Args:
         feats (Tensor[B, N, d]): patch tokens of B images (no CLS / register tokens), any

@@ -11,7 +11,7 @@ SEEDINGS = ("greedy", "d2", "d")
 
 @dataclass(frozen=True)
 class DSEDefaults:
-    """The paper's defaults (SPEC "Definition")."""
+    """The paper's defaults (docs/SPEC.md "Input and options")."""
 
     local_k: int = 3  # clusters per image (M_intra_image)
     global_k: int = 24  # clusters per group of images (M_intra_batch, M_inter)

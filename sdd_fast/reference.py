@@ -1,7 +1,7 @@
 """The metric in plain PyTorch: readable, differentiable, float64-capable.
 
 This is the independent check the tests hold the compiled ops to, and `backend="reference"`
-for users without the compiled library. It follows SPEC.md step by step with SVDs and
+for users without the compiled library. It follows docs/SPEC.md step by step with SVDs and
 Python loops over images and clusters; it is slow on purpose (clarity over speed).
 
 Its k-means is a separate, careful implementation (greedy k-means++ drawn from a
