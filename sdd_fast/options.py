@@ -58,8 +58,9 @@ def check_float_tensor(name: str, t, dim: int) -> None:
 
 def check_labels(name: str, labels, shape: tuple, k: int, check_range: bool, device=None) -> None:
     """Raises for labels of the wrong type, dtype, shape, device (when given) or (when
-    check_range: a device sync) values. On CUDA the kernels index with the labels unchecked, so
-    a bad value is a device assert or garbage there: check_range is what `validate=True` buys."""
+    check_range: a device sync) values. On CUDA the kernels leave a problem with a bad label out
+    and its values are NaN (no sync, no out-of-bounds read); check_range, what `validate=True`
+    buys, turns that into a ValueError."""
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {type(labels).__name__}")
     if labels.dtype != torch.int64:
