@@ -132,3 +132,18 @@ def test_given_labels_are_used(device):
     a = call_dse(feats, local_labels=local, global_labels=glob, **OPTS)
     b = call_dse(feats, local_labels=other_local, global_labels=glob, **OPTS)
     assert a[2] != b[2] and a[3] == b[3]
+
+
+def test_building_blocks_return_nan_on_non_finite_input(device):
+    """A non-finite matrix gives NaN for it (as dse does), never an error, and leaves the other
+    matrices of the batch as they were."""
+    y = torch.randn(3, 5, 8, device=device)
+    clean = sdd_fast.effective_rank(y)
+    y[1, 2, 3] = float("nan")
+    ranks = sdd_fast.effective_rank(y)
+    assert torch.isnan(ranks[1]) and torch.equal(ranks[[0, 2]], clean[[0, 2]])
+    x = torch.randn(2, 20, 6, device=device)
+    labels = torch.randint(0, 3, (2, 20), device=device)
+    x[0, 3, 1] = float("inf")
+    values, _ = sdd_fast.cluster_singular_sum(x, labels, 3)
+    assert torch.isnan(values[0, labels[0, 3]]) and torch.isfinite(values[1]).all()

@@ -225,3 +225,11 @@ def test_dse_backward_rejects_out_of_range_constants(emu):
         for ops in (emu, torch.ops.sdd):
             with pytest.raises(ValueError, match=name):
                 dse_backward(ops, torch.ones(5), broken, feats)
+
+
+def test_non_finite_matrix_gives_nan_for_it_only(emu):
+    y = torch.randn(3, 5, 8)
+    y[1, 2, 3] = float("nan")
+    ranks = emu.effective_rank(y)
+    assert torch.isnan(ranks[1]) and torch.equal(torch.isnan(ranks), torch.isnan(torch.ops.sdd.effective_rank(y)))
+    assert rel_err(ranks[[0, 2]], torch.ops.sdd.effective_rank(y)[[0, 2]]) <= 1e-4

@@ -28,6 +28,15 @@ SDD_HOST_DEVICE double singular_sum_scale(int64_t n, int64_t d) {
   return sqrt(static_cast<double>(n - 1 > d ? n - 1 : d));
 }
 
+// True when an eigenvalue is NaN (a non-finite matrix): the spectral functions then return NaN,
+// not a value computed from the finite rest.
+SDD_HOST_DEVICE bool any_nan(const double* eigenvalues, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) {
+    if (eigenvalues[i] != eigenvalues[i]) return true;
+  }
+  return false;
+}
+
 SDD_HOST_DEVICE double largest_eigenvalue(const double* eigenvalues, int64_t count) {
   double largest = 0.0;
   for (int64_t i = 0; i < count; ++i) largest = eigenvalues[i] > largest ? eigenvalues[i] : largest;
@@ -43,6 +52,7 @@ SDD_HOST_DEVICE double clean_singular_value(double eigenvalue, double largest, d
 
 // sum(sigma) from `count` eigenvalues.
 SDD_HOST_DEVICE double sum_singular_values(const double* eigenvalues, int64_t count, double degenerate_fraction) {
+  if (any_nan(eigenvalues, count)) return NAN;
   const double largest = largest_eigenvalue(eigenvalues, count);
   double total = 0.0;
   for (int64_t i = 0; i < count; ++i) total += clean_singular_value(eigenvalues[i], largest, degenerate_fraction);
@@ -53,6 +63,7 @@ SDD_HOST_DEVICE double sum_singular_values(const double* eigenvalues, int64_t co
 // min(rows, cols) eigenvalues of the smaller Gram.
 SDD_HOST_DEVICE double effective_rank_from_eigenvalues(const double* eigenvalues, int64_t count,
                                                        double degenerate_fraction) {
+  if (any_nan(eigenvalues, count)) return NAN;
   const double largest = largest_eigenvalue(eigenvalues, count);
   double total = sum_singular_values(eigenvalues, count, degenerate_fraction);
   total = total > kDenominatorEps ? total : kDenominatorEps;
@@ -69,9 +80,10 @@ SDD_HOST_DEVICE double effective_rank_from_eigenvalues(const double* eigenvalues
 SDD_HOST_DEVICE void singular_sum_backward_weights(const double* eigenvalues, int64_t count,
                                                    double degenerate_fraction, double* weights) {
   const double largest = largest_eigenvalue(eigenvalues, count);
+  const bool nan = any_nan(eigenvalues, count);
   for (int64_t i = 0; i < count; ++i) {
     const double sigma = clean_singular_value(eigenvalues[i], largest, degenerate_fraction);
-    weights[i] = sigma > 0.0 ? 1.0 / sigma : 0.0;
+    weights[i] = nan ? NAN : sigma > 0.0 ? 1.0 / sigma : 0.0;
   }
 }
 
@@ -80,6 +92,10 @@ SDD_HOST_DEVICE void singular_sum_backward_weights(const double* eigenvalues, in
 //   d erank / d sigma_j = erank * (-log p_j + sum_i (sigma_i / T) log p_i) / T.
 SDD_HOST_DEVICE void effective_rank_backward_weights(const double* eigenvalues, int64_t count,
                                                      double degenerate_fraction, double* weights) {
+  if (any_nan(eigenvalues, count)) {
+    for (int64_t i = 0; i < count; ++i) weights[i] = NAN;
+    return;
+  }
   const double total = sum_singular_values(eigenvalues, count, degenerate_fraction);
   const double largest = largest_eigenvalue(eigenvalues, count);
   if (!(total > kDenominatorEps) || !(largest > 0.0)) {  // all-zero matrix: no direction

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <utility>
 
@@ -85,6 +86,16 @@ BucketSpectra bucket_spectra(const std::vector<at::Tensor>& mats, const BucketLi
       out.vectors[i] = at::empty_like(grams[i]);
     }
   }
+  // A matrix with NaN / Inf makes LAPACK fail for its whole batch: solve a zero matrix in its
+  // place and report NaN eigenvalues (and vectors) for it, as the CUDA kernels do.
+  std::vector<at::Tensor> not_finite(nb);
+  for (int64_t i = 0; i < nb; ++i) {
+    const at::Tensor bad = at::logical_not(at::isfinite(grams[i]).flatten(1).all(1));  // [members]
+    if (bad.any().item<bool>()) {
+      grams[i].masked_fill_(bad.view({-1, 1, 1}), 0.0);
+      not_finite[i] = bad;
+    }
+  }
   const int64_t parts = std::max<int64_t>(1, at::get_num_threads());
   at::parallel_for(0, parts * nb, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
@@ -101,6 +112,12 @@ BucketSpectra bucket_spectra(const std::vector<at::Tensor>& mats, const BucketLi
       }
     }
   });
+  for (int64_t i = 0; i < nb; ++i) {
+    if (!not_finite[i].defined()) continue;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    out.values[i].masked_fill_(not_finite[i].view({-1, 1}), nan);
+    if (with_vectors) out.vectors[i].masked_fill_(not_finite[i].view({-1, 1, 1}), nan);
+  }
   return out;
 }
 
