@@ -22,9 +22,6 @@ namespace {
 
 using DseForward = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
-constexpr double kNormEps = 1e-12;         // unit vectors: u / max(||u||, eps)
-constexpr double kCollapseFraction = 1e-6;  // collapsed when s <= fraction * mean ||x||
-
 // Normalised, rescaled features and the scale s (SPEC steps 1-2).
 struct Prepared {
   ScaledFeatures scaled;  // x [B, N, d] compute dtype, contiguous, and its power-of-two factor

@@ -21,9 +21,6 @@ namespace device_ops {
 
 using DseForward = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
-constexpr double kNormEps = 1e-12;          // unit vectors: u / max(||u||, eps)
-constexpr double kCollapseFraction = 1e-6;  // collapsed when s <= fraction * mean ||x||
-
 // Normalised, rescaled features, the scale s and the collapse flag (SPEC steps 1-2), on x's device.
 struct DevicePrepared {
   ScaledFeatures scaled;  // x [B, N, d] compute dtype, contiguous, and its power-of-two factor

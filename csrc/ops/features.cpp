@@ -5,8 +5,6 @@
 namespace sdd {
 namespace {
 
-constexpr double kNormEps = 1e-12;  // x / max(||x||, eps) (SPEC step 1)
-
 at::ScalarType compute_dtype(const at::Tensor& t) { return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
 
 }  // namespace

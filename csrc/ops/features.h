@@ -11,6 +11,9 @@
 
 namespace sdd {
 
+constexpr double kNormEps = 1e-12;          // x / max(||x||, eps) (SPEC step 1), and every unit vector
+constexpr double kCollapseFraction = 1e-6;  // collapsed when s <= fraction * mean ||x||
+
 struct ScaledFeatures {
   at::Tensor x;       // [B, N, d] compute dtype, contiguous: normalised (if asked) and rescaled
   at::Tensor factor;  // 0-d fp64 on feats' device: the power of two x was multiplied by
