@@ -29,6 +29,25 @@ def atomic_write_bytes(path, write) -> None:
         raise
 
 
+def remove_stale_temps(directory, names=("*",)) -> list:
+    """Deletes the temp files `atomic_write_bytes` leaves in `directory` when its process is
+    killed mid-write (`.NAME.XXXXXXXX.tmp`), for the file names matching the glob patterns
+    `names`; returns their paths.
+
+    Only call it while holding the writer lock of those files (`runlock.run_lock`): a live
+    writer's temp file looks the same.
+    """
+    folder = Path(directory)
+    removed = []
+    if folder.is_dir():
+        for pattern in names:
+            for path in folder.glob(f".{pattern}.*.tmp"):
+                if path.is_file():
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+    return removed
+
+
 def _umask() -> int:
     """The process umask (read by setting it and restoring it at once)."""
     mask = os.umask(0o022)

@@ -43,14 +43,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(command: str, message: str) -> int:
+    """Prints `sdd-fast <command>: error: <message>` (one line) and returns exit code 2."""
+    print(f"sdd-fast {command}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None) -> int:
-    """Entry point of the `sdd-fast` console script; returns the exit code."""
+    """Entry point of the `sdd-fast` console script; returns the exit code.
+
+    Exit codes: 0 done, 2 a bad option or a run directory / file the command cannot use
+    (one `error:` line, no traceback), 130 interrupted. Anything else is a bug and keeps its
+    traceback.
+    """
+    from .jsonl import JsonLinesError
+    from .runlock import RunLockedError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except UsageError as error:
         args._parser.error(str(error))  # exits 2 with the usage line
+    except (RunLockedError, JsonLinesError) as error:
+        return _fail(args.command, str(error))
+    except OSError as error:  # a path that is a file, read-only, missing, a full disk, ...
+        detail = error.strerror or str(error)
+        where = f": {error.filename}" if error.filename else ""
+        return _fail(args.command, f"{detail}{where}")
     except KeyboardInterrupt:
         print(f"sdd-fast {args.command}: interrupted", file=sys.stderr)
         return 130

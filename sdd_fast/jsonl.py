@@ -9,6 +9,10 @@ from pathlib import Path
 from .atomic import atomic_write_bytes
 
 
+class JsonLinesError(ValueError):
+    """A JSON-lines file holds a line that is not a JSON object (other than a torn last line)."""
+
+
 def _clean(value):
     """JSON has no NaN / Inf: they are written as null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -26,7 +30,10 @@ def append_jsonl(path, row: dict) -> None:
 
 
 def read_jsonl(path) -> list:
-    """Every complete JSON object of the file; a torn last line (crash mid-write) is skipped."""
+    """Every complete JSON object of the file; a torn last line (crash mid-write) is skipped.
+
+    Raises JsonLinesError naming the file and line when any other line is not a JSON object.
+    """
     path = Path(path)
     if not path.is_file():
         return []
@@ -36,11 +43,15 @@ def read_jsonl(path) -> list:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError as error:
             if number == len(lines):
                 break  # the last line was being written when the run stopped
-            raise ValueError(f"{path}:{number} is not JSON: {error}") from error
+            raise JsonLinesError(f"{path}:{number} is not JSON ({error}); fix or delete that line") from None
+        if not isinstance(row, dict):
+            raise JsonLinesError(f"{path}:{number} is a JSON {type(row).__name__}, not an object; fix or delete "
+                                 "that line")
+        rows.append(row)
     return rows
 
 
@@ -50,7 +61,21 @@ def write_jsonl(path, rows) -> None:
     atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def json_text(obj, **kwargs) -> str:
+    """`json.dumps` of `obj` with every non-finite float (at any depth) written as null:
+    strict JSON, which Python's default NaN / Infinity tokens are not."""
+
+    def clean(value):
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return _clean(value)
+
+    return json.dumps(clean(obj), allow_nan=False, **kwargs)
+
+
 def write_json(path, obj) -> None:
-    """Writes one JSON document atomically, indented."""
-    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    """Writes one JSON document atomically, indented (non-finite floats as null)."""
+    text = json_text(obj, indent=2, sort_keys=True) + "\n"
     atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))

@@ -47,6 +47,11 @@ class DSEMonitor:
         """Whether `log(step, feats)` computes DSE."""
         return self.every > 0 and step % self.every == 0
 
+    def check_shape(self, shape: tuple) -> None:
+        """ValueError (from `dse`'s checks) when patch tokens of `shape` [B, N, d] cannot be
+        measured with these options; runs no kernel (meta tensors)."""
+        dse(torch.empty(shape, device="meta"), **self.dse_options)
+
     @torch.no_grad()
     def measure(self, feats: torch.Tensor) -> tuple:
         """(Tensor[5] dse components averaged over ranks, timing handle) of patch tokens [B, N, d]."""

@@ -97,7 +97,9 @@ def recombined_scores(inter, intra_image, intra_batch, dim) -> tuple:
     lam = 0.0
     if finite.any() and np.ptp(dim[finite]) > 0:  # ptp, not std == 0: np.std of equal values can be 1e-17
         lam = float(np.std(relevance[finite]) / np.std(dim[finite]))
-    return relevance + lam * dim, lam
+    scores = relevance + lam * dim
+    scores[~finite] = math.nan  # an Inf component makes the score undefined, not +-Inf
+    return scores, lam
 
 
 def window_candidates(scores, radius: int = WINDOW_RADIUS) -> list:
@@ -131,7 +133,7 @@ def select_checkpoints(series, top: int = DEFAULT_TOP, recombine: bool = True) -
         scores, lam = recombined_scores(*(cols[key] for key in COMPONENTS))
     else:
         cols = series_columns(series, ("dse",))
-        scores, lam = cols["dse"], 1.0
+        scores, lam = np.where(np.isfinite(cols["dse"]), cols["dse"], math.nan), 1.0
     steps = cols["step"]
     if len(steps) == 0:
         raise ValueError("the series is empty: no checkpoints to select from")

@@ -25,10 +25,10 @@ def add_arguments(parser) -> None:
         flag = "--" + f.name.replace("_", "-")
         meta = f.metadata
         if meta.get("flag"):
-            if f.default:
-                parser.add_argument(flag, dest=f.name, action="store_true", default=True, help=meta["help"])
+            if f.default:  # on by default: --no-NAME is the option; its help says what turning it off does
                 parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
-                                    help=argparse.SUPPRESS)
+                                    default=True, help=meta["help"])
+                parser.add_argument(flag, dest=f.name, action="store_true", help=argparse.SUPPRESS)
             else:
                 parser.add_argument(flag, dest=f.name, action="store_true", help=meta["help"])
             continue

@@ -17,8 +17,10 @@ from typing import Optional
 
 import torch
 
+from ..atomic import remove_stale_temps
 from ..devices import default_device
 from ..jsonl import read_jsonl, write_json, write_jsonl
+from ..runlock import run_lock
 from .probe import ProbeOptions, default_tokens_fn, linear_probe
 
 EVAL_FILE = "eval.jsonl"
@@ -158,8 +160,6 @@ def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Option
         EvalError: no config / checkpoints, data without masks, or settings that differ
             from those of the rows being resumed (pass force=True).
     """
-    from tqdm.auto import tqdm
-
     from ..train.checkpoint import list_checkpoints
 
     run_dir = Path(run_dir)
@@ -176,14 +176,33 @@ def evaluate_run(run_dir, data: Optional[str] = None, device=None, probe: Option
     if not checkpoints:
         raise EvalError(f"{run_dir / 'checkpoints'} holds no step_XXXXXX.pt checkpoints")
 
+    with run_lock(run_dir, "eval"):  # one writer of eval.jsonl at a time
+        remove_stale_temps(run_dir, (EVAL_FILE, SETTINGS_FILE))  # left by an eval killed mid-write
+        return _evaluate_checkpoints(run_dir, checkpoints, config, data, device, probe, dse_images, dse_batch,
+                                     dse_seeds, seed, baselines, lidar_views, force, redo_stale, progress)
+
+
+def _evaluate_checkpoints(run_dir, checkpoints, config, data, device, probe, dse_images, dse_batch, dse_seeds, seed,
+                          baselines, lidar_views, force, redo_stale, progress) -> list:
+    """evaluate_run's work once the options are checked and eval.jsonl's lock is held."""
+    from tqdm.auto import tqdm
+
     # ---- resume: reuse rows computed with the same settings -----------------------------------
     settings = {"data": data, "seed": seed, "dse_images": dse_images, "dse_batch": dse_batch,
                 "dse_seeds": dse_seeds, "probe": probe.to_dict(),
                 **({"baselines": True, "lidar_views": lidar_views} if baselines else {})}
     eval_path, settings_path = run_dir / EVAL_FILE, run_dir / SETTINGS_FILE
-    done = {} if force else {int(row["step"]): row for row in read_jsonl(eval_path)}
+    rows = [] if force else read_jsonl(eval_path)
+    bad = [row for row in rows if not isinstance(row.get("step"), int)]
+    if bad:
+        raise EvalError(f"{eval_path} has a row without an integer step ({json.dumps(bad[0])[:80]}); fix or delete "
+                        "that line, or pass --force")
+    done = {row["step"]: row for row in rows}
     if done and settings_path.is_file():
-        previous = json.loads(settings_path.read_text(encoding="utf-8"))
+        try:
+            previous = json.loads(settings_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise EvalError(f"{settings_path} is not JSON ({error}); delete it or pass --force") from None
         if previous != settings:
             if not redo_stale:
                 changed = sorted(k for k in settings if previous.get(k) != settings[k])

@@ -7,6 +7,7 @@ them, so a run can be reproduced (and resumed) from its directory alone.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -56,7 +57,8 @@ class TrainConfig:
     resume: bool = _opt(False, "continue from OUT's latest checkpoint", flag=True)
     branch_from: str = _opt("", "start from another run's checkpoint (weights, teacher, optimiser, step): its "
                                 "run-defining options must match, except --steps and --dse-beta")
-    progress: bool = _opt(True, "show a progress bar (--no-progress to hide it)", flag=True)
+    # On by default, so the command line offers --no-progress, and this is that option's help.
+    progress: bool = _opt(True, "hide the progress bar", flag=True)
 
     def to_dict(self) -> dict:
         """Plain dict for config.json / checkpoints."""
@@ -86,6 +88,10 @@ class TrainConfig:
                 bad(name, f"must be >= 0; got {getattr(self, name)}")
         if not self.teacher_temp > 0:
             bad("teacher_temp", f"must be > 0; got {self.teacher_temp}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                bad(f.name, f"must be a finite number; got {value}")
         for name in ("lr", "min_lr", "weight_decay", "clip_grad", "dse_beta"):
             if not getattr(self, name) >= 0:
                 bad(name, f"must be >= 0; got {getattr(self, name)}")

@@ -7,9 +7,10 @@ DSE monitor, log row, checkpoint. The method file supplies only views, heads and
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -17,13 +18,15 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from ..atomic import remove_stale_temps
 from ..devices import default_device
-from ..jsonl import write_json
+from ..jsonl import json_text, write_json
 from ..loggers import make_loggers
 from ..monitor import DSEMonitor
 from ..regularizer import DSERegularizer
-from .checkpoint import (CHECKPOINT_FORMAT, checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint,
-                         save_checkpoint)
+from ..runlock import run_lock
+from .checkpoint import (CHECKPOINT_FORMAT, checkpoint_dir, checkpoint_path, latest_checkpoint, list_checkpoints,
+                         load_checkpoint, save_checkpoint)
 from .config import TrainConfig
 from .distributed import init_distributed, shutdown_distributed
 from .methods import build_method
@@ -99,6 +102,15 @@ def load_branch_point(config: TrainConfig) -> tuple:
     return state, path
 
 
+def next_batch(batches, last_path) -> list:
+    """The next batch of views; a TrainingError naming the resumable checkpoint when the data
+    cannot be read (a corrupt or vanished image: fix the data, then --resume)."""
+    try:
+        return next(batches)
+    except (ValueError, OSError) as error:
+        raise TrainingError(f"training data: {error} (fix it, then --resume from {last_path})") from None
+
+
 # ==== the loop ================================================================================
 def train(config: TrainConfig) -> dict:
     """Runs (or resumes) one training run; returns {"steps", "last_loss", "checkpoint"}.
@@ -110,19 +122,44 @@ def train(config: TrainConfig) -> dict:
 
     config.validate()
     out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"--out {out} is a file, not a directory")
     device = default_device(config.device)
     dist_info, device = init_distributed(device)
     try:
-        return _train(config, out, device, dist_info, parse_data, train_images)
+        with contextlib.ExitStack() as held:
+            if dist_info.is_main:  # one writer per run directory (only the main process writes)
+                out.mkdir(parents=True, exist_ok=True)
+                held.enter_context(run_lock(out, "train"))
+                # temp files of a train process killed mid-write (eval's files have their own lock)
+                remove_stale_temps(out, ("config.json", "metrics.*"))
+                remove_stale_temps(checkpoint_dir(out), ("step_*.pt",))
+            return _train(config, out, device, dist_info, parse_data, train_images)
     finally:
         shutdown_distributed()
+
+
+def fresh_start_check(out: Path, is_main: bool) -> None:
+    """Before a run without --resume: TrainingError when OUT holds training progress.
+
+    A directory holding only one checkpoint (the initial network a failed first attempt
+    saved before its first step, e.g. with a bad option) holds no progress: its checkpoint
+    is deleted, so the fixed rerun starts over instead of being refused.
+    """
+    found = list_checkpoints(out)
+    if len(found) > 1:
+        raise TrainingError(f"{out} already holds checkpoints; pass --resume to continue it, or another --out")
+    if found and is_main:
+        print(f"sdd-fast train: {out} held only its initial checkpoint ({found[0][1].name}); starting over",
+              file=sys.stderr)
+        found[0][1].unlink(missing_ok=True)
 
 
 def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
     # ---- resume or fresh start ---------------------------------------------------------------
     resume_from = latest_checkpoint(out) if config.resume else None
-    if not config.resume and list_checkpoints(out):
-        raise TrainingError(f"{out} already holds checkpoints; pass --resume to continue it, or another --out")
+    if not config.resume:
+        fresh_start_check(out, dist_info.is_main)
     state, branched = None, None
     if resume_from is not None:
         state = load_checkpoint(resume_from, map_location="cpu")
@@ -133,7 +170,14 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
     # ---- data, method, optimiser, schedules ----------------------------------------------------
     source = parse_data(config.data)
     torch.manual_seed(config.seed)  # identical initial weights on every rank
-    method = build_method(config).to(device)
+    try:
+        method = build_method(config).to(device)
+    except ValueError as error:  # an unknown or non-ViT --arch
+        raise TrainingError(str(error)) from None
+    patch = method.student.patch_embed.patch_size[0]
+    if config.img_size % patch:
+        raise TrainingError(f"--img-size {config.img_size} must be a multiple of the patch size {patch} of "
+                            f"--arch {config.arch}")
     if dist_info.enabled and device.type == "cuda":
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     images = train_images(source, config.img_size, seed=config.seed)
@@ -151,6 +195,15 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
     monitor = DSEMonitor(every=config.dse_every, write=dist_info.is_main,
                          loggers=make_loggers(out, config.extra_loggers(), METRIC_FIELDS) if dist_info.is_main else [])
 
+    if config.dse_every > 0 or config.dse_beta > 0:  # fail now, not after the first checkpoint
+        side = config.img_size // patch
+        try:
+            monitor.check_shape((config.batch_size, side * side, method.student.embed_dim))
+        except ValueError as error:
+            raise TrainingError(f"DSE (--dse-every / --dse-beta) cannot run on {side * side} patch tokens per image "
+                                f"and {config.batch_size} images per step: {error}; raise --img-size or "
+                                "--batch-size") from None
+
     start = 0
     if state is not None:
         method.load_state_dict(state["method"])
@@ -161,8 +214,8 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", config.to_dict())
-        for logger in monitor.loggers:
-            logger.truncate_after(start)  # a resumed run never logs a step twice
+        for logger in monitor.loggers:  # a resumed run never logs a step twice; a fresh one starts empty
+            logger.truncate_after(start if resume_from is not None else -1)
 
     def save(step: int) -> Path:
         path = checkpoint_path(out, step)
@@ -187,8 +240,9 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
     method.train()
     loss_value = math.nan
     data_start = time.perf_counter()
-    for step, views in zip(range(start, config.steps), loader):
-        views = [v.to(device, non_blocking=True) for v in views]
+    batches = iter(loader)
+    for step in range(start, config.steps):
+        views = [v.to(device, non_blocking=True) for v in next_batch(batches, last_path)]
         data_ms = (time.perf_counter() - data_start) * 1e3
         step_start = time.perf_counter()
         for group in optimizer.param_groups:
@@ -233,7 +287,9 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
         data_start = time.perf_counter()
     bar.close()
     monitor.close()
-    summary = {"steps": config.steps, "last_loss": loss_value, "checkpoint": str(last_path)}
+    # last_loss: None when this call ran no step (--resume of a finished run)
+    summary = {"steps": config.steps, "last_loss": loss_value if math.isfinite(loss_value) else None,
+               "checkpoint": str(last_path)}
     if dist_info.is_main:
-        print(json.dumps(summary))
+        print(json_text(summary))
     return summary
