@@ -88,7 +88,8 @@ def build_extension():
     debug = env_flag("SDD_DEBUG")
     cxx = ["-O0", "-g"] if debug else ["-O3", "-DNDEBUG"]
     cxx += ["-fvisibility=hidden"] + openmp_flags()
-    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/inputs/*.cpp") + glob.glob("csrc/autograd/*.cpp")
+                     + glob.glob("csrc/cpu/*.cpp"))
     macros = []
     kwargs = dict(name="sdd_fast._C", include_dirs=[os.path.join(ROOT, "csrc")],
                   extra_compile_args={"cxx": cxx}, define_macros=macros)

@@ -1,9 +1,11 @@
 // Every op schema of the `sdd` namespace, in one place (SPEC "Building-block ops").
 //
-// Kernels register per dispatch key in csrc/cpu/ and csrc/cuda/; fake kernels and autograd
-// are registered from Python (sdd_fast/ops.py). Backward passes are ops of their own.
-// `dse` is a composite of `dse_forward`, which also returns the forward pass's constants
-// (labels, centroids, nearest-other indices, permutation) so the backward needs no rerun.
+// Kernels register per dispatch key in their own files: CPU in csrc/cpu/, CUDA in csrc/cuda/,
+// Autograd in csrc/autograd/ (so libtorch users get gradients too), Autocast in
+// csrc/autocast.cpp; the fake kernels (shapes only, for torch.compile) are registered from
+// Python (sdd_fast/ops.py). Backward passes are ops of their own. `dse` is a composite of
+// `dse_forward`, which also returns the forward pass's constants (labels, centroids,
+// nearest-other indices, permutation) so the backward needs no rerun.
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>

@@ -1,6 +1,6 @@
 """Every dse component is invariant to the features' scale, so finite fp32 features at any
 scale must give the scale-1 answer (and a gradient scaled by 1 / scale). The features are
-rescaled by an exact power of two inside the ops (csrc/ops/features.h); before that, fp32
+rescaled by an exact power of two inside the ops (csrc/inputs/features.h); before that, fp32
 squared norms overflowed from ~1e19 (dse 3.84 instead of 0.13, then "collapsed")."""
 
 import pytest

@@ -86,3 +86,45 @@ def test_torch_compile_fullgraph_forward_and_backward():
     eager_loss.backward()
     torch.testing.assert_close(torch.stack(list(result)), torch.stack(list(eager_result)))
     torch.testing.assert_close(feats.grad, eager_feats.grad)
+
+
+# The differentiable ops and their backward ops. Their autograd kernels are C++ (csrc/autograd/,
+# TORCH_LIBRARY_IMPL(sdd, Autograd, m)), so a libtorch user of sdd::dse gets gradients too.
+AUTOGRAD_OPS = ("cluster_singular_sum", "cluster_singular_sum_backward", "effective_rank", "effective_rank_backward",
+                "inter_cluster_distance", "inter_cluster_distance_backward", "dse_forward", "dse_backward")
+
+
+def autograd_registration(op):
+    """The line of the dispatcher's table for op's Autograd kernel ("... registered at FILE:LINE")."""
+    lines = [line for line in torch._C._dispatch_dump(f"sdd::{op}").splitlines() if line.startswith("Autograd[")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("op", AUTOGRAD_OPS)
+def test_autograd_is_registered_in_cpp(op):
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(f"sdd::{op}", "Autograd")
+    for key in ("AutogradCPU", "AutogradCUDA"):  # the alias key covers every backend's autograd key
+        assert torch._C._dispatch_has_computed_kernel_for_dispatch_key(f"sdd::{op}", key)
+    # A C++ registration names its source file; torch.library.register_autograd would name none.
+    where = autograd_registration(op)
+    assert "csrc/autograd/" in where and ".cpp:" in where, where
+
+
+def test_dse_gradient_flows_through_the_cpp_autograd_kernel():
+    """gradcheck of torch.ops.sdd.dse in fp64 through the C++ autograd node of dse_forward (given
+    labels: finite differences cannot hold k-means' choices constant; intra_image, intra_batch and
+    dim, as in test_dse.py). The labels, centroids, nearest-other indices and permutation are
+    outputs without a gradient; the backward op is not twice differentiable."""
+    feats = torch.randn(4, 8, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    labels = torch.ops.sdd.dse_forward(feats, 2, 3, 2, True, 20, 1e-4, 1, "greedy", 0, None, None)
+    local, glob = labels[1], labels[2]
+    feats.requires_grad_()
+    out = torch.ops.sdd.dse_forward(feats, 2, 3, 2, True, 20, 1e-4, 1, "greedy", 0, local, glob)
+    assert "DseForwardFunction" in out[0].grad_fn.name()  # torch::autograd::CppNode<...DseForwardFunction>
+    assert [t.requires_grad for t in out] == [True, False, False, False, False, False]
+    fn = lambda f: torch.ops.sdd.dse(f, 2, 3, 2, True, 20, 1e-4, 1, "greedy", 0, local, glob)[2:]  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (feats,))
+    (grad,) = torch.autograd.grad(fn(feats).sum(), feats, create_graph=True)
+    with pytest.raises(RuntimeError, match="sdd::dse_backward"):
+        grad.sum().backward()

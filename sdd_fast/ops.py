@@ -1,8 +1,9 @@
-"""Typed wrappers of torch.ops.sdd, their fake kernels and their autograd formulas.
+"""Typed wrappers of torch.ops.sdd and their fake kernels.
 
 A fake kernel computes only output shapes and dtypes: it is what lets `torch.compile` and
-`torch.export` trace through an op without running it. Autograd formulas call the backward
-ops (C++/CUDA kernels of their own), so no Python runs per element.
+`torch.export` trace through an op without running it. The autograd formulas are registered in
+C++ (csrc/autograd/, the Autograd dispatch key), so libtorch users get gradients too: each calls
+its backward op (C++/CUDA kernels of their own), and no Python runs in a backward pass.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def inter_cluster_distance(x, centroids, labels):
     return torch.ops.sdd.inter_cluster_distance(x, centroids, labels)
 
 
-# ---- fake kernels and autograd -------------------------------------------------------------
+# ---- fake kernels ------------------------------------------------------------------------
 
 
 def _register() -> None:
@@ -150,56 +151,6 @@ def _register() -> None:
     def _(grad, values, feats, local_labels, global_labels, centroids, other, perm, local_k, global_k, group,
           normalize):
         return torch.empty_like(feats)
-
-    # -- autograd: labels, centroids, nearest-other choices and the permutation are constants.
-    def _singular_sum_setup(ctx, inputs, output):
-        x, labels, k = inputs
-        ctx.save_for_backward(x, labels)
-        ctx.k = k
-
-    def _singular_sum_backward(ctx, grad_values, _grad_counts):
-        x, labels = ctx.saved_tensors
-        if grad_values is None:
-            return None, None, None
-        return torch.ops.sdd.cluster_singular_sum_backward(grad_values, x, labels, ctx.k), None, None
-
-    torch.library.register_autograd(lib + "cluster_singular_sum", _singular_sum_backward,
-                                    setup_context=_singular_sum_setup)
-
-    def _erank_setup(ctx, inputs, output):
-        ctx.save_for_backward(inputs[0])
-
-    def _erank_backward(ctx, grad):
-        (y,) = ctx.saved_tensors
-        return torch.ops.sdd.effective_rank_backward(grad, y)
-
-    torch.library.register_autograd(lib + "effective_rank", _erank_backward, setup_context=_erank_setup)
-
-    def _inter_setup(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-
-    def _inter_backward(ctx, grad):
-        x, centroids, labels = ctx.saved_tensors
-        grad_x, grad_c = torch.ops.sdd.inter_cluster_distance_backward(grad, x, centroids, labels)
-        return grad_x, grad_c, None
-
-    torch.library.register_autograd(lib + "inter_cluster_distance", _inter_backward, setup_context=_inter_setup)
-
-    def _dse_setup(ctx, inputs, output):
-        feats, local_k, global_k, group, normalize = inputs[:5]
-        values, local_labels, global_labels, centroids, other, perm = output
-        ctx.save_for_backward(feats, values, local_labels, global_labels, centroids, other, perm)
-        ctx.options = (local_k, global_k, group, normalize)
-
-    def _dse_backward(ctx, grad_values, *_constant_grads):
-        if grad_values is None:
-            return (None,) * 12
-        feats, values, local_labels, global_labels, centroids, other, perm = ctx.saved_tensors
-        grad = torch.ops.sdd.dse_backward(grad_values, values, feats, local_labels, global_labels, centroids,
-                                          other, perm, *ctx.options)
-        return (grad,) + (None,) * 11
-
-    torch.library.register_autograd(lib + "dse_forward", _dse_backward, setup_context=_dse_setup)
 
 
 if has_ops():

@@ -101,13 +101,12 @@ void cluster_singular_sums(const std::vector<at::Tensor>& xs, const std::vector<
       values[p * k + c] = 0.0;
     }
   }
-  const std::vector<SmallSideSpectrum> spectra = small_side_spectra(clusters.mats, false);
+  const std::vector<at::Tensor> spectra = small_side_eigenvalues(clusters.mats);
   for (size_t i = 0; i < spectra.size(); ++i) {
-    const at::Tensor& eig = spectra[i].eigenvalues;
+    const at::Tensor& eig = spectra[i];
     const int64_t n = clusters.mats[i].size(0), d = clusters.mats[i].size(1);
     values[clusters.problem[i] * k + clusters.cluster[i]] =
-        common::sum_singular_values(eig.data_ptr<double>(), eig.numel(), spectra[i].degenerate_fraction) /
-        common::singular_sum_scale(n, d);
+        common::sum_singular_values(eig.data_ptr<double>(), eig.numel()) / common::singular_sum_scale(n, d);
   }
 }
 
@@ -121,10 +120,9 @@ void cluster_singular_sums_backward(const std::vector<at::Tensor>& xs, const std
   }
   add_spectral_gradients(
       clusters.mats,
-      [&](int64_t i, const SmallSideSpectrum& spectrum, std::vector<double>& weights, double& scale) {
-        weights.resize(spectrum.eigenvalues.numel());
-        common::singular_sum_backward_weights(spectrum.eigenvalues.data_ptr<double>(), weights.size(),
-                                              spectrum.degenerate_fraction, weights.data());
+      [&](int64_t i, const at::Tensor& eigenvalues, std::vector<double>& weights, double& scale) {
+        weights.resize(eigenvalues.numel());
+        common::singular_sum_backward_weights(eigenvalues.data_ptr<double>(), weights.size(), weights.data());
         const at::Tensor& a = clusters.mats[i];
         scale = grad_values[clusters.problem[i] * k + clusters.cluster[i]] /
                 common::singular_sum_scale(a.size(0), a.size(1));

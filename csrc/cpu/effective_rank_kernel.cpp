@@ -26,13 +26,12 @@ std::vector<at::Tensor> matrices(const at::Tensor& y) {
 }  // namespace
 
 void effective_ranks(const at::Tensor& y, double* out) {
-  const std::vector<SmallSideSpectrum> spectra = small_side_spectra(matrices(y.to(at::kDouble)), false);
+  const std::vector<at::Tensor> spectra = small_side_eigenvalues(matrices(y.to(at::kDouble)));
+  const int64_t m = std::min(y.size(1), y.size(2));
   for (size_t q = 0; q < spectra.size(); ++q) {
-    // Padding adds zero eigenvalues; erank counts min(R, d) of them.
-    const at::Tensor eig = spectra[q].eigenvalues.narrow(0, spectra[q].eigenvalues.numel() - std::min(y.size(1), y.size(2)),
-                                                         std::min(y.size(1), y.size(2)));
-    out[q] = common::effective_rank_from_eigenvalues(eig.data_ptr<double>(), eig.numel(),
-                                                     spectra[q].degenerate_fraction);
+    // Padding adds zero eigenvalues (the smallest); erank counts min(R, d) of them.
+    const at::Tensor eig = spectra[q].narrow(0, spectra[q].numel() - m, m);
+    out[q] = common::effective_rank_from_eigenvalues(eig.data_ptr<double>(), m);
   }
 }
 
@@ -41,11 +40,11 @@ void effective_ranks_backward(const at::Tensor& y, const double* grad, at::Tenso
   const int64_t m = std::min(y.size(1), y.size(2));
   add_spectral_gradients(
       matrices(y.to(at::kDouble)),
-      [&](int64_t q, const SmallSideSpectrum& spectrum, std::vector<double>& weights, double& scale) {
-        const int64_t total = spectrum.eigenvalues.numel();
+      [&](int64_t q, const at::Tensor& eigenvalues, std::vector<double>& weights, double& scale) {
+        const int64_t total = eigenvalues.numel();
         weights.assign(total, 0.0);  // padding eigenvalues (the smallest) get no weight
-        common::effective_rank_backward_weights(spectrum.eigenvalues.data_ptr<double>() + (total - m), m,
-                                                spectrum.degenerate_fraction, weights.data() + (total - m));
+        common::effective_rank_backward_weights(eigenvalues.data_ptr<double>() + (total - m), m,
+                                                weights.data() + (total - m));
         scale = grad[q];
       },
       grads);

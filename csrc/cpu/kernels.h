@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "../common/philox.h"
-#include "../ops/options.h"
+#include "../inputs/options.h"
 
 namespace sdd {
 namespace cpu {

@@ -9,8 +9,6 @@
 #include <map>
 #include <utility>
 
-#include "../common/spectral.h"
-
 namespace sdd {
 namespace cpu {
 namespace {
@@ -123,19 +121,15 @@ BucketSpectra bucket_spectra(const std::vector<at::Tensor>& mats, const BucketLi
 
 }  // namespace
 
-std::vector<SmallSideSpectrum> small_side_spectra(const std::vector<at::Tensor>& mats, bool with_vectors) {
+std::vector<at::Tensor> small_side_eigenvalues(const std::vector<at::Tensor>& mats) {
   const BucketList buckets = make_buckets(mats);
-  const BucketSpectra spectra_of = bucket_spectra(mats, buckets, with_vectors);
-  std::vector<SmallSideSpectrum> spectra(mats.size());
+  const BucketSpectra spectra_of = bucket_spectra(mats, buckets, false);
+  std::vector<at::Tensor> eigenvalues(mats.size());
   for (size_t i = 0; i < buckets.size(); ++i) {
-    const auto& [key, members] = buckets[i];
-    for (size_t j = 0; j < members.size(); ++j) {
-      spectra[members[j]] = {spectra_of.values[i].select(0, j),
-                             with_vectors ? spectra_of.vectors[i].select(0, j) : at::Tensor(), key.first, key.second,
-                             common::degenerate_eigenvalue_fraction<double>()};
-    }
+    const std::vector<int64_t>& members = buckets[i].second;
+    for (size_t j = 0; j < members.size(); ++j) eigenvalues[members[j]] = spectra_of.values[i].select(0, j);
   }
-  return spectra;
+  return eigenvalues;
 }
 
 void add_spectral_gradients(const std::vector<at::Tensor>& mats, const SpectralWeightFn& weight_fn,
@@ -150,10 +144,8 @@ void add_spectral_gradients(const std::vector<at::Tensor>& mats, const SpectralW
     const int64_t m = values.size(1);
     at::Tensor scaled = at::empty({static_cast<int64_t>(members.size()), 1, m}, values.options());
     for (size_t j = 0; j < members.size(); ++j) {
-      const SmallSideSpectrum spectrum{values.select(0, j), vectors.select(0, j), key.first, key.second,
-                                       common::degenerate_eigenvalue_fraction<double>()};
       double scale = 0.0;
-      weight_fn(members[j], spectrum, weights, scale);
+      weight_fn(members[j], values.select(0, j), weights, scale);
       double* out = scaled.select(0, j).data_ptr<double>();
       for (int64_t e = 0; e < m; ++e) out[e] = weights[e] * scale;
     }

@@ -15,24 +15,17 @@
 namespace sdd {
 namespace cpu {
 
-struct SmallSideSpectrum {
-  at::Tensor eigenvalues;   // float64 [m] (ascending); m = padded size of the smaller side
-  at::Tensor eigenvectors;  // float64 [m, m] (undefined unless requested)
-  bool gram;                // true: A A^T (rows <= cols); false: A^T A
-  int64_t padded_rows;      // rows of the zero-padded A the Gram was formed from
-  double degenerate_fraction;  // eigenvalues <= this * largest are zeros (float64 rounding)
-};
-
-// Spectra of every matrix in `mats` (each [r_i, C] float64, contiguous, same C).
-std::vector<SmallSideSpectrum> small_side_spectra(const std::vector<at::Tensor>& mats, bool with_vectors);
+// Eigenvalues (float64 [m], ascending; m = padded size of the smaller side) of every matrix in
+// `mats` (each [r_i, C] float64, contiguous, same C).
+std::vector<at::Tensor> small_side_eigenvalues(const std::vector<at::Tensor>& mats);
 
 // Per matrix i: the weights w (one per eigenvalue) and scale of a spectral function whose
 // derivative per singular value is w_j * sigma_j.
-using SpectralWeightFn = std::function<void(int64_t i, const SmallSideSpectrum& spectrum,
-                                            std::vector<double>& weights, double& scale)>;
+using SpectralWeightFn = std::function<void(int64_t i, const at::Tensor& eigenvalues, std::vector<double>& weights,
+                                            double& scale)>;
 
 // grads[i] += scale_i * (gram ? U diag(w_i) U^T A_i : A_i V diag(w_i) V^T) for every matrix,
-// batched like small_side_spectra (grads[i] has A_i's shape and dtype).
+// batched like small_side_eigenvalues (grads[i] has A_i's shape and dtype).
 void add_spectral_gradients(const std::vector<at::Tensor>& mats, const SpectralWeightFn& weight_fn,
                             std::vector<at::Tensor>& grads);
 

@@ -39,7 +39,6 @@ __global__ void __launch_bounds__(kernels::kThreads) kernel_entry(const typename
 }
 
 struct CudaBackend {
-  static constexpr const char* kName = "CUDA";
   using Guard = c10::cuda::OptionalCUDAGuard;  // launches go to the input's device
 
   // Runs Kernel::run on grid.x * grid.y blocks of kernels::kThreads threads with

@@ -11,7 +11,7 @@
 #include <tuple>
 
 #include "../kernels/inter.h"
-#include "../ops/features.h"
+#include "../inputs/features.h"
 #include "inter.h"
 #include "kmeans.h"
 #include "spectra.h"
@@ -74,8 +74,7 @@ DseForward dse_forward_op(const at::Tensor& feats, int64_t local_k, int64_t glob
                           int64_t iters, double tol, int64_t n_init, c10::string_view seeding, int64_t seed,
                           const c10::optional<at::Tensor>& local_labels,
                           const c10::optional<at::Tensor>& global_labels) {
-  const DseOptions options =
-      make_dse_options(local_k, global_k, group, normalize, iters, tol, n_init, std::string(seeding), seed);
+  const DseOptions options = make_dse_options(local_k, global_k, group, iters, tol, n_init, std::string(seeding), seed);
   const DseShape shape = check_dse_inputs(feats, options, local_labels, global_labels);
   const typename Backend::Guard guard(feats.device());
   const int64_t B = shape.batch, N = shape.patches, d = shape.channels, G = shape.groups, M = group * N;

@@ -12,7 +12,7 @@
 #include "../common/philox.h"
 #include "../cpu/tensor_utils.h"
 #include "../kernels/kmeans.h"
-#include "../ops/options.h"
+#include "../inputs/options.h"
 
 namespace sdd {
 namespace device_ops {

@@ -78,8 +78,6 @@ class EmuBlock {
 };
 
 struct EmuBackend {
-  static constexpr const char* kName = "emulator";
-
   struct Guard {  // the emulator runs on the CPU: no device to select
     explicit Guard(const c10::Device&) {}
   };

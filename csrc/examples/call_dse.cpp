@@ -4,8 +4,12 @@
 // with --no-as-needed, so loading it runs the TORCH_LIBRARY(sdd, ...) registrations; this
 // program never names a symbol of the library itself.
 //
-// Exit status: 0 when the 5 values (dse, inter, intra_image, intra_batch, dim) are finite,
-// 1 otherwise, 2 on an exception (e.g. the op is not registered).
+// It then backpropagates through the op (the autograd kernels are registered in C++,
+// csrc/autograd/), as a training loop using DSE as a regularizer would.
+//
+// Exit status: 0 when the 5 values (dse, inter, intra_image, intra_batch, dim) are finite and
+// the gradient of dse with respect to the features is finite and nonzero, 1 otherwise, 2 on an
+// exception (e.g. the op is not registered).
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/util/Exception.h>
@@ -19,7 +23,7 @@
 int main() {
   try {
     at::manual_seed(0);
-    const at::Tensor feats = at::randn({16, 196, 64}, at::TensorOptions().dtype(at::kFloat));
+    const at::Tensor feats = at::randn({16, 196, 64}, at::TensorOptions().dtype(at::kFloat)).requires_grad_(true);
 
     // dse(Tensor feats, int local_k=3, int global_k=24, int group=8, bool normalize=True,
     //     int iters=20, float tol=1e-4, int n_init=1, str seeding="greedy", int seed=0,
@@ -33,7 +37,7 @@ int main() {
                                       /*iters=*/20, /*tol=*/1e-4, /*n_init=*/1, /*seeding=*/"greedy",
                                       /*seed=*/0, std::nullopt, std::nullopt);
 
-    const at::Tensor v = values.to(at::kDouble).contiguous().reshape({-1});
+    const at::Tensor v = values.detach().to(at::kDouble).contiguous().reshape({-1});
     if (v.numel() != 5) {
       std::cerr << "call_dse: expected 5 values, got shape " << values.sizes() << "\n";
       return 1;
@@ -49,8 +53,22 @@ int main() {
       std::cerr << "call_dse: FAILED, a value is not finite\n";
       return 1;
     }
+
+    // d dse / d feats: values[0] is dse; its gradient comes from sdd::dse_backward.
+    values.select(0, 0).backward();
+    const at::Tensor grad = feats.grad();
+    if (!grad.defined() || grad.sizes() != feats.sizes()) {
+      std::cerr << "call_dse: FAILED, no gradient of the features' shape\n";
+      return 1;
+    }
+    const double grad_norm = grad.to(at::kDouble).norm().item<double>();
+    std::cout << "||d dse / d feats|| = " << grad_norm << "\n";
+    if (!std::isfinite(grad_norm) || grad_norm == 0.0 || !grad.isfinite().all().item<bool>()) {
+      std::cerr << "call_dse: FAILED, the gradient is not finite or is zero\n";
+      return 1;
+    }
     std::cout << "call_dse: OK (sdd::dse via the dispatcher, " << values.dtype() << ", shape " << values.sizes()
-              << ")\n";
+              << ", and its backward)\n";
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "call_dse: exception: " << e.what() << "\n";

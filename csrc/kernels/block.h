@@ -39,8 +39,6 @@ struct Grid {
 
 template <class T>
 SDD_KERNEL T min_of(T a, T b) { return b < a ? b : a; }
-template <class T>
-SDD_KERNEL T max_of(T a, T b) { return a < b ? b : a; }
 
 // Points of problem p when problems of M points lie back to back and only `total` points exist
 // (dse's last group of images may be smaller).

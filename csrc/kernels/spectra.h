@@ -213,14 +213,13 @@ struct ClusterSpectraKernel {
     center_columns(b, A, n, d);
     smaller_gram(b, A, n, d, gram, S);
     take_diagonal(b, jacobi_eigen(b, S, S + m * m, V, m, js, scratch), m, eig);
-    const double frac = common::degenerate_eigenvalue_fraction<double>();
     const double norm = common::singular_sum_scale(n, d);
     if (!kBackward) {
-      if (b.thread() == 0) a.values[p * k + c] = common::sum_singular_values(eig, m, frac) / norm;
+      if (b.thread() == 0) a.values[p * k + c] = common::sum_singular_values(eig, m) / norm;
       return;
     }
     if (b.thread() == 0) {
-      common::singular_sum_backward_weights(eig, m, frac, w);
+      common::singular_sum_backward_weights(eig, m, w);
       const double scale = a.grad_values[p * k + c] / norm;
       for (int64_t i = 0; i < m; ++i) w[i] *= scale;
     }
@@ -282,13 +281,12 @@ struct EffectiveRankKernel {
     double* S = m <= kSharedMatrixCap ? shared.take<double>(2 * m * m) : G;  // the two buffers of the Jacobi
     smaller_gram(b, Y, R, d, gram, S);
     take_diagonal(b, jacobi_eigen(b, S, S + m * m, V, m, js, scratch), m, eig);
-    const double frac = common::degenerate_eigenvalue_fraction<double>();
     if (!kBackward) {
-      if (b.thread() == 0) a.ranks[q] = common::effective_rank_from_eigenvalues(eig, m, frac);
+      if (b.thread() == 0) a.ranks[q] = common::effective_rank_from_eigenvalues(eig, m);
       return;
     }
     if (b.thread() == 0) {
-      common::effective_rank_backward_weights(eig, m, frac, w);
+      common::effective_rank_backward_weights(eig, m, w);
       for (int64_t i = 0; i < m; ++i) w[i] *= a.grad[q];
     }
     b.sync();

@@ -1,5 +1,7 @@
 // Options of the metric, as the ops receive them, and their validation.
 //
+// csrc/inputs/ is what every backend (CPU, CUDA, emulator) does with an op's inputs before any
+// kernel runs: this file checks them and parses the options, features.h prepares the features.
 // The defaults live in one place, sdd_fast/options.py; C++ callers pass every option.
 #pragma once
 
@@ -34,7 +36,6 @@ struct DseOptions {
   int64_t local_k;
   int64_t global_k;
   int64_t group;
-  bool normalize;
   KmeansOptions local;   // k = local_k
   KmeansOptions global;  // k = global_k
 };
@@ -97,7 +98,7 @@ DseShape check_dse_backward_inputs(const at::Tensor& grad, const at::Tensor& val
                                    int64_t local_k, int64_t global_k, int64_t group);
 
 // The dse options parsed and checked with feats and labels (check_dse_inputs).
-DseOptions make_dse_options(int64_t local_k, int64_t global_k, int64_t group, bool normalize, int64_t iters,
-                            double tol, int64_t n_init, const std::string& seeding, int64_t seed);
+DseOptions make_dse_options(int64_t local_k, int64_t global_k, int64_t group, int64_t iters, double tol,
+                            int64_t n_init, const std::string& seeding, int64_t seed);
 
 }  // namespace sdd

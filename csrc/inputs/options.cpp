@@ -152,9 +152,9 @@ DseShape check_dse_backward_inputs(const at::Tensor& grad, const at::Tensor& val
   return shape;
 }
 
-DseOptions make_dse_options(int64_t local_k, int64_t global_k, int64_t group, bool normalize, int64_t iters,
-                            double tol, int64_t n_init, const std::string& seeding, int64_t seed) {
-  return DseOptions{local_k, global_k, group, normalize,
+DseOptions make_dse_options(int64_t local_k, int64_t global_k, int64_t group, int64_t iters, double tol,
+                            int64_t n_init, const std::string& seeding, int64_t seed) {
+  return DseOptions{local_k, global_k, group,
                     make_kmeans_options(local_k, iters, tol, n_init, seeding, seed),
                     make_kmeans_options(global_k, iters, tol, n_init, seeding, seed)};
 }
