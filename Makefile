@@ -1,6 +1,8 @@
 # sdd-fast developer entry points (GNU make).
 #
-#   make test                 venv (once) + build + pytest python_tests
+#   make test                 venv (once) + build + pytest python_tests, without the tests marked slow
+#   make test-all             the same with the slow tests too (--run-slow: the quick study, the longer
+#                             trainer runs; a few minutes more on 2 cores): what .ci/run runs
 #   make demo                 venv (once) + build + python -m sdd_fast.demo
 #   make bench                venv (once) + build + pytest benchmarks -> benchmarks/RESULTS.md, scaling.png
 #   make bench BENCH_SHORT=1  the same in a short mode (CI), written to build/bench/short/
@@ -17,7 +19,7 @@
 #   PYTHON=python3            use this interpreter as is (no venv is created or touched)
 #   VENV_PYTHON=python3       interpreter that creates .venv when PYTHON is not given
 #   TORCH_SPEC=torch==2.14.1  torch requirement installed into .venv (TORCHVISION_SPEC: its torchvision)
-#   PYTEST_ARGS=...           extra pytest arguments (test, bench)
+#   PYTEST_ARGS=...           extra pytest arguments (test, test-all, emu-test, bench)
 #   CMAKE_JOBS=2              parallel jobs of the CMake build; CMAKE_ARGS=... extra configure args
 #   EMU_TSAN_OPTIONS=...      TSAN_OPTIONS of emu-sanitize (default halt_on_error=1); EMU_ASAN_OPTIONS likewise
 #                             (default detect_leaks=1: LeakSanitizer is clean with torch 2.14.1)
@@ -74,7 +76,7 @@ ifeq ($(wildcard $(ROOT)/sdd_fast/_C*.so),)
   BUILD_FORCE := FORCE
 endif
 
-.PHONY: help venv build test demo bench cmake-test emu-test emu-sanitize lint clean distclean print-python FORCE
+.PHONY: help venv build test test-all demo bench cmake-test emu-test emu-sanitize lint clean distclean print-python FORCE
 
 help:
 	@sed -n '1,/^$$/p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
@@ -131,10 +133,13 @@ $(BUILD_STAMP): $(BUILD_INPUTS) $(BUILD_CONFIG_FILE) $(VENV_STAMP) $(BUILD_FORCE
 build: $(BUILD_STAMP)
 
 # ---- checks -------------------------------------------------------------------------------
-# pytest exits 5 when it collected no test: that is a failure here.
-test: build
-	@rc=0; cd $(ROOT) && $(PY) -m pytest python_tests -q $(PYTEST_ARGS) || rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "test: FAILED, pytest collected no tests (exit 5)" >&2; fi; \
+# pytest exits 5 when it collected no test: that is a failure here. `make test` skips the tests
+# marked slow (python_tests/conftest.py); `make test-all` passes --run-slow and runs them too.
+TEST_SLOW_ARGS :=
+test-all: TEST_SLOW_ARGS := --run-slow
+test test-all: build
+	@rc=0; cd $(ROOT) && $(PY) -m pytest python_tests -q $(TEST_SLOW_ARGS) $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "$@: FAILED, pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc
 
 demo: build

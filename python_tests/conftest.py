@@ -1,4 +1,8 @@
-"""Shared fixtures: device parametrisation (cpu, and cuda when present), slow-test switch."""
+"""Shared fixtures: device parametrisation (cpu, and cuda when present), slow-test switch.
+
+Markers (pyproject.toml): `cuda` tests need a GPU and are skipped without one; `slow` tests (the
+quick study, the longer trainer runs) are skipped unless `--run-slow` is given, which
+`make test-all` and `.ci/run` do (`make test` leaves them out)."""
 
 import zlib
 
@@ -27,7 +31,10 @@ def pytest_report_header(config):
             f"torch={torch.__version__} threads={torch.get_num_threads()}")
 
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() and sdd_fast.has_cuda() else [])
+# The cuda case carries the `cuda` marker, as every test that runs on a GPU does: `-m cuda` (gpu-check)
+# selects it and `-m "not cuda"` leaves it out.
+DEVICES = ["cpu"] + ([pytest.param("cuda", marks=pytest.mark.cuda)]
+                     if torch.cuda.is_available() and sdd_fast.has_cuda() else [])
 
 
 @pytest.fixture(params=DEVICES)

@@ -1,4 +1,7 @@
-"""Bundled trainers: every method trains on the CPU, resumes exactly, and fails clearly."""
+"""Bundled trainers: every method trains on the CPU, resumes exactly, and fails clearly.
+
+The longest runs (every method's 32 steps, the two-process torchrun job) are marked slow:
+`make test-all` (and CI) run them, `make test` does not."""
 
 import json
 import os
@@ -27,6 +30,7 @@ def mean(values):
     return sum(values) / len(values)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHOD_NAMES)
 def test_each_method_trains_logs_dse_and_its_loss_falls(tmp_path, method):
     # 16 images per step: with 8, MoCo v3's 8-negative contrastive loss is too noisy to compare.
@@ -129,9 +133,71 @@ def test_bad_options_give_a_message_not_a_traceback(tmp_path, capsys, args, mess
     assert exit_info.value.code == 2 and message in err and "Traceback" not in err
 
 
-def test_dse_beta_regularizes_the_student_and_logs_it(tmp_path):
-    rows = train(tmp_path, "--method", "dino", "--steps", "3", "--dse-beta", "0.5")
+def student_grads(method, views, beta=None):
+    """{name: gradient} of the student's parameters after one forward / backward of `views`
+    (step 0): of the method's loss alone (beta None) or plus DSERegularizer(beta) of the
+    student's patch tokens, as the training loop adds it."""
+    from sdd_fast.regularizer import DSERegularizer
+
+    method.zero_grad(set_to_none=True)
+    result = method(views, 0)
+    loss = result.loss if beta is None else result.loss + DSERegularizer(beta)(result.student_patches)
+    loss.backward()
+    return {name: p.grad.clone() for name, p in method.student.named_parameters() if p.grad is not None}
+
+
+def flat(grads: dict) -> torch.Tensor:
+    return torch.cat([g.flatten() for _, g in sorted(grads.items())])
+
+
+@pytest.mark.parametrize("method_name", ["dino", "mocov3"])
+def test_dse_beta_adds_minus_beta_times_the_dse_gradient_to_the_student(method_name, one_thread):
+    """Same weights, same batch: the student's gradients with DSERegularizer(0) are exactly the
+    method loss's; with beta > 0 they differ, by -beta x the gradient of DSE(student patches)."""
+    from sdd_fast import dse
+    from sdd_fast.train.config import TrainConfig
+    from sdd_fast.train.methods import build_method
+
+    method = build_method(TrainConfig(out="unused", method=method_name, img_size=32))
+    method.train()
+    start = {k: v.clone() for k, v in method.state_dict().items()}  # DINO's forward moves its centre
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    views = method.make_transform()(images)
+
+    def fresh():
+        method.load_state_dict(start)
+        return method
+
+    plain = student_grads(fresh(), views)
+    beta0 = student_grads(fresh(), views, beta=0.0)
+    beta = 0.5
+    regularized = student_grads(fresh(), views, beta=beta)
+    fresh().zero_grad(set_to_none=True)
+    dse(method(views, 0).student_patches).dse.backward()
+    dse_grad = {name: p.grad.clone() for name, p in method.student.named_parameters() if p.grad is not None}
+
+    assert set(plain) == set(beta0) == set(regularized) and len(plain) > 10
+    assert all(torch.equal(plain[name], beta0[name]) for name in plain)
+    assert set(dse_grad) <= set(plain) and len(dse_grad) > 10  # DSE reaches the backbone's weights
+    change = flat(regularized) - flat(plain)
+    expected = -beta * flat({name: dse_grad.get(name, torch.zeros_like(g)) for name, g in plain.items()})
+    assert float(change.norm()) > 1e-3 * float(flat(plain).norm())  # a real change, not rounding
+    assert float((change - expected).norm()) <= 1e-3 * float(expected.norm())
+
+
+def test_dse_beta_enters_the_training_loss_and_changes_the_run(tmp_path, one_thread):
+    """`train --dse-beta 0.5`: step 1 (same weights) logs the method's loss minus 0.5 x the
+    student's DSE (reg_dse, the DSE of the student's first-view patches); from step 2 on the
+    student, trained on that loss, differs from the unregularised run's (its KL part)."""
+    plain = train(tmp_path / "plain", "--method", "dino", "--steps", "3")
+    rows = train(tmp_path / "reg", "--method", "dino", "--steps", "3", "--dse-beta", "0.5")
     assert all(r["reg_dse"] is not None for r in rows)
+    assert all("reg_dse" not in r or r["reg_dse"] is None for r in plain)
+    assert rows[0]["kl"] == pytest.approx(plain[0]["kl"], rel=1e-6)  # the method's own loss: unchanged
+    assert rows[0]["loss"] == pytest.approx(plain[0]["loss"] - 0.5 * rows[0]["reg_dse"], rel=1e-5)
+    assert rows[0]["dse"] == pytest.approx(plain[0]["dse"], rel=1e-5)  # the teacher's tokens before any update
+    assert rows[0]["reg_dse"] == pytest.approx(rows[0]["dse"], rel=1e-5)  # step 1: the student is still the teacher
+    assert all(abs(r["kl"] - p["kl"]) > 1e-6 * abs(p["kl"]) for r, p in zip(rows[1:], plain[1:])), (rows, plain)
 
 
 def test_csv_and_tensorboard_loggers(tmp_path):
@@ -141,19 +207,88 @@ def test_csv_and_tensorboard_loggers(tmp_path):
     assert any((tmp_path / "tensorboard").iterdir())
 
 
-def test_torchrun_two_cpu_processes(tmp_path):
+def emulate_ranks(run_dir, world_size=2):
+    """The first step of `run_dir` (a torchrun job of `world_size` processes) replayed in this
+    process rank by rank from its step-0 checkpoint: per rank its method loss, the DINO centre
+    its forward leaves, and the student's gradients. (The loop's data split, StepPositions:
+    rank r of step t takes positions t * world * batch + r * batch + [0, batch).)"""
+    from sdd_fast.data import parse_data, train_images
+    from sdd_fast.train.config import TrainConfig
+    from sdd_fast.train.methods import build_method
+    from sdd_fast.train.stream import AugmentedStream, step_loader
+
+    config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    start = load_checkpoint(run_dir / "checkpoints" / "step_000000.pt")
+    method = build_method(config)
+    stream = AugmentedStream(train_images(parse_data(config.data), config.img_size, seed=config.seed),
+                             method.make_transform(), config.seed, config.aug_group)
+    ranks = []
+    for rank in range(world_size):
+        views = next(iter(step_loader(stream, 0, 1, config.batch_size, rank, world_size)))
+        method.load_state_dict(start["method"])
+        method.train()
+        method.zero_grad(set_to_none=True)
+        result = method(views, 0)
+        result.loss.backward()
+        grads = {name: p.grad.clone() for name, p in method.named_parameters() if p.grad is not None}
+        ranks.append({"loss": float(result.loss.detach()), "center": method.loss_fn.center.clone(), "grads": grads})
+    return config, start, method, ranks
+
+
+def adamw_first_step(config, start, method, grads):
+    """The student's weights after the loop's first optimiser step from `start` with `grads`."""
+    from sdd_fast.train.loop import param_groups
+    from sdd_fast.train.schedule import cosine_schedule
+
+    method.load_state_dict(start["method"])
+    optimizer = torch.optim.AdamW(param_groups(method, config.weight_decay), lr=config.lr, fused=True)
+    for group in optimizer.param_groups:
+        group["lr"] = cosine_schedule(config.lr, config.min_lr, config.steps, config.warmup_steps)[0]
+    for name, p in method.named_parameters():
+        p.grad = grads[name].clone() if name in grads else None
+    torch.nn.utils.clip_grad_norm_(method.parameters(), config.clip_grad)
+    optimizer.step()
+    return torch.cat([p.detach().flatten() for p in method.student.parameters()])
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_split_the_batch_and_average_gradients(tmp_path):
+    """`torchrun --nproc_per_node=2`: rank 0 alone writes; the two ranks trained on different
+    images (the logged step-1 loss is the mean of the two ranks' losses, replayed here, not
+    rank 0's), DINO's centre is all-reduced over both ranks' teacher outputs, and the step-1
+    weights are the AdamW step of the AVERAGED gradient (DistributedDataParallel), not of
+    rank 0's own."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           "-m", "sdd_fast.cli", "train", "--out", str(out), *FAST, "--method", "mocov3", "--steps", "3",
-           "--device", "cpu"]
+           "-m", "sdd_fast.cli", "train", "--out", str(out), *FAST, "--method", "dino", "--steps", "3",
+           "--save-every", "1", "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]  # rank 0 alone writes
     assert all(r["dse"] is not None for r in rows)
     assert load_checkpoint(out / "checkpoints" / "step_000003.pt")["step"] == 3
-    assert torch.distributed.is_available()
+
+    config, start, method, (rank0, rank1) = emulate_ranks(out)
+    # Different images per rank: the replayed losses differ, and the log holds their mean.
+    assert abs(rank0["loss"] - rank1["loss"]) > 1e-3 * abs(rank0["loss"])
+    assert rows[0]["loss"] == pytest.approx((rank0["loss"] + rank1["loss"]) / 2, rel=1e-4)
+    # DINO's centre after step 1: 0.1 x the mean teacher output over BOTH ranks' images.
+    step1 = load_checkpoint(out / "checkpoints" / "step_000001.pt")
+    center = step1["method"]["loss_fn.center"]
+    both, alone = (rank0["center"] + rank1["center"]) / 2, rank0["center"]
+    assert float((center - both).norm()) <= 1e-4 * float(both.norm())
+    assert float((center - alone).norm()) > 0.1 * float(both.norm())
+    # Gradients averaged over the ranks before the optimiser step.
+    mean_grads = {name: (g + rank1["grads"][name]) / 2 for name, g in rank0["grads"].items()}
+    synced = adamw_first_step(config, start, method, mean_grads)
+    rank0_only = adamw_first_step(config, start, method, rank0["grads"])
+    method.load_state_dict(step1["method"])
+    saved = torch.cat([p.detach().flatten() for p in method.student.parameters()])
+    assert not torch.equal(synced, rank0_only)
+    assert float((saved - synced).norm()) <= 0.1 * float((saved - rank0_only).norm()), (
+        float((saved - synced).norm()), float((saved - rank0_only).norm()))
 
 
 @pytest.mark.parametrize("method", ["dino", "ibot"])

@@ -52,9 +52,6 @@ DseShape check_dse_inputs(const at::Tensor& feats, const DseOptions& options,
   const int64_t B = feats.size(0), N = feats.size(1), d = feats.size(2);
   TORCH_CHECK_VALUE(B >= 1, "feats must hold at least one image (B >= 1); got shape ", feats.sizes());
   TORCH_CHECK_VALUE(d >= 1, "feats must have at least one channel (d >= 1); got shape ", feats.sizes());
-  TORCH_CHECK_VALUE(options.local_k >= 1, "local_k must be >= 1; got ", options.local_k);
-  TORCH_CHECK_VALUE(options.global_k >= 1, "global_k must be >= 1; got ", options.global_k);
-  TORCH_CHECK_VALUE(options.group >= 1, "group must be >= 1; got ", options.group);
   TORCH_CHECK_VALUE(N >= 2 * options.local_k, "feats has N = ", N,
                     " patches per image; local_k = ", options.local_k, " needs N >= 2 * local_k");
   DseShape shape{B, N, d, (B + options.group - 1) / options.group, options.group};
@@ -154,6 +151,10 @@ DseShape check_dse_backward_inputs(const at::Tensor& grad, const at::Tensor& val
 
 DseOptions make_dse_options(int64_t local_k, int64_t global_k, int64_t group, int64_t iters, double tol,
                             int64_t n_init, const std::string& seeding, int64_t seed) {
+  // Named here, before make_kmeans_options would call either of them plain "k".
+  TORCH_CHECK_VALUE(local_k >= 1, "local_k must be >= 1; got ", local_k);
+  TORCH_CHECK_VALUE(global_k >= 1, "global_k must be >= 1; got ", global_k);
+  TORCH_CHECK_VALUE(group >= 1, "group must be >= 1; got ", group);
   return DseOptions{local_k, global_k, group,
                     make_kmeans_options(local_k, iters, tol, n_init, seeding, seed),
                     make_kmeans_options(global_k, iters, tol, n_init, seeding, seed)};

@@ -2,7 +2,10 @@
 //
 // csrc/inputs/ is what every backend (CPU, CUDA, emulator) does with an op's inputs before any
 // kernel runs: this file checks them and parses the options, features.h prepares the features.
-// The defaults live in one place, sdd_fast/options.py; C++ callers pass every option.
+// Defaults: the `dse` schema (csrc/sdd.cpp) states them for callers of the op, and
+// sdd_fast/core/options.py for the Python API and the reference; the structs here have none.
+// python_tests/test_validation_parity.py checks that the schema and Python agree, and that
+// these checks and the Python ones refuse the same inputs with the same messages.
 #pragma once
 
 #include <ATen/core/Tensor.h>
