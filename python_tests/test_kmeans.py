@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from helpers import clustered_feats, same_partition
 
 import sdd_fast
-from helpers import clustered_feats, same_partition
 
 
 def test_shapes_and_dtypes(device):

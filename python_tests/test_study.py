@@ -10,7 +10,6 @@ from sdd_fast.cli import main as cli_main
 from sdd_fast.study.plan import METRICS, StudyPlan
 
 
-
 @pytest.fixture(scope="module")
 def quick_study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")

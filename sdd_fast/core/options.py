@@ -7,6 +7,13 @@ from dataclasses import dataclass
 import torch
 
 SEEDINGS = ("greedy", "d2", "d")
+DSE_FIELDS = ("dse", "inter", "intra_image", "intra_batch", "dim")  # what torch.ops.sdd.dse returns, in order
+COMPONENTS = DSE_FIELDS[1:]  # the four numbers dse is made of (docs/SPEC.md)
+
+
+def compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype every op computes and returns in: fp64 stays fp64; fp16 / bf16 / fp32 give fp32."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
 @dataclass(frozen=True)
