@@ -45,11 +45,13 @@ def check_kmeans_options(k, iters, tol, n_init, seeding, seed) -> None:
     """Raises ValueError / TypeError naming the first bad k-means option."""
     _check_int("k", k, 1)
     _check_int("iters", iters, 0)
-    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0:
-        raise ValueError(f"tol must be a number >= 0; got {tol!r}")
+    if not isinstance(tol, (int, float)) or isinstance(tol, bool):
+        raise TypeError(f"tol must be a number; got {type(tol).__name__}")
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0; got {tol:g}")  # as C++ prints a double
     _check_int("n_init", n_init, 1)
     if seeding not in SEEDINGS:
-        raise ValueError(f"seeding must be one of {SEEDINGS}; got {seeding!r}")
+        raise ValueError(f"seeding must be one of {', '.join(map(repr, SEEDINGS))}; got {seeding!r}")
     _check_int("seed", seed, -(2**63))
 
 
