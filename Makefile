@@ -3,7 +3,7 @@
 #   make test                 venv (once) + build + pytest python_tests, without the tests marked slow
 #   make test-all             the same with the slow tests too (--run-slow: the quick study, the longer
 #                             trainer runs; a few minutes more on 2 cores): what .ci/run runs
-#   make demo                 venv (once) + build + python -m sdd_fast.demo
+#   make demo                 venv (once) + build + python -m sdd_fast.cli.demo
 #   make bench                venv (once) + build + pytest benchmarks -> benchmarks/RESULTS.md, scaling.png
 #   make bench BENCH_SHORT=1  the same in a short mode (CI), written to build/bench/short/
 #   make cmake-test           libtorch-only CMake build of libsdd_fast.so + run cmake-build/call_dse
@@ -143,7 +143,7 @@ test test-all: build
 	exit $$rc
 
 demo: build
-	cd $(ROOT) && $(PY) -m sdd_fast.demo
+	cd $(ROOT) && $(PY) -m sdd_fast.cli.demo
 
 # `make bench`: the full suite (15-30 min on 2 CPU cores, the trainer runs included), then
 # benchmarks/RESULTS.md and benchmarks/scaling.png (sections of devices not measured in this run are kept).

@@ -23,8 +23,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_utils, the baselines
 
 import bench_utils  # noqa: E402
+
 import sdd_fast  # noqa: E402
-from sdd_fast.devices import cpu_model  # noqa: E402
+from sdd_fast.utils.devices import cpu_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,7 +79,7 @@ def _two_threads():
 @pytest.fixture(scope="session")
 def feats_for():
     """feats_for(B, N, d, device): embedded structured features (cached per size and device)."""
-    from sdd_fast.synthetic import structured_feats
+    from sdd_fast.core.synthetic import structured_feats
 
     cache = {}
 

@@ -20,7 +20,7 @@ import time
 import torch
 
 import sdd_fast
-from sdd_fast._library import KERNEL_OPS
+from sdd_fast.core.library import KERNEL_OPS
 
 B, N, D, LOCAL_K, GLOBAL_K, GROUP = 4, 32, 48, 3, 6, 2
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)

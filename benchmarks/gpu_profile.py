@@ -14,7 +14,7 @@ import argparse
 import torch
 
 import sdd_fast
-from sdd_fast.synthetic import structured_feats
+from sdd_fast.core.synthetic import structured_feats
 
 
 def main() -> None:

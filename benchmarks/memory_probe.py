@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", nargs=3, type=int, metavar=("B", "N", "D"), required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
-    from sdd_fast.synthetic import structured_feats
+    from sdd_fast.core.synthetic import structured_feats
 
     feats = structured_feats(*args.size)
     print(json.dumps(cpu_peak(args.impl, args.pass_, feats)))

@@ -12,9 +12,16 @@ The slow ones run 1-2 rounds and only where a ratio or the scaling plot needs th
 
 import pytest
 import torch
-
-from bench_utils import (BASELINES, SMALL, baseline_backward_sizes, baseline_sizes, make_call, measure, size_id,
-                         skip_unless_measured)
+from bench_utils import (
+    BASELINES,
+    SMALL,
+    baseline_backward_sizes,
+    baseline_sizes,
+    make_call,
+    measure,
+    size_id,
+    skip_unless_measured,
+)
 
 FORWARD = [(impl, size) for impl in BASELINES for size in baseline_sizes(impl)]
 BACKWARD = [(impl, size) for impl in BASELINES for size in baseline_backward_sizes(impl)]
@@ -22,7 +29,7 @@ BACKWARD = [(impl, size) for impl in BASELINES for size in baseline_backward_siz
 
 def _warm_up(impl, device, backward):
     """One call at a tiny size: library initialisation is not charged to a 1-round benchmark."""
-    from sdd_fast.synthetic import structured_feats
+    from sdd_fast.core.synthetic import structured_feats
 
     make_call(impl, structured_feats(images=8, patches=16, dim=32).to(device), backward)()
 

@@ -2,7 +2,6 @@
 headline); the baselines at the same sizes are in test_bench_baselines.py."""
 
 import pytest
-
 from bench_utils import HEADLINE, dse_sizes, make_call, measure, size_id, skip_unless_measured
 
 

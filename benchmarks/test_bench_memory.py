@@ -10,9 +10,8 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 import bench_utils
+import pytest
 from bench_utils import IMPLS, memory_size
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -4,10 +4,10 @@ plain-PyTorch counterpart from torch_baseline.py for comparison."""
 
 import pytest
 import torch
-
-import sdd_fast
 import torch_baseline
 from bench_utils import HEADLINE, measure
+
+import sdd_fast
 
 B, N, D = HEADLINE
 GROUP, LOCAL_K, GLOBAL_K = sdd_fast.DEFAULTS.group, sdd_fast.DEFAULTS.local_k, sdd_fast.DEFAULTS.global_k

@@ -18,9 +18,8 @@ import statistics
 import subprocess
 import sys
 
-import pytest
-
 import bench_utils
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 1200
@@ -39,7 +38,7 @@ def _setup(device: str) -> dict:
 
 def _trainer_missing():
     """Why the trainer cannot run yet, or None."""
-    for module in ("sdd_fast.cli", "sdd_fast.train", "sdd_fast.commands.train"):
+    for module in ("sdd_fast.cli", "sdd_fast.train", "sdd_fast.cli.train"):
         try:
             if importlib.util.find_spec(module) is None:
                 return f"{module} is not available yet"

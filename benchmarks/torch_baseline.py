@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from sdd_fast.reference import patch_permutation
+from sdd_fast.core.reference import patch_permutation
 
 NORM_EPS = 1e-12
 ENTROPY_EPS = 1e-12

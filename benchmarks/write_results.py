@@ -51,7 +51,7 @@ instruction set, or GPU): a run rewrites the sections of the devices it measured
 others (a CPU-only run keeps the last GPU section, and an AVX-512 host keeps an AVX2 host's).
 Times are medians over the rounds of one run; "x" is the speed-up of sdd_fast, the baseline's
 median divided by sdd_fast's at the same size, on the same device, in the same run.
-Inputs: the embedded structured features (`sdd_fast.synthetic.structured_feats`), default
+Inputs: the embedded structured features (`sdd_fast.core.synthetic.structured_feats`), default
 options (local_k=3, global_k=24, group=8, 20 Lloyd iterations, greedy seeding).
 
 Implementations:

@@ -4,9 +4,9 @@ products inside the CPU kernels were autocast to bf16 and the kernels failed."""
 
 import pytest
 import torch
+from helpers import clustered_feats
 
 import sdd_fast
-from helpers import clustered_feats
 
 OPTIONS = dict(global_k=6, group=2)
 

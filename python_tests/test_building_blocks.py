@@ -5,9 +5,9 @@ import math
 
 import pytest
 import torch
+from helpers import norm_rel_err, rel_err
 
 import sdd_fast
-from helpers import norm_rel_err, rel_err
 from sdd_fast import reference
 
 

@@ -10,9 +10,9 @@ Philox counters as the CPU kernel, so it picks the same seeds in the same order)
 
 import pytest
 import torch
+from helpers import clustered_feats, norm_rel_err, rel_err, same_partition
 
 import sdd_fast
-from helpers import clustered_feats, norm_rel_err, rel_err, same_partition
 
 pytestmark = pytest.mark.cuda
 
@@ -210,7 +210,7 @@ def test_thousand_calls_do_not_grow_memory():
 
 def test_peak_memory_at_headline_size(record_property):
     """Reported, not held tight: printed (pytest -rP shows it) and recorded in junit properties."""
-    from sdd_fast.synthetic import structured_feats
+    from sdd_fast.core.synthetic import structured_feats
 
     feats = structured_feats(images=64, patches=196, dim=384).to(CUDA)
     dse_values_and_grad(feats[:8])

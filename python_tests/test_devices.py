@@ -7,9 +7,10 @@ test_torch_integration.py checks the same answers against the real dispatcher.
 import pytest
 import torch
 
-from sdd_fast import _library, devices
 from sdd_fast.cli import UsageError
-from sdd_fast.commands.common import resolve_device
+from sdd_fast.cli.common import resolve_device
+from sdd_fast.core import library as _library
+from sdd_fast.utils import devices
 
 
 @pytest.fixture

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from helpers import call_dse, clustered_feats, dse_labels, norm_rel_err, rel_err, same_partition
 
 import sdd_fast
-from helpers import call_dse, clustered_feats, dse_labels, norm_rel_err, rel_err, same_partition
 from sdd_fast import reference
 
 OPTS = dict(local_k=3, global_k=6, group=4)

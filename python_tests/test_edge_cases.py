@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from helpers import call_dse, dse_labels
 
 import sdd_fast
-from helpers import call_dse, dse_labels
 
 OPTS = dict(local_k=3, global_k=6, group=4)
 
@@ -114,7 +114,7 @@ def test_all_zero_features():
 
 
 def test_missing_library_says_how_to_build(monkeypatch):
-    from sdd_fast import _library
+    from sdd_fast.core import library as _library
 
     monkeypatch.setattr(_library, "_C", None)
     monkeypatch.setattr(_library, "_LOAD_ERROR", ImportError("no _C"))

@@ -7,11 +7,11 @@ the emulator runs one OS thread per CUDA thread. `make emu-test` runs this file;
 `make emu-sanitize` runs the same kernels under ThreadSanitizer and AddressSanitizer.
 """
 
+import emulated_ops
 import pytest
 import torch
-
-import emulated_ops
 from helpers import clustered_feats, norm_rel_err, rel_err, same_partition
+
 from sdd_fast import reference
 
 pytestmark = pytest.mark.emulator

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from helpers import clustered_feats, same_partition
 
 import sdd_fast
-from helpers import clustered_feats, same_partition
 from sdd_fast import reference
 
 

@@ -5,7 +5,7 @@ import torch
 
 L = pytest.importorskip("lightning")
 
-from sdd_fast.lightning import DSECallback  # noqa: E402
+from sdd_fast.integrations.lightning import DSECallback  # noqa: E402
 
 
 class TinyModule(L.LightningModule):

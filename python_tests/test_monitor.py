@@ -4,11 +4,11 @@ import json
 
 import pytest
 import torch
+from helpers import clustered_feats
 
 import sdd_fast
-from sdd_fast.loggers import CsvLogger, JsonlLogger
-from sdd_fast.monitor import COMPONENTS
-from helpers import clustered_feats
+from sdd_fast.integrations.loggers import CsvLogger, JsonlLogger
+from sdd_fast.integrations.monitor import COMPONENTS
 
 
 class ListLogger:

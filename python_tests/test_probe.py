@@ -6,8 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from sdd_fast.eval.probe import (IGNORE_INDEX, ProbeOptions, confusion_matrix, iou_from_confusion,
-                                 linear_probe, token_grid)
+from sdd_fast.eval.probe import (
+    IGNORE_INDEX,
+    ProbeOptions,
+    confusion_matrix,
+    iou_from_confusion,
+    linear_probe,
+    token_grid,
+)
 
 CLASSES, SIZE, PATCH = 4, 32, 8
 

@@ -1,10 +1,9 @@
 """Invariants (hypothesis): permutations of patches / images, positive scaling."""
 
 import torch
+from helpers import call_dse, dse_labels, rel_err
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from helpers import call_dse, dse_labels, rel_err
 
 OPTS = dict(local_k=2, global_k=3, group=3)
 SETTINGS = settings(max_examples=15, deadline=None)

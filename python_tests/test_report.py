@@ -9,9 +9,9 @@ import torch
 from sdd_fast.cli import main
 from sdd_fast.eval import EvalError, ProbeOptions, evaluate_run
 from sdd_fast.eval.evaluate_run import ROW_KEYS
-from sdd_fast.jsonl import append_jsonl, read_jsonl, write_json, write_jsonl
 from sdd_fast.models import build_backbone
 from sdd_fast.train.checkpoint import checkpoint_path, save_checkpoint
+from sdd_fast.utils.jsonl import append_jsonl, read_jsonl, write_json, write_jsonl
 
 # The module, not the function of the same name that sdd_fast.eval exports.
 evaluate_module = importlib.import_module("sdd_fast.eval.evaluate_run")
@@ -137,11 +137,11 @@ def patch_grid_tokens(images):
     return images.unfold(2, 8, 8).unfold(3, 8, 8).permute(0, 2, 3, 1, 4, 5).reshape(images.shape[0], 16, -1)
 
 
-def test_dse_components_average_batches_and_kmeans_seeds():
+def test_averaged_dse_averages_batches_and_kmeans_seeds():
     from sdd_fast import dse
 
     images = torch.randn(24, 3, 32, 32)  # structureless: k-means partitions differ between seeds
-    got = evaluate_module.dse_components(patch_grid_tokens, images, batch=8, seeds=3)
+    got = evaluate_module.averaged_dse(patch_grid_tokens, images, batch=8, seeds=3)
     assert set(got) == set(evaluate_module.COMPONENTS) | {evaluate_module.SPREAD_KEY}
     per_call = torch.tensor([[list(map(float, dse(patch_grid_tokens(images[i:i + 8]), seed=seed)))
                               for i in (0, 8, 16)] for seed in range(3)], dtype=torch.float64)  # [S, batches, 5]
@@ -151,14 +151,14 @@ def test_dse_components_average_batches_and_kmeans_seeds():
     spread = float(((per_seed[:, 0] - per_seed[:, 0].mean()) ** 2).mean().sqrt())
     assert got["dse_seed_sd"] == pytest.approx(spread, rel=1e-6) and spread > 0
 
-    one = evaluate_module.dse_components(patch_grid_tokens, images, batch=8, seeds=1)
+    one = evaluate_module.averaged_dse(patch_grid_tokens, images, batch=8, seeds=1)
     assert one["dse_seed_sd"] == 0.0 and one["dse"] == pytest.approx(float(per_call[0, :, 0].mean()), rel=1e-6)
     with pytest.raises(EvalError, match="dse_seeds"):
-        evaluate_module.dse_components(patch_grid_tokens, images, batch=8, seeds=0)
+        evaluate_module.averaged_dse(patch_grid_tokens, images, batch=8, seeds=0)
 
 
 def test_report_compares_the_seed_spread_with_the_dse_range():
-    from sdd_fast.report import render_markdown, summarize
+    from sdd_fast.selection.run_report import render_markdown, summarize
 
     rows = [{"step": 10 * i, "checkpoint": f"c{i}", "miou": 0.1 + 0.01 * i, "pixel_acc": 0.5, "dse": 0.02 * i,
              "inter": 0.5, "intra_image": 0.2, "intra_batch": 0.3, "dim": 0.1, "dse_seed_sd": 0.001 * (i + 1)}
@@ -211,7 +211,7 @@ def test_atomic_writes_get_plain_file_permissions(tmp_path):
     import os
     import stat
 
-    from sdd_fast.atomic import atomic_write_bytes
+    from sdd_fast.utils.atomic import atomic_write_bytes
 
     old = os.umask(0o022)
     try:

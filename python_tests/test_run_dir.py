@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from sdd_fast.cli import main as cli_main
-from sdd_fast.jsonl import JsonLinesError, json_text, read_jsonl
-from sdd_fast.runlock import RunLockedError, lock_path, run_lock
-from sdd_fast.selection import select_checkpoints
+from sdd_fast.selection.checkpoints import select_checkpoints
+from sdd_fast.utils.jsonl import JsonLinesError, json_text, read_jsonl
+from sdd_fast.utils.runlock import RunLockedError, lock_path, run_lock
 
 # The smallest run the trainers accept: 16 x 16 images (4 patches), 4 images per step, no DSE.
 TINY = ["--img-size", "16", "--batch-size", "4", "--no-progress", "--dse-every", "0", "--warmup-steps", "0"]
@@ -55,7 +55,7 @@ def holder(tmp_path):
     run.mkdir()
     script = textwrap.dedent(f"""
         import sys, time
-        from sdd_fast.runlock import run_lock
+        from sdd_fast.utils.runlock import run_lock
         with run_lock({str(run)!r}, "train"), run_lock({str(run)!r}, "eval"):
             print("held", flush=True)
             time.sleep(120)

@@ -5,9 +5,9 @@ squared norms overflowed from ~1e19 (dse 3.84 instead of 0.13, then "collapsed")
 
 import pytest
 import torch
+from helpers import clustered_feats, norm_rel_err, rel_err
 
 import sdd_fast
-from helpers import clustered_feats, norm_rel_err, rel_err
 
 OPTIONS = dict(global_k=6, group=2)
 

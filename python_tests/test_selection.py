@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from sdd_fast.selection import kendall_tau, recombined_scores, select_checkpoints, window_candidates
+from sdd_fast.selection.checkpoints import kendall_tau, recombined_scores, select_checkpoints, window_candidates
 
 
 def rows(steps=None, **columns):

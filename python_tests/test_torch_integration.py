@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import sdd_fast
-from sdd_fast._library import KERNEL_OPS
+from sdd_fast.core.library import KERNEL_OPS
 
 OPS = list(KERNEL_OPS)
 
@@ -64,7 +64,7 @@ def test_build_info():
     assert isinstance(sdd_fast.has_cuda(), bool)
     # cuda_version() tells whether nvcc compiled anything in; has_cuda() whether every op got a
     # CUDA kernel, so only the first implies the second.
-    compiled_cuda = sdd_fast._library._C.has_cuda()
+    compiled_cuda = sdd_fast.core.library._C.has_cuda()
     assert (sdd_fast.cuda_version() >= 11000) if compiled_cuda else (sdd_fast.cuda_version() == -1)
     if sdd_fast.has_cuda():
         assert compiled_cuda

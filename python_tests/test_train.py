@@ -137,7 +137,7 @@ def student_grads(method, views, beta=None):
     """{name: gradient} of the student's parameters after one forward / backward of `views`
     (step 0): of the method's loss alone (beta None) or plus DSERegularizer(beta) of the
     student's patch tokens, as the training loop adds it."""
-    from sdd_fast.regularizer import DSERegularizer
+    from sdd_fast import DSERegularizer
 
     method.zero_grad(set_to_none=True)
     result = method(views, 0)

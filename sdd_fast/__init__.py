@@ -5,14 +5,15 @@
     print(result.to_dict())                      # dse, inter, intra_image, intra_batch, dim
 """
 
-from . import loggers, reference
-from ._library import assert_has_ops, cuda_version, has_cuda, has_openmp, has_ops, missing_cuda_kernels
-from .dse import DSEResult, dse
-from .monitor import DSEMonitor
-from .regularizer import DSERegularizer
-from .selection import select_checkpoints
-from .ops import cluster_singular_sum, effective_rank, inter_cluster_distance, kmeans
-from .options import DEFAULTS
+from .core import reference
+from .core.estimator import DSEResult, dse
+from .core.library import assert_has_ops, cuda_version, has_cuda, has_openmp, has_ops, missing_cuda_kernels
+from .core.ops import cluster_singular_sum, effective_rank, inter_cluster_distance, kmeans
+from .core.options import DEFAULTS
+from .integrations import loggers
+from .integrations.monitor import DSEMonitor
+from .integrations.regularizer import DSERegularizer
+from .selection.checkpoints import select_checkpoints
 
 __version__ = "0.1.0"
 

@@ -8,8 +8,17 @@
 
 from .folders import IGNORE_INDEX, VOC_CLASSES
 from .scenes import SyntheticScenes, render_scenes
-from .sources import (MEAN, STD, DataSource, class_names, normalize, num_classes, parse_data,
-                      segmentation_split, train_images)
+from .sources import (
+                      MEAN,
+                      STD,
+                      DataSource,
+                      class_names,
+                      normalize,
+                      num_classes,
+                      parse_data,
+                      segmentation_split,
+                      train_images,
+)
 
 __all__ = [
     "IGNORE_INDEX",

@@ -17,15 +17,16 @@ from typing import Optional
 
 import torch
 
-from ..atomic import remove_stale_temps
-from ..devices import default_device
-from ..jsonl import read_jsonl, write_json, write_jsonl
-from ..runlock import run_lock
+from ..core.options import DSE_FIELDS
+from ..utils.atomic import remove_stale_temps
+from ..utils.devices import default_device
+from ..utils.jsonl import read_jsonl, write_json, write_jsonl
+from ..utils.runlock import run_lock
 from .probe import ProbeOptions, default_tokens_fn, linear_probe
 
 EVAL_FILE = "eval.jsonl"
 SETTINGS_FILE = "eval_config.json"
-COMPONENTS = ("dse", "inter", "intra_image", "intra_batch", "dim")
+COMPONENTS = DSE_FIELDS  # every row holds the metric and its four components
 SPREAD_KEY = "dse_seed_sd"  # population std over the k-means seeds of the evaluation set's DSE
 ROW_KEYS = ("step", "checkpoint", "miou", "pixel_acc") + COMPONENTS + (SPREAD_KEY,)
 
@@ -82,7 +83,7 @@ def first_images(dataset, count: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def dse_components(tokens_fn, images: torch.Tensor, batch: int, device="cpu", seeds: int = 1) -> dict:
+def averaged_dse(tokens_fn, images: torch.Tensor, batch: int, device="cpu", seeds: int = 1) -> dict:
     """Mean of `sdd_fast.dse`'s five numbers over full batches of `batch` images and over the
     k-means seeds 0..seeds-1 (the same seeds for every checkpoint).
 
@@ -218,7 +219,8 @@ def _evaluate_checkpoints(run_dir, checkpoints, config, data, device, probe, dse
     dse_set = first_images(val_set, dse_images)
     views = None
     if baselines:
-        from .baselines import baseline_metrics, lidar_views as make_views
+        from .baselines import baseline_metrics
+        from .baselines import lidar_views as make_views
 
         views = make_views(dse_set, lidar_views, seed)  # the same views for every checkpoint
     for step, path in tqdm(todo, desc="eval checkpoints", disable=not progress, dynamic_ncols=True):
@@ -227,7 +229,7 @@ def _evaluate_checkpoints(run_dir, checkpoints, config, data, device, probe, dse
         result = linear_probe(backbone, train_set, val_set, classes, probe, device=device, seed=seed,
                               tokens_fn=tokens_fn)
         row = {"step": step, "checkpoint": path.relative_to(run_dir).as_posix(), "miou": result.miou,
-               "pixel_acc": result.pixel_acc, **dse_components(tokens_fn, dse_set, dse_batch, device, dse_seeds)}
+               "pixel_acc": result.pixel_acc, **averaged_dse(tokens_fn, dse_set, dse_batch, device, dse_seeds)}
         if views is not None:
             row.update(baseline_metrics(backbone, dse_set, views))
         done[step] = row

@@ -6,10 +6,10 @@ import io
 import math
 from pathlib import Path
 
-from ..atomic import atomic_write_bytes
-from ..jsonl import write_json
-from ..report import as_float
-from ..report import format_number as _fmt
+from ..selection.run_report import as_float
+from ..selection.run_report import format_number as _fmt
+from ..utils.atomic import atomic_write_bytes
+from ..utils.jsonl import write_json
 from .plan import METRICS
 
 LABELS = {"dse": "DSE", "score_p": "DSE recombined P", "dense_rankme": "dense RankMe", "rankme_cls": "RankMe (CLS)",

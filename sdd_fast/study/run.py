@@ -12,8 +12,8 @@ import math
 import time
 from pathlib import Path
 
-from ..report import as_float, summarize
-from ..selection import kendall_tau
+from ..selection.checkpoints import kendall_tau
+from ..selection.run_report import as_float, summarize
 from .plan import METRICS, StudyPlan
 
 
@@ -98,7 +98,7 @@ def run_study(plan: StudyPlan, progress: bool = True) -> dict:
     Returns:
         {"plan", "methods": {method: study_method(...)}, "average", "seconds"}.
     """
-    from ..devices import describe_machine
+    from ..utils.devices import describe_machine
     from .report import write_study
 
     plan.validate()

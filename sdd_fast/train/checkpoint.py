@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_write_bytes
+from ..utils.atomic import atomic_write_bytes
 
 CHECKPOINT_FORMAT = 1
 _NAME = re.compile(r"^step_(\d+)\.pt$")

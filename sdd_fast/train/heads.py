@@ -81,7 +81,7 @@ class DINOLoss(nn.Module):
     @torch.no_grad()
     def update_center(self, teacher_logits: torch.Tensor) -> None:
         """center = m * center + (1 - m) * mean(teacher logits) over the (global) batch."""
-        from .distributed import all_reduce_mean
+        from ..utils.distributed import all_reduce_mean
 
         batch_center = all_reduce_mean(teacher_logits.float().reshape(-1, teacher_logits.shape[-1]).mean(0))
         self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)

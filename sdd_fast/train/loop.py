@@ -18,17 +18,25 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..atomic import remove_stale_temps
-from ..devices import default_device
-from ..jsonl import json_text, write_json
-from ..loggers import make_loggers
-from ..monitor import DSEMonitor
-from ..regularizer import DSERegularizer
-from ..runlock import run_lock
-from .checkpoint import (CHECKPOINT_FORMAT, checkpoint_dir, checkpoint_path, latest_checkpoint, list_checkpoints,
-                         load_checkpoint, save_checkpoint)
+from ..core.options import DSE_FIELDS
+from ..integrations.loggers import make_loggers
+from ..integrations.monitor import DSEMonitor
+from ..integrations.regularizer import DSERegularizer
+from ..utils.atomic import remove_stale_temps
+from ..utils.devices import default_device
+from ..utils.distributed import init_distributed, shutdown_distributed
+from ..utils.jsonl import json_text, write_json
+from ..utils.runlock import run_lock
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    checkpoint_dir,
+    checkpoint_path,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .config import TrainConfig
-from .distributed import init_distributed, shutdown_distributed
 from .methods import build_method
 from .schedule import cosine_schedule
 from .stream import AugmentedStream, step_loader
@@ -38,7 +46,7 @@ RUN_DEFINING = ("method", "data", "arch", "img_size", "steps", "batch_size", "lr
                 "weight_decay", "momentum_teacher", "local_crops", "teacher_temp", "aug_group", "mask_ratio", "seed",
                 "dse_beta")
 BRANCH_FREE = ("steps", "dse_beta")
-METRIC_FIELDS = ("step", "loss", "lr", "dse", "inter", "intra_image", "intra_batch", "dim", "dse_ms", "step_ms",
+METRIC_FIELDS = ("step", "loss", "lr") + DSE_FIELDS + ("dse_ms", "step_ms",
                  "data_ms", "reg_dse", "teacher_entropy", "kl")
 
 

@@ -7,8 +7,8 @@ import torch.distributed as dist
 from torch.nn import functional as F
 
 from ..models import encode, split_tokens
+from ..utils.distributed import all_gather_no_grad
 from .augment import TwoViews
-from .distributed import all_gather_no_grad
 from .heads import mlp
 from .method import EMATeacher, SSLMethod, StepOutput
 

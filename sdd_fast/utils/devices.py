@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from ._library import has_ops, missing_cuda_kernels
+from ..core.library import has_ops, missing_cuda_kernels
 
 
 def cuda_unavailable_reason() -> Optional[str]:

@@ -7,6 +7,9 @@
     sdd-fast study  --out DIR [--quick] DSE vs RankMe / alpha-ReQ / LiDAR over the bundled trainers
 
 Also `python -m sdd_fast.cli ...` (what torchrun runs). Every subcommand has --help.
+This package holds the command line: one module per subcommand (train, evaluate, select,
+report, study, and their shared options in common), and the demos (`python -m
+sdd_fast.cli.demo`, `python -m sdd_fast.cli.demo_features`).
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ import sys
 
 # name -> module with HELP, add_arguments(parser) and run(args) -> exit code.
 COMMANDS = {
-    "train": "sdd_fast.commands.train",
-    "eval": "sdd_fast.commands.evaluate",
-    "select": "sdd_fast.commands.select",
-    "report": "sdd_fast.commands.report",
-    "study": "sdd_fast.commands.study",
+    "train": "sdd_fast.cli.train",
+    "eval": "sdd_fast.cli.evaluate",
+    "select": "sdd_fast.cli.select",
+    "report": "sdd_fast.cli.report",
+    "study": "sdd_fast.cli.study",
 }
 
 
@@ -56,8 +59,8 @@ def main(argv=None) -> int:
     (one `error:` line, no traceback), 130 interrupted. Anything else is a bug and keeps its
     traceback.
     """
-    from .jsonl import JsonLinesError
-    from .runlock import RunLockedError
+    from ..utils.jsonl import JsonLinesError
+    from ..utils.runlock import RunLockedError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -76,10 +79,3 @@ def main(argv=None) -> int:
         return 130
     return 0
 
-
-if __name__ == "__main__":
-    # Under `python -m`, this file runs as __main__; the commands raise sdd_fast.cli.UsageError,
-    # so call the imported module's main (one UsageError class).
-    from sdd_fast.cli import main as package_main
-
-    sys.exit(package_main())

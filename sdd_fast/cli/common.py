@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from ..cli import UsageError
-from ..devices import cuda_unavailable_reason, default_device
+from ..utils.devices import cuda_unavailable_reason, default_device
+from . import UsageError
 
 
 def add_device_argument(parser) -> None:

@@ -13,11 +13,12 @@ import json
 import math
 from pathlib import Path
 
-from .atomic import atomic_write_bytes
-from .jsonl import read_jsonl
-from .selection import DEFAULT_TOP, Selection, kendall_tau, select_checkpoints
+from ..core.options import COMPONENTS, DSE_FIELDS
+from ..utils.atomic import atomic_write_bytes
+from ..utils.jsonl import read_jsonl
+from .checkpoints import DEFAULT_TOP, Selection, kendall_tau, select_checkpoints
 
-METRICS = ("dse", "inter", "intra_image", "intra_batch", "dim")
+METRICS = DSE_FIELDS
 PANELS = (("inter", "M_inter (higher: better separated)"),
           ("intra_image", "M_intra_image (lower: tighter)"),
           ("intra_batch", "M_intra_batch (lower: tighter)"),
@@ -111,7 +112,7 @@ def render_markdown(rows: list, summary: dict, title: str, settings: dict = None
         marks = [name for name, sel in (("P", recombined), ("DSE", plain)) if i in sel.indices]
         cells = [format_number(row.get(key)) for key in ("miou", "pixel_acc", "dse")]
         cells.append(format_number(recombined.scores[i]))
-        cells += [format_number(row.get(key)) for key in ("inter", "intra_image", "intra_batch", "dim")]
+        cells += [format_number(row.get(key)) for key in COMPONENTS]
         out.append(f"| {row['step']} | " + " | ".join(cells) + f" | {', '.join(marks)} |")
     return "\n".join(out) + "\n"
 

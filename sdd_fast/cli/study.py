@@ -13,7 +13,7 @@ DIR/study.md and DIR/study.png. Run it again after an interruption and finished 
 
 from __future__ import annotations
 
-from ..cli import UsageError
+from . import UsageError
 from .common import add_device_argument, positive_int, resolve_device
 
 HELP = "DSE vs RankMe / alpha-ReQ / LiDAR over the bundled trainers (DIR/study.{json,md,png})"

@@ -19,8 +19,8 @@ from typing import Optional
 
 import torch
 
-from .dse import DSEResult, dse
-from .train.distributed import all_reduce_mean
+from ..core.estimator import DSEResult, dse
+from ..utils.distributed import all_reduce_mean
 
 COMPONENTS = DSEResult._fields  # dse, inter, intra_image, intra_batch, dim
 

@@ -9,7 +9,7 @@ checkpoint, Kendall's tau of every metric with mIoU, the table of checkpoints).
 
 from __future__ import annotations
 
-from ..cli import UsageError
+from . import UsageError
 from .common import existing_run_dir, positive_int
 
 HELP = "OUT/report.png + OUT/report.md from OUT/eval.jsonl"
@@ -23,7 +23,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """Writes the report files and prints their paths."""
-    from ..report import write_report
+    from ..selection.run_report import write_report
 
     run_dir = existing_run_dir(args.run)
     try:

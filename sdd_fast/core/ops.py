@@ -10,14 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from ._library import assert_has_ops, has_ops
+from .library import assert_has_ops, has_ops
 from .options import DEFAULTS, check_float_tensor, check_kmeans_options
-
-
-def _compute_dtype(t: torch.Tensor) -> torch.dtype:
-    """fp64 stays fp64; fp16 / bf16 / fp32 are computed (and returned) in fp32."""
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
-
+from .options import compute_dtype as _compute_dtype
 
 # ---- public wrappers ---------------------------------------------------------------------
 

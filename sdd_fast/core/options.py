@@ -7,6 +7,13 @@ from dataclasses import dataclass
 import torch
 
 SEEDINGS = ("greedy", "d2", "d")
+DSE_FIELDS = ("dse", "inter", "intra_image", "intra_batch", "dim")  # what torch.ops.sdd.dse returns, in order
+COMPONENTS = DSE_FIELDS[1:]  # the four numbers dse is made of (docs/SPEC.md)
+
+
+def compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype every op computes and returns in: fp64 stays fp64; fp16 / bf16 / fp32 give fp32."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
 @dataclass(frozen=True)
@@ -38,11 +45,13 @@ def check_kmeans_options(k, iters, tol, n_init, seeding, seed) -> None:
     """Raises ValueError / TypeError naming the first bad k-means option."""
     _check_int("k", k, 1)
     _check_int("iters", iters, 0)
-    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0:
-        raise ValueError(f"tol must be a number >= 0; got {tol!r}")
+    if not isinstance(tol, (int, float)) or isinstance(tol, bool):
+        raise TypeError(f"tol must be a number; got {type(tol).__name__}")
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0; got {tol:g}")  # as C++ prints a double
     _check_int("n_init", n_init, 1)
     if seeding not in SEEDINGS:
-        raise ValueError(f"seeding must be one of {SEEDINGS}; got {seeding!r}")
+        raise ValueError(f"seeding must be one of {', '.join(map(repr, SEEDINGS))}; got {seeding!r}")
     _check_int("seed", seed, -(2**63))
 
 

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from .options import DEFAULTS
+from .options import DEFAULTS, DSE_FIELDS, compute_dtype
 
 NORM_EPS = 1e-12
 ENTROPY_EPS = 1e-12
@@ -146,7 +146,7 @@ def _kmeans_pp(x: torch.Tensor, k: int, seeding: str, generator: torch.Generator
 
 
 def _compute(feats: torch.Tensor) -> torch.Tensor:
-    return feats.double() if feats.dtype == torch.float64 else feats.float()
+    return feats.to(compute_dtype(feats))
 
 
 def dse_components(feats: torch.Tensor, *, local_k: int = DEFAULTS.local_k, global_k: int = DEFAULTS.global_k,
@@ -210,4 +210,4 @@ def dse_components(feats: torch.Tensor, *, local_k: int = DEFAULTS.local_k, glob
 def dse(feats: torch.Tensor, **options) -> torch.Tensor:
     """[dse, inter, intra_image, intra_batch, dim] as one tensor, like torch.ops.sdd.dse."""
     parts = dse_components(feats, **options)
-    return torch.stack([parts[name] for name in ("dse", "inter", "intra_image", "intra_batch", "dim")])
+    return torch.stack([parts[name] for name in DSE_FIELDS])

@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from .dse import DSEResult, dse
+from ..core.estimator import DSEResult, dse
 
 
 class DSERegularizer(torch.nn.Module):

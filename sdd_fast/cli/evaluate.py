@@ -11,7 +11,7 @@ again after an interruption and the checkpoints already done are skipped (--forc
 
 from __future__ import annotations
 
-from ..cli import UsageError
+from . import UsageError
 from .common import add_device_argument, existing_run_dir, positive_int, resolve_device
 
 HELP = "linear-probe mIoU + DSE of every checkpoint of a run (OUT/eval.jsonl)"

@@ -1,6 +1,6 @@
 """`make demo`: train DINO on the embedded data with per-step DSE, then evaluate, select, report.
 
-    python -m sdd_fast.demo [--out runs/demo] [--steps 400] [--device cpu|cuda]
+    python -m sdd_fast.cli.demo [--out runs/demo] [--steps 400] [--device cpu|cuda]
 
 1. `sdd-fast train`  DINO on the procedurally generated scenes, DSE of the teacher's patch
    tokens every step (OUT/metrics.jsonl), a checkpoint every `--save-every` steps;
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import main as cli
+from . import main as cli
 
 
 def main(argv=None) -> int:

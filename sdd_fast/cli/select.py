@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 
-from ..cli import UsageError
+from . import UsageError
 from .common import existing_run_dir, positive_int
 
 HELP = "choose checkpoints by DSE, without labels"
@@ -35,7 +35,7 @@ def _clean(value):
 
 def run(args) -> int:
     """Selects and prints the chosen steps (a table, or JSON with --json)."""
-    from ..selection import load_series, select_checkpoints
+    from ..selection.checkpoints import load_series, select_checkpoints
     from ..train.checkpoint import checkpoint_path
 
     run_dir = existing_run_dir(args.run)

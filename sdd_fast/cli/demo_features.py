@@ -1,6 +1,6 @@
 """DSE and its components on embedded synthetic features, from structured to collapsed.
 
-    python -m sdd_fast.demo_features [--device cpu|cuda]
+    python -m sdd_fast.cli.demo_features [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import argparse
 import time
 
 import sdd_fast
-from sdd_fast.devices import default_device
-from sdd_fast.synthetic import degrade, structured_feats
+
+from ..core.synthetic import degrade, structured_feats
+from ..utils.devices import default_device
 
 
 def main(argv=None) -> None:

@@ -22,7 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-COMPONENTS = ("inter", "intra_image", "intra_batch", "dim")
+from ..core.options import COMPONENTS
+
 WINDOW_RADIUS = 2  # the window P[i-2 : i+3]
 DEFAULT_TOP = 3
 
@@ -176,8 +177,8 @@ def load_series(run_dir) -> tuple:
     the run has checkpoints only the rows of checkpointed steps are kept (if there are any).
     Raises FileNotFoundError when neither file has rows with DSE.
     """
-    from .jsonl import read_jsonl
-    from .train.checkpoint import list_checkpoints
+    from ..train.checkpoint import list_checkpoints
+    from ..utils.jsonl import read_jsonl
 
     run_dir = Path(run_dir)
     needed = ("dse",) + COMPONENTS

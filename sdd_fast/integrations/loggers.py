@@ -11,8 +11,8 @@ import csv
 import io
 from pathlib import Path
 
-from .atomic import atomic_write_bytes
-from .jsonl import append_jsonl, read_jsonl, write_jsonl
+from ..utils.atomic import atomic_write_bytes
+from ..utils.jsonl import append_jsonl, read_jsonl, write_jsonl
 
 
 class JsonlLogger:

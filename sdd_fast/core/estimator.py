@@ -6,8 +6,8 @@ from typing import NamedTuple
 
 import torch
 
-from ._library import assert_has_ops
-from .options import DEFAULTS, check_dse_arguments
+from .library import assert_has_ops
+from .options import DEFAULTS, DSE_FIELDS, check_dse_arguments
 
 BACKENDS = ("compiled", "reference")
 
@@ -29,6 +29,9 @@ class DSEResult(NamedTuple):
         values = torch.stack([v.detach() for v in self]).double().cpu().tolist()
         return dict(zip(self._fields, values))
 
+
+
+assert DSEResult._fields == DSE_FIELDS, "DSEResult's fields are torch.ops.sdd.dse's outputs, in order"
 
 def dse(feats, *, local_k=DEFAULTS.local_k, global_k=DEFAULTS.global_k, group=DEFAULTS.group,
         normalize=DEFAULTS.normalize, iters=DEFAULTS.iters, tol=DEFAULTS.tol, n_init=DEFAULTS.n_init,

@@ -13,7 +13,7 @@ _BUILD_HINT = (
 )
 
 try:
-    from . import _C  # noqa: F401  (importing registers the ops)
+    from .. import _C  # noqa: F401  (importing registers the ops)
 
     _LOAD_ERROR: Exception | None = None
 except ImportError as error:  # not built, or built against another torch

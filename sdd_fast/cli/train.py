@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..cli import UsageError
 from ..train.config import TrainConfig
+from . import UsageError
 
 HELP = "train an SSL method (dino, ibot, mocov3, mae) with per-step DSE monitoring"
 
@@ -42,8 +42,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     """Validates the options, then trains (or resumes)."""
     from ..data import parse_data
-    from ..train.loop import TrainingError, train
     from ..train.checkpoint import CheckpointError
+    from ..train.loop import TrainingError, train
     from .common import resolve_device
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}

@@ -1,1 +1,0 @@
-"""One module per `sdd-fast` subcommand: HELP, add_arguments(parser), run(args) -> exit code."""
