@@ -124,11 +124,11 @@ $(BUILD_STAMP): $(BUILD_INPUTS) $(BUILD_CONFIG_FILE) $(VENV_STAMP) $(BUILD_FORCE
 	    export PYTORCH_NVCC="ccache $$(command -v nvcc || echo "$${CUDA_HOME:-/usr/local/cuda}/bin/nvcc")"; \
 	  fi; \
 	fi; \
-	start=$$(date +%s); \
+	start=$$(date +%s); touch $@.started; \
 	cd $(ROOT) && $(PY) -m pip install --no-build-isolation --no-deps -e .; \
 	echo "build: pip install -e . took $$(( $$(date +%s) - start )) s"
 	@$(PY) -c 'import sdd_fast, torch; print("build: sdd_fast loaded: ops", sdd_fast.has_ops(), "| CUDA kernels", sdd_fast.has_cuda(), "| OpenMP", sdd_fast.has_openmp(), "| torch", torch.__version__)'
-	@touch $@
+	@mv -f $@.started $@  # the build's start time: a source edited during the build is rebuilt next time
 
 build: $(BUILD_STAMP)
 

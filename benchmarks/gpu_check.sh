@@ -8,9 +8,8 @@
 #   info         nvidia-smi; python, torch, GPU, nvcc and compute-sanitizer versions
 #   build        make build REBUILD=1 SDD_FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=$(nproc), then
 #                every op must have a CUDA kernel (sdd_fast.missing_cuda_kernels() empty)
-#   test-cuda    pytest python_tests -m cuda (python_tests/test_cuda.py and any test marked cuda)
-#   test-device  the cuda cases of the device-parametrised tests (test_dse, test_building_blocks,
-#                test_edge_cases, test_kmeans)
+#   test-cuda    pytest python_tests -m cuda: python_tests/test_cuda.py and every other test marked
+#                cuda, including the cuda case of every test using the `device` fixture (conftest.py)
 #   memcheck, racecheck, synccheck
 #                compute-sanitizer on benchmarks/cuda_sanitize_ops.py (every op forward and backward)
 #   bench        make bench BENCH_DEVICE=cuda BENCH_SHORT=1 (trainer runs left out: GPU_CHECK_BENCH_ARGS),
@@ -45,12 +44,10 @@ BUDGET=${GPU_CHECK_BUDGET_S:-460}
 # A clean sub-make: none of a calling make's flags or command-line variables leak into it.
 SUBMAKE=(env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make --no-print-directory -C "$ROOT")
 BUILD_VARS=(PYTHON="$PYTHON" SDD_FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$TORCH_CUDA_ARCH_LIST" MAX_JOBS="$MAX_JOBS")
-DEVICE_TESTS=(python_tests/test_dse.py python_tests/test_building_blocks.py python_tests/test_edge_cases.py
-              python_tests/test_kmeans.py)
 PYTEST=("$PYTHON" -m pytest -p no:cacheprovider)
 
 # name, cap (s), minimum kept for it while earlier steps run (s)
-STEPS=(info build test-cuda test-device memcheck racecheck synccheck bench)
+STEPS=(info build test-cuda memcheck racecheck synccheck bench)
 CAPS=(30 240 90 60 45 60 45 150)
 KEEP=(0 0 20 15 15 15 15 60)
 
@@ -117,14 +114,6 @@ step_test_cuda() {
   fi
 }
 
-step_test_device() {
-  if dry; then  # no cuda parameter exists without a GPU: collect them all
-    "${PYTEST[@]}" "${DEVICE_TESTS[@]}" --collect-only -q
-  else
-    "${PYTEST[@]}" "${DEVICE_TESTS[@]}" -k cuda -q -rfEs
-  fi
-}
-
 step_sanitizer() {
   local tool=$1 san
   san=$(find_sanitizer) || san=""
@@ -163,7 +152,6 @@ run_step() {
     info) step_info ;;
     build) step_build ;;
     test-cuda) step_test_cuda ;;
-    test-device) step_test_device ;;
     memcheck | racecheck | synccheck) step_sanitizer "$1" ;;
     bench) step_bench ;;
     *) echo "unknown step $1" >&2; return 2 ;;

@@ -3,7 +3,7 @@
 // Kernels register per dispatch key in their own files: CPU in csrc/cpu/, CUDA in csrc/cuda/,
 // Autograd in csrc/autograd/ (so libtorch users get gradients too), Autocast in
 // csrc/autocast.cpp; the fake kernels (shapes only, for torch.compile) are registered from
-// Python (sdd_fast/ops.py). Backward passes are ops of their own. `dse` is a composite of
+// Python (sdd_fast/core/ops.py). Backward passes are ops of their own. `dse` is a composite of
 // `dse_forward`, which also returns the forward pass's constants (labels, centroids,
 // nearest-other indices, permutation) so the backward needs no rerun.
 #include <ATen/core/Tensor.h>

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STEPS = ["info", "build", "test-cuda", "test-device", "memcheck", "racecheck", "synccheck", "bench"]
+STEPS = ["info", "build", "test-cuda", "memcheck", "racecheck", "synccheck", "bench"]
 
 
 @pytest.fixture(scope="module")

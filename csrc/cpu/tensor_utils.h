@@ -5,13 +5,10 @@
 
 #include <vector>
 
+#include "../inputs/options.h"  // compute_dtype
+
 namespace sdd {
 namespace cpu {
-
-// fp64 stays fp64; fp16 / bf16 / fp32 are computed (and returned) in fp32.
-inline at::ScalarType compute_dtype(const at::Tensor& t) {
-  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
 
 // `t` in its compute dtype, contiguous (no copy when it already is).
 inline at::Tensor compute_copy(const at::Tensor& t) { return t.to(compute_dtype(t)).contiguous(); }

@@ -2,12 +2,9 @@
 
 #include <ATen/ATen.h>
 
+#include "options.h"  // compute_dtype
+
 namespace sdd {
-namespace {
-
-at::ScalarType compute_dtype(const at::Tensor& t) { return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
-
-}  // namespace
 
 ScaledFeatures scaled_features(const at::Tensor& feats, bool normalize) {
   at::Tensor x = feats.to(at::kDouble);

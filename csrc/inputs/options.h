@@ -17,6 +17,12 @@
 
 namespace sdd {
 
+// The dtype every op computes and returns in: fp64 stays fp64; fp16 / bf16 / fp32 give fp32
+// (sdd_fast/core/options.py states the same rule for the fake kernels and the reference).
+inline at::ScalarType compute_dtype(const at::Tensor& t) {
+  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
 enum class Seeding { kGreedy, kD2, kD };
 
 // Parses "greedy" | "d2" | "d"; anything else is a ValueError naming `seeding`.

@@ -80,3 +80,9 @@ def dse(feats, *, local_k=DEFAULTS.local_k, global_k=DEFAULTS.global_k, group=DE
         values = torch.ops.sdd.dse(feats, local_k, global_k, group, normalize, iters, float(tol), n_init, seeding,
                                    seed, local_labels, global_labels)
     return DSEResult(*values.unbind(0))
+
+
+def check_shape(shape: tuple, **options) -> None:
+    """Raises `dse`'s ValueError when patch tokens of `shape` [B, N, d] cannot be measured with
+    `options` (too few patches for the clusters, ...); runs no kernel (a meta tensor)."""
+    dse(torch.empty(shape, device="meta"), **options)

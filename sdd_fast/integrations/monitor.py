@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 
-from ..core.estimator import DSEResult, dse
+from ..core.estimator import DSEResult, check_shape, dse
 from ..utils.distributed import all_reduce_mean
 
 COMPONENTS = DSEResult._fields  # dse, inter, intra_image, intra_batch, dim
@@ -50,7 +50,7 @@ class DSEMonitor:
     def check_shape(self, shape: tuple) -> None:
         """ValueError (from `dse`'s checks) when patch tokens of `shape` [B, N, d] cannot be
         measured with these options; runs no kernel (meta tensors)."""
-        dse(torch.empty(shape, device="meta"), **self.dse_options)
+        check_shape(shape, **self.dse_options)
 
     @torch.no_grad()
     def measure(self, feats: torch.Tensor) -> tuple:

@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from ..core.estimator import DSEResult, dse
+from ..core.estimator import DSEResult, check_shape, dse
 
 
 class DSERegularizer(torch.nn.Module):
@@ -31,6 +31,11 @@ class DSERegularizer(torch.nn.Module):
         self.beta = float(beta)
         self.dse_options = dse_options
         self.last: Optional[DSEResult] = None  # detached components of the latest call
+
+    def check_shape(self, shape: tuple) -> None:
+        """ValueError when student patch tokens of `shape` [B, N, d] cannot be regularised with
+        these options; runs no kernel."""
+        check_shape(shape, **self.dse_options)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """feats (Tensor[B, N, d]) -> 0-d loss term -beta * dse (in feats' compute dtype)."""

@@ -1,6 +1,6 @@
 """Every option of `sdd-fast train`, with its default and help, stated once.
 
-`commands/train.py` builds the command line from these fields and `OUT/config.json` records
+`sdd_fast/cli/train.py` builds the command line from these fields and `OUT/config.json` records
 them, so a run can be reproduced (and resumed) from its directory alone.
 """
 

@@ -41,11 +41,15 @@ class MAE(SSLMethod):
         x = images.reshape(B, C, H // p, p, W // q, q)
         return x.permute(0, 2, 4, 3, 5, 1).reshape(B, (H // p) * (W // q), p * q * C)
 
+    def student_patch_count(self, patches: int) -> int:
+        """The encoder sees only the visible patches: round(N * (1 - mask_ratio)), at least 1."""
+        return max(1, int(round(patches * (1 - self.mask_ratio))))
+
     def forward(self, views: list, step: int) -> StepOutput:
         images = views[0]
         B = images.shape[0]
         N = self.decoder_pos.shape[1]
-        keep_count = max(1, int(round(N * (1 - self.mask_ratio))))
+        keep_count = self.student_patch_count(N)
         noise = torch.rand(B, N, generator=self.step_generator(step, images.device), device=images.device)
         order = noise.argsort(dim=1)  # [B, N]: visible patches first
         keep = order[:, :keep_count]

@@ -65,6 +65,11 @@ class SSLMethod(nn.Module):
         """[B, N, d] patch tokens DSE monitors when forward did not produce them."""
         return patch_tokens(self.eval_backbone(), views[0])
 
+    def student_patch_count(self, patches: int) -> int:
+        """How many of an image's `patches` patch tokens `StepOutput.student_patches` holds
+        (what the DSE regulariser sees): all of them, unless the method hides some."""
+        return patches
+
     def after_step(self, step: int) -> None:
         """Called after every optimizer step (EMA updates)."""
 
