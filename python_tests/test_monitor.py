@@ -7,8 +7,8 @@ import torch
 from helpers import clustered_feats
 
 import sdd_fast
+from sdd_fast.core.options import DSE_FIELDS as COMPONENTS
 from sdd_fast.integrations.loggers import CsvLogger, JsonlLogger
-from sdd_fast.integrations.monitor import COMPONENTS
 
 
 class ListLogger:

@@ -276,3 +276,12 @@ def test_select_scores_a_checkpoint_with_an_infinite_component_nan():
 def test_json_text_writes_non_finite_floats_as_null_at_any_depth():
     assert json.loads(json_text({"a": math.nan, "b": [1.0, math.inf, {"c": -math.inf}]})) == \
         {"a": None, "b": [1.0, None, {"c": None}]}
+
+
+def test_dse_beta_on_too_few_visible_patches_fails_before_any_checkpoint(tmp_path, capsys):
+    # MAE's encoder sees a quarter of the 16 patches of a 32 x 32 image: 4, too few for local_k 3.
+    out = tmp_path / "run"
+    assert train(out, "--steps", "1", "--method", "mae", "--img-size", "32", "--dse-beta", "0.1") == 2
+    err = capsys.readouterr().err
+    assert "--dse-beta" in err and "4 patch tokens" in err
+    assert not (out / "checkpoints").exists()

@@ -11,14 +11,18 @@ from .core.library import assert_has_ops, cuda_version, has_cuda, has_openmp, ha
 from .core.ops import cluster_singular_sum, effective_rank, inter_cluster_distance, kmeans
 from .core.options import DEFAULTS
 from .integrations import loggers
+from .integrations.alarm import DegradationAlarm
 from .integrations.monitor import DSEMonitor
 from .integrations.regularizer import DSERegularizer
+from .selection.causal import CausalSelector
 from .selection.checkpoints import select_checkpoints
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULTS",
+    "CausalSelector",
+    "DegradationAlarm",
     "DSEMonitor",
     "DSERegularizer",
     "DSEResult",

@@ -7,6 +7,8 @@
     sdd-fast study  --out DIR [--quick] DSE vs RankMe / alpha-ReQ / LiDAR over the bundled trainers
 
 Also `python -m sdd_fast.cli ...` (what torchrun runs). Every subcommand has --help.
+Exit codes: 0 done, 2 a bad option or unusable run directory, 3 `train --on-degrade stop`
+stopped the run (a checkpoint and OUT/alarm.json were written), 130 interrupted.
 This package holds the command line: one module per subcommand (train, evaluate, select,
 report, study, and their shared options in common), and the demos (`python -m
 sdd_fast.cli.demo`, `python -m sdd_fast.cli.demo_features`).
@@ -56,7 +58,8 @@ def main(argv=None) -> int:
     """Entry point of the `sdd-fast` console script; returns the exit code.
 
     Exit codes: 0 done, 2 a bad option or a run directory / file the command cannot use
-    (one `error:` line, no traceback), 130 interrupted. Anything else is a bug and keeps its
+    (one `error:` line, no traceback), 3 `train --on-degrade stop` stopped the run (see
+    sdd_fast/train/degrade.py), 130 interrupted. Anything else is a bug and keeps its
     traceback.
     """
     from ..utils.jsonl import JsonLinesError

@@ -2,10 +2,23 @@
 
     sdd-fast train --out runs/dino --method dino --steps 300
     sdd-fast train --out runs/dino --resume                     # continue after an interruption
+    sdd-fast train --out runs/dino --on-degrade stop            # stop when the DSE score degrades
     torchrun --nproc_per_node=2 -m sdd_fast.cli train --out runs/ddp ...
 
 Writes OUT/config.json, OUT/metrics.jsonl (one row per logged step: step, loss, lr, dse,
 inter, intra_image, intra_batch, dim, dse_ms, step_ms) and OUT/checkpoints/step_XXXXXX.pt.
+
+--on-degrade warn|stop|rollback watches the smoothed recombined DSE score (SPEC "Model
+selection", computed causally) and acts when it stays below its best checkpoint's by more
+than --alarm-margin stds for --alarm-patience evaluations: warn adds `alarm` to that
+metrics.jsonl row; stop saves a checkpoint, writes OUT/alarm.json and exits with code 3;
+rollback reloads the best checkpoint and goes on with --rollback-lr-scale / --rollback-dse-beta
+(at most --max-rollbacks times). Every action is listed in OUT/alarm.json.
+
+Exit codes: 0 done, 2 a bad option or run directory, 3 stopped by --on-degrade stop
+(--resume continues it). Under torchrun every rank stops at the same step and exits 3; the
+launcher reports that as a worker failure ("exitcode: 3", its own code 1): OUT/alarm.json
+says "stopped": true.
 """
 
 from __future__ import annotations
@@ -40,9 +53,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    """Validates the options, then trains (or resumes)."""
+    """Validates the options, then trains (or resumes); returns the exit code (3: stopped by
+    --on-degrade stop, with a checkpoint and OUT/alarm.json)."""
     from ..data import parse_data
     from ..train.checkpoint import CheckpointError
+    from ..train.degrade import STOP_EXIT_CODE
     from ..train.loop import TrainingError, train
     from .common import resolve_device
 
@@ -56,7 +71,7 @@ def run(args) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     try:
-        train(config)
+        summary = train(config)
     except (TrainingError, CheckpointError) as error:
         raise UsageError(str(error)) from None
-    return 0
+    return STOP_EXIT_CODE if "stopped_at" in summary else 0

@@ -10,6 +10,9 @@
 Rows are turned into Python numbers one call later (or at `flush`/`close`): by then the
 device has finished the work, so reading them does not stall the step that produced them.
 Under torchrun every rank calls `log`; values are averaged over ranks and only rank 0 writes.
+
+`alarm=DegradationAlarm(...)` (integrations/alarm.py) reads every row as it is materialised and
+adds `score` (smoothed recombined score) and, when it fires, `alarm` to it.
 """
 
 from __future__ import annotations
@@ -19,10 +22,9 @@ from typing import Optional
 
 import torch
 
-from ..core.estimator import DSEResult, check_shape, dse
+from ..core.estimator import check_shape, dse
+from ..core.options import DSE_FIELDS
 from ..utils.distributed import all_reduce_mean
-
-COMPONENTS = DSEResult._fields  # dse, inter, intra_image, intra_batch, dim
 
 
 class DSEMonitor:
@@ -33,13 +35,16 @@ class DSEMonitor:
         loggers (list): objects with log(row) / close(); rows are dicts with `step`.
         dse_options (dict): keyword options of `sdd_fast.dse` (local_k, global_k, ...).
         write (bool): False on ranks other than 0 under torchrun (they compute, do not write).
+        alarm (DegradationAlarm): optional; consumes each row when it is materialised (`flush`).
     """
 
-    def __init__(self, every: int = 1, loggers=(), dse_options: Optional[dict] = None, write: bool = True):
+    def __init__(self, every: int = 1, loggers=(), dse_options: Optional[dict] = None, write: bool = True,
+                 alarm=None):
         if every < 0:
             raise ValueError(f"every must be >= 0; got {every}")
         self.every, self.loggers, self.write = every, list(loggers), write
         self.dse_options = dict(dse_options or {})
+        self.alarm = alarm
         self._pending = None  # (row with tensors, timing)
         self.last: dict = {}  # the latest row written, as Python numbers
 
@@ -81,7 +86,7 @@ class DSEMonitor:
         timing = None
         if measured is not None:
             values, timing = measured
-            row.update(zip(COMPONENTS, values))
+            row.update(zip(DSE_FIELDS, values))
         self.flush()
         self._pending = (row, timing)
 
@@ -99,6 +104,10 @@ class DSEMonitor:
             out["dse_ms"] = timing[0].elapsed_time(timing[1])
         elif timing is not None:
             out["dse_ms"] = timing
+        if self.alarm is not None:
+            # Every rank materialises the same all-reduced means, so every rank's alarm takes
+            # the same decision (under torchrun all ranks stop / roll back together).
+            out.update(self.alarm.observe(out))
         self.last = out
         if self.write:
             for logger in self.loggers:

@@ -14,6 +14,7 @@ from typing import Optional
 METHOD_NAMES = ("dino", "ibot", "mocov3", "mae")
 LOGGER_NAMES = ("jsonl", "csv", "tensorboard")
 AMP_MODES = ("auto", "none", "bf16", "fp16")
+DEGRADE_ACTIONS = ("none", "warn", "stop", "rollback")
 
 
 def _opt(default, help: str, **extra):
@@ -57,6 +58,22 @@ class TrainConfig:
     resume: bool = _opt(False, "continue from OUT's latest checkpoint", flag=True)
     branch_from: str = _opt("", "start from another run's checkpoint (weights, teacher, optimiser, step): its "
                                 "run-defining options must match, except --steps and --dse-beta")
+    # Degradation alarm (integrations/alarm.py). Not run-defining: what it did (lr scale, beta,
+    # statistics, rollbacks) is in the checkpoints; the options only govern what it does next.
+    on_degrade: str = _opt("none", "when the smoothed recombined DSE score stays below its best checkpoint's: "
+                                   "none, warn (an `alarm` field in metrics.jsonl, OUT/alarm.json), stop "
+                                   "(checkpoint, OUT/alarm.json, exit code 3), rollback (reload the best "
+                                   "checkpoint and go on with the --rollback-* changes)", choices=DEGRADE_ACTIONS)
+    alarm_patience: int = _opt(5, "consecutive low DSE evaluations that fire the alarm")
+    alarm_margin: float = _opt(0.5, "an evaluation is low when its smoothed score is below the best by more than "
+                                    "MARGIN stds of the scores so far")
+    alarm_warmup: int = _opt(10, "first DSE evaluations: scored by the plain DSE, the alarm never fires")
+    alarm_smoothing: int = _opt(3, "smoothed score: median of the last K DSE evaluations")
+    rollback_lr_scale: float = _opt(0.5, "on rollback, multiply the learning rate (schedule) by S, again at each "
+                                         "rollback")
+    rollback_dse_beta: float = _opt(-1.0, "on rollback, set the DSE regulariser weight (--dse-beta) to B "
+                                          "(-1 = keep it)")
+    max_rollbacks: int = _opt(3, "at most R rollbacks; later alarms only warn")
     # On by default, so the command line offers --no-progress, and this is that option's help.
     progress: bool = _opt(True, "hide the progress bar", flag=True)
 
@@ -106,6 +123,27 @@ class TrainConfig:
             bad("logger", f"knows {', '.join(LOGGER_NAMES)}; got {', '.join(sorted(unknown))}")
         if self.img_size < 16 and self.method in ("dino", "ibot"):
             bad("img_size", "must be >= 16 for multi-crop methods")
+        self._validate_alarm(bad)
+
+    def _validate_alarm(self, bad) -> None:
+        """The --on-degrade options (see `validate`)."""
+        if self.on_degrade not in DEGRADE_ACTIONS:
+            bad("on_degrade", f"must be one of {', '.join(DEGRADE_ACTIONS)}; got {self.on_degrade!r}")
+        for name in ("alarm_patience", "alarm_smoothing"):
+            if getattr(self, name) < 1:
+                bad(name, f"must be >= 1; got {getattr(self, name)}")
+        for name in ("alarm_warmup", "max_rollbacks", "alarm_margin"):
+            if not getattr(self, name) >= 0:
+                bad(name, f"must be >= 0; got {getattr(self, name)}")
+        if not self.rollback_lr_scale > 0:
+            bad("rollback_lr_scale", f"must be > 0; got {self.rollback_lr_scale}")
+        if not (self.rollback_dse_beta >= 0 or self.rollback_dse_beta == -1):
+            bad("rollback_dse_beta", f"must be >= 0, or -1 to keep --dse-beta; got {self.rollback_dse_beta}")
+        if self.on_degrade != "none" and self.dse_every == 0:
+            bad("on_degrade", f"{self.on_degrade} needs DSE evaluations: --dse-every must be > 0")
+        if self.on_degrade == "rollback" and max(1, self.save_every) % self.dse_every:
+            bad("on_degrade", f"rollback needs DSE at checkpoint steps: --save-every {self.save_every} must be a "
+                              f"multiple of --dse-every {self.dse_every}")
 
     def extra_loggers(self) -> list:
         """The --logger list (jsonl is always written)."""

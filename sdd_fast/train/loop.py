@@ -37,17 +37,21 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig
+from .degrade import DegradeControl
 from .methods import build_method
 from .schedule import cosine_schedule
 from .stream import AugmentedStream, step_loader
 
 # Options that define a run: a resumed run must keep them; a branch may change BRANCH_FREE ones.
+# The --on-degrade / --alarm-* / --rollback-* options are not among them: what the alarm did is
+# in the checkpoint (DegradeControl.state_dict) and is restored whatever they say; they only
+# govern what it does next (e.g. --resume a stopped run with --on-degrade none).
 RUN_DEFINING = ("method", "data", "arch", "img_size", "steps", "batch_size", "lr", "min_lr", "warmup_steps",
                 "weight_decay", "momentum_teacher", "local_crops", "teacher_temp", "aug_group", "mask_ratio", "seed",
                 "dse_beta")
 BRANCH_FREE = ("steps", "dse_beta")
 METRIC_FIELDS = ("step", "loss", "lr") + DSE_FIELDS + ("dse_ms", "step_ms",
-                 "data_ms", "reg_dse", "teacher_entropy", "kl")
+                 "data_ms", "reg_dse", "teacher_entropy", "kl", "score", "alarm")
 
 
 class TrainingError(RuntimeError):
@@ -200,16 +204,23 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
     dtype = amp_dtype(config, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     regularizer = DSERegularizer(config.dse_beta)
-    monitor = DSEMonitor(every=config.dse_every, write=dist_info.is_main,
+    control = DegradeControl(config, out, dist_info.is_main)  # --on-degrade: the alarm and its rollbacks
+    monitor = DSEMonitor(every=config.dse_every, write=dist_info.is_main, alarm=control.alarm,
                          loggers=make_loggers(out, config.extra_loggers(), METRIC_FIELDS) if dist_info.is_main else [])
 
-    if config.dse_every > 0 or config.dse_beta > 0:  # fail now, not after the first checkpoint
-        side = config.img_size // patch
+    # Fail now, not after the first checkpoint: the monitor sees every patch of the global view,
+    # the regulariser the student's (MAE's encoder: only the visible ones).
+    patches = (config.img_size // patch) ** 2
+    checks = [("--dse-every", config.dse_every > 0, monitor, patches),
+              ("--dse-beta", config.dse_beta > 0 or (config.on_degrade == "rollback" and config.rollback_dse_beta > 0),
+               regularizer, method.student_patch_count(patches))]
+    for option, used, user, count in checks:
         try:
-            monitor.check_shape((config.batch_size, side * side, method.student.embed_dim))
+            if used:
+                user.check_shape((config.batch_size, count, method.student.embed_dim))
         except ValueError as error:
-            raise TrainingError(f"DSE (--dse-every / --dse-beta) cannot run on {side * side} patch tokens per image "
-                                f"and {config.batch_size} images per step: {error}; raise --img-size or "
+            raise TrainingError(f"DSE ({option}) cannot run on {count} patch tokens per image and "
+                                f"{config.batch_size} images per step: {error}; raise --img-size or "
                                 "--batch-size") from None
 
     start = 0
@@ -219,6 +230,8 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
         scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         start = int(state["step"])
+        control.load_state_dict(state.get("degrade"), branch=branched is not None)
+        regularizer.beta = control.dse_beta
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", config.to_dict())
@@ -231,7 +244,15 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
             save_checkpoint({"format": CHECKPOINT_FORMAT, "step": step, "config": config.to_dict(),
                              "backbone": method.eval_backbone().state_dict(), "method": method.state_dict(),
                              "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                             "rng": rng_state()}, path)
+                             "rng": rng_state(), "degrade": control.state_dict()}, path)
+        return path
+
+    def reload(step: int) -> Path:  # --on-degrade rollback: the best checkpoint's weights and optimiser
+        path = checkpoint_path(out, step)
+        saved = load_checkpoint(path, map_location="cpu")  # saved >= 1 step ago: on disk for every rank
+        method.load_state_dict(saved["method"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scaler.load_state_dict(saved["scaler"])
         return path
 
     last_path = resume_from
@@ -253,13 +274,14 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
         views = [v.to(device, non_blocking=True) for v in next_batch(batches, last_path)]
         data_ms = (time.perf_counter() - data_start) * 1e3
         step_start = time.perf_counter()
+        lr = lrs[step] * control.lr_scale
         for group in optimizer.param_groups:
-            group["lr"] = lrs[step]
+            group["lr"] = lr
 
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             result = model(views, step)
             loss = result.loss
-            if config.dse_beta > 0:
+            if regularizer.beta > 0:
                 loss = loss + regularizer(result.student_patches)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -284,11 +306,20 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
             extra = dict(result.stats or {})
             if regularizer.last is not None:
                 extra["reg_dse"] = regularizer.last.dse
-            monitor.log(done, measured=measured, loss=loss.detach(), lr=lrs[step], step_ms=step_ms,
+            monitor.log(done, measured=measured, loss=loss.detach(), lr=lr, step_ms=step_ms,
                         data_ms=data_ms, **extra)
-        if done % max(1, config.save_every) == 0 or done == config.steps:
+        saving = done % max(1, config.save_every) == 0 or done == config.steps
+        if saving:
             monitor.flush()
+        # An alarm fired by the rows flushed above: warn, stop or roll back, before this step's
+        # checkpoint, so the checkpoint holds the outcome. Every rank saw the same rows.
+        stop = control.act(done, monitor, reload)
+        regularizer.beta = control.dse_beta
+        if saving or stop:
             last_path = save(done)
+        if stop:
+            control.write_report(last_path)
+            break
         bar.update(1)
         bar.set_postfix({"loss": f"{loss_value:.4f}", **({"dse": f"{monitor.last['dse']:.3f}"}
                                                         if "dse" in monitor.last else {})})
@@ -298,6 +329,8 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
     # last_loss: None when this call ran no step (--resume of a finished run)
     summary = {"steps": config.steps, "last_loss": loss_value if math.isfinite(loss_value) else None,
                "checkpoint": str(last_path)}
+    if control.stopped is not None:  # --on-degrade stop: the CLI exits with STOP_EXIT_CODE
+        summary.update(stopped_at=control.stopped["at_step"], alarm=control.stopped)
     if dist_info.is_main:
         print(json_text(summary))
     return summary
