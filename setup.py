@@ -9,6 +9,7 @@ Environment knobs:
 """
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -63,6 +64,15 @@ def openmp_flags() -> list:
     return ["-fopenmp"] if sys.platform.startswith("linux") and torch._C.has_openmp else []
 
 
+def write_build_info(torch_version: str, cuda_version) -> None:
+    """sdd_fast/_build_info.json: the torch (and CUDA) this build is for. sdd_fast reads it at
+    import before loading the library, so a mismatch is a clear error, not an undefined symbol."""
+    path = os.path.join(ROOT, "sdd_fast", "_build_info.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"torch": torch_version, "cuda": cuda_version}, f)
+        f.write("\n")
+
+
 def build_extension():
     import torch
 
@@ -102,6 +112,7 @@ def build_extension():
         ext = CUDAExtension(sources=sources, **kwargs)
     else:
         ext = CppExtension(sources=sources, **kwargs)
+    write_build_info(torch.__version__, torch.version.cuda if with_cuda else None)
     print(f"sdd_fast: building {'CPU + CUDA' if with_cuda else 'CPU only'} "
           f"(torch {torch.__version__}, CUDA_HOME={cpp_ext.CUDA_HOME})", flush=True)
     return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
@@ -110,6 +121,7 @@ def build_extension():
 ext_modules, cmdclass = build_extension()
 setup(
     packages=find_packages(include=["sdd_fast", "sdd_fast.*"]),
+    package_data={"sdd_fast": ["_build_info.json"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -11,6 +14,39 @@ _BUILD_HINT = (
     "`pip install --no-build-isolation -e .`), or pass backend='reference' to use the "
     "plain-PyTorch implementation."
 )
+
+BUILD_INFO = Path(__file__).resolve().parent.parent / "_build_info.json"  # written by setup.py
+
+
+def built_for() -> Optional[dict]:
+    """{"torch": version, "cuda": version or None} the compiled library was built for, or None
+    when there is no build record (not built)."""
+    try:
+        return json.loads(BUILD_INFO.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _release(version: str) -> str:
+    """"2.14.1" of "2.14.1+cu130": the part that fixes torch's C++ ABI."""
+    return version.split("+", 1)[0]
+
+
+def check_build_matches(info: Optional[dict], torch_version: str = torch.__version__) -> None:
+    """ImportError naming both versions when the library was built for another torch release
+    (its C++ ABI differs: loading it would fail with an undefined symbol, or worse)."""
+    if info is None or _release(info["torch"]) == _release(torch_version):
+        return
+    cuda = info.get("cuda")
+    tag = f"+pt{_release(torch_version).replace('.', '')}" + (f"cu{torch.version.cuda.replace('.', '')}"
+                                                               if torch.version.cuda else "cpu")
+    raise ImportError(f"sdd_fast was built for torch {info['torch']}" + (f" (CUDA {cuda})" if cuda else "")
+                      + f" but this environment has torch {torch_version}: install the sdd-fast build for this "
+                      f"torch (a wheel tagged {tag}) or rebuild it here (`make build`, or `pip install "
+                      "--no-build-isolation -e .`)")
+
+
+check_build_matches(built_for())
 
 try:
     from .. import _C  # noqa: F401  (importing registers the ops)
