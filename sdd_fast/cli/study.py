@@ -1,13 +1,16 @@
 """Does DSE predict dense quality better than RankMe, alpha-ReQ and LiDAR? Train, probe, compare.
 
-    sdd-fast study --out runs/study                               # the full study (< 1 h on 2 CPU cores)
+    sdd-fast study --out runs/study                               # the full study (hours on 2 CPU cores)
     sdd-fast study --out runs/quick --quick                       # a few minutes: checks that it all runs
     sdd-fast study --out runs/study --methods dino,mae --steps 300 --checkpoints 10
 
 For each method: train on the embedded data with T checkpoints; at each checkpoint the linear-
 probe mIoU, DSE, dense RankMe, RankMe on CLS / pooled tokens, alpha-ReQ and LiDAR; Kendall tau
 of each metric against mIoU; the DSE-selected checkpoint against the last and the best; two
-branches from the selected checkpoint (--dse-beta 0 and --reg-beta). Writes DIR/study.json,
+branches from the selected checkpoint (--dse-beta 0 and --reg-beta). With --seeds S, all of it
+per training seed, and means over seeds with 95 % bootstrap intervals; the alarm (--on-degrade
+warn) against the mIoU peak, with its online pick; a --betas sweep of the regulariser on
+--sweep-methods from step 0 and from the selected checkpoint. Writes DIR/study.json,
 DIR/study.md and DIR/study.png. Run it again after an interruption and finished parts are reused.
 """
 
@@ -39,7 +42,15 @@ def add_arguments(parser) -> None:
                         help=f"--dse-beta of the regularised branch (default: {full.reg_beta:g})")
     parser.add_argument("--reg-steps", type=positive_int, default=None,
                         help="steps of each branch from the selected checkpoint (default: steps // 3)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of every run (default: 0)")
+    parser.add_argument("--seed", type=int, default=None, help="first training seed (default: 0)")
+    parser.add_argument("--seeds", type=positive_int, default=None,
+                        help=f"training seeds per method: seed, seed+1, ... (default: {full.seeds}; --quick: 2)")
+    parser.add_argument("--betas", default=None,
+                        help="comma list of --dse-beta values of the regulariser sweep, with 0 (default: "
+                             f"{','.join(f'{b:g}' for b in full.betas)}; --quick: 0,0.1)")
+    parser.add_argument("--sweep-methods", default=None,
+                        help=f"comma list of methods of the sweep (default: {','.join(full.sweep_methods)}; "
+                             "methods not in --methods are skipped; empty: no sweep)")
     add_device_argument(parser)
     parser.add_argument("--quick", action="store_true",
                         help="smoke-test sizes (a few minutes on 2 CPU cores; the numbers mean nothing)")
@@ -51,9 +62,15 @@ def run(args) -> int:
     from ..study import StudyPlan, run_study
 
     overrides = {key: getattr(args, key) for key in ("steps", "checkpoints", "batch_size", "lr", "reg_beta",
-                                                     "reg_steps", "seed") if getattr(args, key) is not None}
-    if args.methods is not None:
-        overrides["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+                                                     "reg_steps", "seed", "seeds") if getattr(args, key) is not None}
+    for key in ("methods", "sweep_methods"):
+        if getattr(args, key) is not None:
+            overrides[key] = tuple(m.strip() for m in getattr(args, key).split(",") if m.strip())
+    if args.betas is not None:
+        try:
+            overrides["betas"] = tuple(float(b) for b in args.betas.split(",") if b.strip())
+        except ValueError:
+            raise UsageError(f"--betas must be a comma list of numbers; got {args.betas!r}") from None
     overrides["device"] = str(resolve_device(args.device)) if args.device else None
     plan = StudyPlan.quick(args.out, **overrides) if args.quick else StudyPlan(out=args.out, **overrides)
     try:

@@ -4,7 +4,9 @@
     summary = run_study(StudyPlan(out="runs/study"))
 
 Per method: train with T checkpoints, probe mIoU + DSE + baselines at each checkpoint, select
-a checkpoint without labels, then branch from it with and without the DSE regulariser.
+a checkpoint without labels, then branch from it with and without the DSE regulariser; all of
+it per training seed, with the alarm (`--on-degrade warn`) and its online pick, a regulariser
+sweep over beta, and means over seeds with bootstrap intervals (aggregate.py, stats.py).
 """
 
 from .plan import StudyPlan

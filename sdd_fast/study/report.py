@@ -11,6 +11,7 @@ from ..selection.run_report import format_number as _fmt
 from ..utils.atomic import atomic_write_bytes
 from ..utils.jsonl import write_json
 from .plan import METRICS
+from .report_seeds import render_over_seeds
 
 LABELS = {"dse": "DSE", "score_p": "DSE recombined P", "dense_rankme": "dense RankMe", "rankme_cls": "RankMe (CLS)",
           "rankme_pooled": "RankMe (pooled)", "alpha_req": "alpha-ReQ", "lidar": "LiDAR"}
@@ -21,13 +22,16 @@ def _tau(value) -> str:
 
 
 def render_markdown(summary: dict) -> str:
-    """study.md: Kendall tau table, selection table, regularisation table, settings."""
+    """study.md: Kendall tau, selection and regularisation tables (first seed), the over-seeds
+    sections (report_seeds.py), settings."""
     methods, plan = summary["methods"], summary["plan"]
     names = list(methods)
     out = ["# sdd-fast study: does DSE predict dense quality?", "",
            f"{len(names)} methods x {plan['steps']} steps, a checkpoint every "
            f"{max(1, plan['steps'] // plan['checkpoints'])} steps; linear-probe mIoU on the embedded val split"
-           + (" (--quick: smoke-test sizes, the numbers mean nothing)" if plan.get("quick_mode") else "") + ".", "",
+           + (" (--quick: smoke-test sizes, the numbers mean nothing)" if plan.get("quick_mode") else "") + "."
+           + (f" The tables down to the regularisation are those of the first training seed ({plan['seed']}); "
+              "the means over seeds follow them." if plan.get("seeds", 1) > 1 else ""), "",
            "## Kendall tau against linear-probe mIoU (over checkpoints)", "",
            "| metric | " + " | ".join(names) + " | average |", "|---" * (len(names) + 2) + "|"]
     for key in METRICS:
@@ -53,8 +57,10 @@ def render_markdown(summary: dict) -> str:
         plain, reg = r["branches"]["0"], r["branches"][f"{beta:g}"]
         out.append(f"| {m} | {r['from_step']} | {r['steps']} | {_fmt(plain['miou'])} | {_fmt(reg['miou'])} | "
                    f"{_fmt(plain['dse'])} | {_fmt(reg['dse'])} |")
-    out += ["", f"Average final-mIoU change from the regulariser: {_fmt(avg['regularized_minus_plain'], sign=True)}.",
-            "", f"This invocation took {summary['seconds']:.0f} s (parts reused from an earlier one not counted) on "
+    out += ["", f"Average final-mIoU change from the regulariser: {_fmt(avg['regularized_minus_plain'], sign=True)}."]
+    if summary.get("over_seeds"):
+        out += render_over_seeds(summary, LABELS)
+    out += ["", f"This invocation took {summary['seconds']:.0f} s (parts reused from an earlier one not counted) on "
             f"{summary['machine']['cpu']} ({summary['machine']['torch_threads']} torch threads, "
             f"device {summary['machine']['device']}, torch {summary['machine']['torch']})."]
     return "\n".join(out) + "\n"

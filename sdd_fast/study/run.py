@@ -1,9 +1,13 @@
-"""Runs a study: per method train -> evaluate (probe + DSE + baselines) -> select -> branch with and
-without the DSE regulariser -> evaluate the branches; then DIR/study.{json,md,png}.
+"""Runs a study: per method and training seed, train (with the alarm on `warn`) -> evaluate
+(probe + DSE + baselines) -> select -> branch with and without the DSE regulariser -> evaluate
+the branches; for the sweep methods, the regulariser sweep (sweep.py); then the means over seeds
+with bootstrap intervals (aggregate.py) and DIR/study.{json,md,png}.
 
 Every stage resumes: training runs resume from their checkpoints, evaluations skip the
-checkpoints already in eval.jsonl, so `sdd-fast study` run again after an interruption goes on
-where it stopped. Layout: DIR/<method>/train, DIR/<method>/branch_beta0, DIR/<method>/branch_beta<B>.
+checkpoints already in eval.jsonl, gradient norms are cached per checkpoint, so `sdd-fast study`
+run again after an interruption goes on where it stopped. Layout: ROOT/train,
+ROOT/branch_beta<B>, ROOT/sweep/scratch_beta<B>, where ROOT is DIR/<method> for the first seed
+and DIR/<method>/seed<N> for the others.
 """
 
 from __future__ import annotations
@@ -17,12 +21,19 @@ from ..selection.run_report import as_float, summarize
 from .plan import METRICS, StudyPlan
 
 
-def _train(plan: StudyPlan, method: str, run_dir: Path, progress: bool, **options) -> None:
+def seed_root(plan: StudyPlan, method: str, seed: int) -> Path:
+    """DIR/<method> for the first seed (the layout of single-seed studies), else DIR/<method>/seed<N>."""
+    root = Path(plan.out) / method
+    return root if seed == plan.seed else root / f"seed{seed}"
+
+
+def _train(plan: StudyPlan, method: str, run_dir: Path, progress: bool, seed: int = None, **options) -> None:
     from ..train.config import TrainConfig
     from ..train.loop import train
 
     values = dict(out=str(run_dir), method=method, steps=plan.steps, batch_size=plan.batch_size, lr=plan.lr,
-                  seed=plan.seed, device=plan.device, save_every=plan.save_every, progress=progress, resume=True)
+                  seed=plan.seed if seed is None else seed, device=plan.device, save_every=plan.save_every,
+                  progress=progress, resume=True)
     values.update(plan.train_options)
     values.update(options)
     train(TrainConfig(**values))
@@ -39,12 +50,16 @@ def _evaluate(plan: StudyPlan, run_dir: Path, progress: bool) -> list:
                         lidar_views=plan.lidar_views, progress=progress)
 
 
-def study_method(plan: StudyPlan, method: str, progress: bool = True) -> dict:
-    """One method's part of the study (see the module docstring); returns its summary dict."""
+def study_seed(plan: StudyPlan, method: str, seed: int, progress: bool = True) -> dict:
+    """One method and training seed (see the module docstring); returns its summary dict:
+    rows, tau, selection, regularization, alarm, sweep (None unless a sweep method), seconds."""
+    from .online import alarm_result
+    from .sweep import sweep_method
+
     start = time.perf_counter()
-    root = Path(plan.out) / method
+    root = seed_root(plan, method, seed)
     train_dir = root / "train"
-    _train(plan, method, train_dir, progress)
+    _train(plan, method, train_dir, progress, seed=seed, on_degrade="warn")
     rows = _evaluate(plan, train_dir, progress)
     summary = summarize(rows, top=1)  # the run report's selection, last and best checkpoints
     selection, last = summary["recombined"], summary["last"]
@@ -57,20 +72,42 @@ def study_method(plan: StudyPlan, method: str, progress: bool = True) -> dict:
 
     branches = {}
     for beta in (0.0, plan.reg_beta):
-        branch_dir = root / f"branch_beta{beta:g}"
-        _train(plan, method, branch_dir, progress, steps=chosen["step"] + plan.branch_steps, dse_beta=beta,
-               save_every=plan.branch_steps, branch_from=str(train_dir / chosen["checkpoint"]))
-        final = _evaluate(plan, branch_dir, progress)[-1]
+        final = branch(plan, method, seed, train_dir, chosen, beta, progress)
         branches[f"{beta:g}"] = {"beta": beta, "step": final["step"], "miou": final["miou"], "dse": final["dse"]}
+    selected = {"selected_step": chosen["step"], "selected_miou": chosen["miou"],
+                "last_step": last["step"], "last_miou": last["miou"],
+                "best_step": best["step"], "best_miou": best["miou"], "lambda": selection.lambda_}
+    sweep = sweep_method(plan, method, seed, train_dir, rows, chosen, progress) if method in plan.swept else None
     return {
+        "seed": seed,
         "rows": rows,
         "tau": tau,
-        "selection": {"selected_step": chosen["step"], "selected_miou": chosen["miou"],
-                      "last_step": last["step"], "last_miou": last["miou"],
-                      "best_step": best["step"], "best_miou": best["miou"], "lambda": selection.lambda_},
+        "selection": selected,
         "regularization": {"from_step": chosen["step"], "steps": plan.branch_steps, "branches": branches},
+        "alarm": alarm_result(train_dir, rows, selected, plan.online_warmup, plan.online_smoothing),
+        "sweep": sweep,
         "seconds": time.perf_counter() - start,
     }
+
+
+def branch(plan: StudyPlan, method: str, seed: int, train_dir: Path, chosen: dict, beta: float,
+           progress: bool) -> dict:
+    """Trains (or resumes) ROOT/branch_beta<beta> from the chosen checkpoint for branch_steps
+    steps with --dse-beta beta, evaluates it; returns its last eval row."""
+    branch_dir = train_dir.parent / f"branch_beta{beta:g}"
+    _train(plan, method, branch_dir, progress, seed=seed, steps=chosen["step"] + plan.branch_steps, dse_beta=beta,
+           save_every=plan.branch_steps, branch_from=str(train_dir / chosen["checkpoint"]))
+    return _evaluate(plan, branch_dir, progress)[-1]
+
+
+def study_method(plan: StudyPlan, method: str, progress: bool = True) -> dict:
+    """One method over every training seed: the first seed's summary (rows, tau, selection,
+    regularization, alarm, sweep) at the top level, and "seeds": every seed's summary."""
+    start = time.perf_counter()
+    seeds = [study_seed(plan, method, seed, progress) for seed in plan.seed_values]
+    result = dict(seeds[0])
+    result.update(seeds=seeds, seconds=time.perf_counter() - start)
+    return result
 
 
 def average(results: dict) -> dict:
@@ -96,9 +133,11 @@ def run_study(plan: StudyPlan, progress: bool = True) -> dict:
     """Runs (or resumes) the whole study and writes DIR/study.json, study.md and study.png.
 
     Returns:
-        {"plan", "methods": {method: study_method(...)}, "average", "seconds"}.
+        {"plan", "machine", "methods": {method: study_method(...)}, "average" (first seed),
+         "over_seeds" (means over seeds with bootstrap intervals: aggregate.py), "seconds"}.
     """
     from ..utils.devices import describe_machine
+    from .aggregate import aggregate
     from .report import write_study
 
     plan.validate()
@@ -108,6 +147,7 @@ def run_study(plan: StudyPlan, progress: bool = True) -> dict:
     for method in plan.methods:
         results[method] = study_method(plan, method, progress)
     summary = {"plan": plan.to_dict(), "machine": describe_machine(plan.device), "methods": results,
-               "average": average(results), "seconds": time.perf_counter() - start}
+               "average": average(results), "over_seeds": aggregate(plan, results),
+               "seconds": time.perf_counter() - start}
     write_study(Path(plan.out), summary)
     return summary
