@@ -15,26 +15,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..selection.checkpoints import kendall_tau
+
 RESAMPLES = 2000
 BOOTSTRAP_SEED = 20251018
 LEVEL = 0.95
-
-
-def tau_b(a, b) -> float:
-    """Kendall's tau-b of two equal-length sequences over the positions where both are finite;
-    NaN when undefined (fewer than 2 positions or a constant sequence). Pairs tied in both count
-    in neither denominator term, as in scipy's tau-b."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    keep = np.isfinite(a) & np.isfinite(b)
-    a, b = a[keep], b[keep]
-    if len(a) < 2:
-        return math.nan
-    da, db = np.sign(a[:, None] - a[None, :]), np.sign(b[:, None] - b[None, :])  # [T, T]
-    upper = np.triu(np.ones_like(da, dtype=bool), 1)
-    da, db = da[upper], db[upper]
-    s = float(np.sum(da * db))
-    n_a, n_b = float(np.count_nonzero(da)), float(np.count_nonzero(db))
-    return s / math.sqrt(n_a * n_b) if n_a > 0 and n_b > 0 else math.nan
 
 
 def _mean(values) -> float:
@@ -44,8 +29,8 @@ def _mean(values) -> float:
 
 
 def per_seed_tau(groups: Sequence) -> list:
-    """tau_b of each seed's (metric, miou) pairs: `groups` is a list (seeds) of [T, 2] arrays."""
-    return [tau_b(np.asarray(g)[:, 0], np.asarray(g)[:, 1]) if len(g) else math.nan for g in groups]
+    """Kendall tau-b of each seed's (metric, miou) pairs: `groups` is a list (seeds) of [T, 2] arrays."""
+    return [kendall_tau(np.asarray(g)[:, 0], np.asarray(g)[:, 1]) if len(g) else math.nan for g in groups]
 
 
 def bootstrap_draws(groups: Sequence, statistic: Callable, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED,
@@ -95,7 +80,7 @@ def tau_summary(groups: Sequence, **options) -> dict:
     """Mean over seeds of Kendall's tau (column 0 vs column 1 of each seed's [T, 2] array),
     with its two-level bootstrap interval (see the module docstring)."""
     point = _mean(per_seed_tau(groups))
-    draws = bootstrap_draws(groups, lambda items: tau_b(items[:, 0], items[:, 1]), **options)
+    draws = bootstrap_draws(groups, lambda items: kendall_tau(items[:, 0], items[:, 1]), **options)
     return summary(point, draws)
 
 
