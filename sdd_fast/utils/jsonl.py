@@ -25,7 +25,7 @@ def append_jsonl(path, row: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
+        f.write(json_text(row) + "\n")
         f.flush()
 
 
@@ -57,7 +57,7 @@ def read_jsonl(path) -> list:
 
 def write_jsonl(path, rows) -> None:
     """Replaces the file with `rows`, atomically (temp file + rename)."""
-    text = "".join(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n" for row in rows)
+    text = "".join(json_text(row) + "\n" for row in rows)
     atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
 
 
