@@ -267,7 +267,7 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
     bar = tqdm(total=config.steps, initial=start, disable=not (dist_info.is_main and config.progress),
                desc=f"{config.method} {device.type}", dynamic_ncols=True)
     method.train()
-    loss_value = math.nan
+    loss_value, done = math.nan, start
     data_start = time.perf_counter()
     batches = iter(loader)
     for step in range(start, config.steps):
@@ -326,7 +326,10 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
         data_start = time.perf_counter()
     bar.close()
     monitor.close()
-    # last_loss: None when this call ran no step (--resume of a finished run)
+    # last_loss: the logged loss of the last step (under torchrun the mean over ranks, not this
+    # rank's own); None when this call ran no step (--resume of a finished run)
+    if monitor.last.get("step") == done and "loss" in monitor.last:
+        loss_value = monitor.last["loss"]
     summary = {"steps": config.steps, "last_loss": loss_value if math.isfinite(loss_value) else None,
                "checkpoint": str(last_path)}
     if control.stopped is not None:  # --on-degrade stop: the CLI exits with STOP_EXIT_CODE
