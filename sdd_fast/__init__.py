@@ -5,9 +5,10 @@
     print(result.to_dict())                      # dse, inter, intra_image, intra_batch, dim
 """
 
+from ._version import BASE_VERSION, build_version
 from .core import reference
 from .core.estimator import DSEResult, dse
-from .core.library import assert_has_ops, cuda_version, has_cuda, has_openmp, has_ops, missing_cuda_kernels
+from .core.library import assert_has_ops, built_for, cuda_version, has_cuda, has_openmp, has_ops, missing_cuda_kernels
 from .core.ops import cluster_singular_sum, effective_rank, inter_cluster_distance, kmeans
 from .core.options import DEFAULTS
 from .integrations import loggers
@@ -17,7 +18,9 @@ from .integrations.regularizer import DSERegularizer
 from .selection.causal import CausalSelector
 from .selection.checkpoints import select_checkpoints
 
-__version__ = "0.1.0"
+_BUILT_FOR = built_for()
+# e.g. 0.1.0+pt2141cu130: built against torch 2.14.1 with CUDA 13.0 (the wheel's local version)
+__version__ = build_version(_BUILT_FOR["torch"], _BUILT_FOR["cuda"]) if _BUILT_FOR else BASE_VERSION
 
 __all__ = [
     "DEFAULTS",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Optional
 
 import torch
+
+from .._version import cuda_major_minor, local_tag, torch_release
 
 _BUILD_HINT = (
     "Build it from the repository root with `make build` (or "
@@ -27,23 +28,29 @@ def built_for() -> Optional[dict]:
         return None
 
 
-def _release(version: str) -> str:
-    """"2.14.1" of "2.14.1+cu130": the part that fixes torch's C++ ABI."""
-    return version.split("+", 1)[0]
-
-
-def check_build_matches(info: Optional[dict], torch_version: str = torch.__version__) -> None:
-    """ImportError naming both versions when the library was built for another torch release
-    (its C++ ABI differs: loading it would fail with an undefined symbol, or worse)."""
-    if info is None or _release(info["torch"]) == _release(torch_version):
+def check_build_matches(info: Optional[dict], torch_version: str = torch.__version__,
+                        torch_cuda: Optional[str] = torch.version.cuda) -> None:
+    """ImportError naming both builds, and the wheel to install, when the library was built for
+    another torch release (its C++ ABI differs: loading it would fail with an undefined symbol, or
+    worse) or with CUDA kernels for another CUDA than torch's (or for a CPU-only torch). A CPU-only
+    build loads under any CUDA of the same torch release."""
+    if info is None:
         return
-    cuda = info.get("cuda")
-    tag = f"+pt{_release(torch_version).replace('.', '')}" + (f"cu{torch.version.cuda.replace('.', '')}"
-                                                               if torch.version.cuda else "cpu")
-    raise ImportError(f"sdd_fast was built for torch {info['torch']}" + (f" (CUDA {cuda})" if cuda else "")
-                      + f" but this environment has torch {torch_version}: install the sdd-fast build for this "
-                      f"torch (a wheel tagged {tag}) or rebuild it here (`make build`, or `pip install "
-                      "--no-build-isolation -e .`)")
+    built_cuda = cuda_major_minor(info.get("cuda"))
+    same_torch = torch_release(info["torch"]) == torch_release(torch_version)
+    if same_torch and built_cuda in (None, cuda_major_minor(torch_cuda)):
+        return
+    wanted = local_tag(torch_version, torch_cuda)
+    raise ImportError(
+        f"sdd_fast was built for torch {info['torch']} with {_cuda_words(built_cuda)} but this environment has "
+        f"torch {torch_version} with {_cuda_words(cuda_major_minor(torch_cuda))}: install the sdd-fast wheel "
+        f"for this torch, tagged +{wanted} (`pip install --find-links WHEEL_DIR 'sdd-fast==VERSION+{wanted}'`; "
+        f"the wheels are named sdd_fast-VERSION+{wanted}-...whl), or rebuild it here (`make build`, or "
+        "`pip install --no-build-isolation -e .`)")
+
+
+def _cuda_words(cuda: Optional[str]) -> str:
+    return "no CUDA" if cuda is None else f"CUDA {cuda}"
 
 
 check_build_matches(built_for())
@@ -109,16 +116,3 @@ def has_openmp() -> bool:
 def cuda_version() -> int:
     """CUDA version the library was built with (e.g. 13000), or -1 (CPU-only build or not loaded)."""
     return int(_C.cuda_version()) if _C is not None else -1
-
-
-def _check_cuda_match() -> None:
-    built = cuda_version()
-    if built < 0 or torch.version.cuda is None:  # no CUDA code compiled in, or a CPU-only torch
-        return
-    major, minor = (int(p) for p in torch.version.cuda.split(".")[:2])
-    if (built // 1000, (built % 1000) // 10) != (major, minor):
-        warnings.warn(f"sdd_fast was built with CUDA {built // 1000}.{(built % 1000) // 10} but torch uses "
-                      f"CUDA {torch.version.cuda}; rebuild sdd_fast if the CUDA kernels fail.", stacklevel=2)
-
-
-_check_cuda_match()
