@@ -22,6 +22,10 @@ inline constexpr const char* kKernelOpSchemas[] = {
     "dse_backward(Tensor grad, Tensor values, Tensor feats, Tensor local_labels,"
     " Tensor global_labels, Tensor centroids, Tensor other, Tensor perm, int local_k,"
     " int global_k, int group, bool normalize) -> Tensor",
+    "continuous_ap_loss(Tensor scores, Tensor targets, Tensor? weight_scale, float theta, float lam,"
+    " float tau, bool hard_step, str algorithm) -> Tensor",
+    "continuous_ap_loss_backward(Tensor grad, Tensor scores, Tensor targets, Tensor? weight_scale,"
+    " float theta, float lam, float tau, bool hard_step, str algorithm) -> Tensor",
 };
 
 }  // namespace sdd

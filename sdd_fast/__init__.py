@@ -7,6 +7,7 @@
 
 from ._version import BASE_VERSION, build_version
 from .core import reference
+from .core.ap_loss import AP_DEFAULTS, continuous_ap_loss
 from .core.estimator import DSEResult, dse
 from .core.library import assert_has_ops, built_for, cuda_version, has_cuda, has_openmp, has_ops, missing_cuda_kernels
 from .core.ops import cluster_singular_sum, effective_rank, inter_cluster_distance, kmeans
@@ -23,6 +24,8 @@ _BUILT_FOR = built_for()
 __version__ = build_version(_BUILT_FOR["torch"], _BUILT_FOR["cuda"]) if _BUILT_FOR else BASE_VERSION
 
 __all__ = [
+    "AP_DEFAULTS",
+    "continuous_ap_loss",
     "DEFAULTS",
     "CausalSelector",
     "DegradationAlarm",

@@ -211,3 +211,29 @@ def dse(feats: torch.Tensor, **options) -> torch.Tensor:
     """[dse, inter, intra_image, intra_batch, dim] as one tensor, like torch.ops.sdd.dse."""
     parts = dse_components(feats, **options)
     return torch.stack([parts[name] for name in DSE_FIELDS])
+
+
+# ---- continuous-target AP loss (sdd_fast.core.ap_loss) -----------------------------------------
+
+
+def continuous_ap_loss(scores: torch.Tensor, targets: torch.Tensor, weight_scale: torch.Tensor | None = None, *,
+                       theta: float, lam: float, tau: float, hard_step: bool = False) -> torch.Tensor:
+    """Per-anchor losses [A] (float64) of sdd_fast.continuous_ap_loss, from all C x C pairs at once.
+
+    Differentiable in `scores` through N_j (P_j, a count, is constant); O(A C^2) memory."""
+    s, t = scores.double(), targets.detach().double()
+    c = torch.ones_like(t) if weight_scale is None else weight_scale.detach().double()
+    w = c * (t - theta).clamp_min(0)  # [A, C]
+    s_j, s_k = s.unsqueeze(2), s.unsqueeze(1)  # [A, C, 1], [A, 1, C]: pair (j, k)
+    t_j, t_k = t.unsqueeze(2), t.unsqueeze(1)
+    P = ((t_k >= t_j) & (s_k >= s_j)).double().sum(2)
+    x = s_j - s_k
+    if hard_step:
+        phi = (x <= 0).double()
+    else:
+        phi = torch.where(x < 0, 1 - 2 * x / tau, (1 - x.clamp(max=tau) / tau) ** 2)
+    N = lam * ((t_j - t_k).clamp_min(0) * phi).sum(2)
+    total = w.sum(1)
+    losses = (w * N / (P + N)).sum(1) / torch.where(total != 0, total, torch.ones_like(total))
+    return torch.where(torch.isfinite(s).all(1) & torch.isfinite(t).all(1) & torch.isfinite(c).all(1), losses,
+                       torch.full_like(losses, float("nan")))
