@@ -69,6 +69,13 @@ def run_dtype(call: Calls, dtype: torch.dtype) -> None:
         labels = (local[:batch], glob) if given else (None, None)
         fwd = call("dse_forward", f, LOCAL_K, GLOBAL_K, GROUP, True, 20, 1e-4, 1, "greedy", 0, *labels)
         call("dse_backward", torch.ones_like(fwd[0]), fwd[0], f, *fwd[1:], LOCAL_K, GLOBAL_K, GROUP, True)
+    # the continuous-target AP loss: 300 candidates (two shared-memory tiles), anchor 2 without weight
+    scores = (torch.rand(3, 300, generator=g) * 2 - 1).to(dev, dtype)
+    targets = torch.rand(3, 300, generator=g).to(dev, dtype)
+    targets[2] *= 0.2
+    scale = torch.where(torch.rand(3, 300, generator=g) < 0.3, 0.1, 1.0).to(dev, dtype)
+    losses = call("continuous_ap_loss", scores, targets, scale, 0.3, 1.0, 0.1, False, "auto")
+    call("continuous_ap_loss_backward", torch.ones_like(losses), scores, targets, scale, 0.3, 1.0, 0.1, False, "auto")
     # and through autograd, as users call it
     f = feats.clone().requires_grad_()
     sdd_fast.dse(f, local_k=LOCAL_K, global_k=GLOBAL_K, group=GROUP).dse.backward()

@@ -15,7 +15,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = [os.path.join(ROOT, "csrc", "emulator", "emulator_ops.cpp")] + [
-    os.path.join(ROOT, "csrc", "inputs", name) for name in ("options.cpp", "features.cpp")]
+    os.path.join(ROOT, "csrc", "inputs", name) for name in ("options.cpp", "features.cpp", "ap_loss.cpp")]
 
 
 @functools.lru_cache(maxsize=None)

@@ -101,6 +101,22 @@ def test_inter_cluster_distance_and_backward():
     assert norm_rel_err(grads[1][0], grads[0][0]) <= 1e-3 and norm_rel_err(grads[1][1], grads[0][1]) <= 1e-3
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_continuous_ap_loss_and_backward(dtype):
+    """64 anchors x 600 candidates (three tiles): the CUDA kernel (pairwise) against the CPU's
+    sorted algorithm, values and gradients; no host sync in the wrapper."""
+    g = torch.Generator().manual_seed(3)
+    s = (torch.rand(64, 600, generator=g) * 2 - 1).to(dtype)
+    t = (torch.rand(64, 600, generator=g) * 10).round().to(dtype) / 10
+    scale = torch.where(torch.rand(64, 600, generator=g) < 0.3, 0.1, 1.0).to(dtype)
+    options = dict(theta=0.3, lam=1.5, tau=0.2, reduction="none")
+    l_cpu, l_gpu = both(lambda s_, t_, c_: sdd_fast.continuous_ap_loss(s_, t_, c_, **options), s, t, scale)
+    assert rel_err(l_gpu, l_cpu) <= (1e-4 if dtype == torch.float32 else 1e-10)
+    grads = [grad_of(lambda x, t_, c_: sdd_fast.continuous_ap_loss(x, t_, c_, **options), s.to(dev), t, scale)
+             for dev in ("cpu", CUDA)]
+    assert norm_rel_err(grads[1], grads[0]) <= (1e-3 if dtype == torch.float32 else 1e-9)
+
+
 def dse_values_and_grad(feats, local=None, glob=None, **options):
     """(values [5], grad of sum(WEIGHTS * values)) of sdd_fast.dse on feats' device."""
     x = feats.detach().clone().requires_grad_()

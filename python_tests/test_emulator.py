@@ -233,3 +233,34 @@ def test_non_finite_matrix_gives_nan_for_it_only(emu):
     ranks = emu.effective_rank(y)
     assert torch.isnan(ranks[1]) and torch.equal(torch.isnan(ranks), torch.isnan(torch.ops.sdd.effective_rank(y)))
     assert rel_err(ranks[[0, 2]], torch.ops.sdd.effective_rank(y)[[0, 2]]) <= 1e-4
+
+
+# ---- continuous_ap_loss ----------------------------------------------------------------------------
+@pytest.mark.parametrize("candidates", [7, 300])  # one partial tile; two tiles of 256, the second partial
+@pytest.mark.parametrize("hard_step", [False, True])
+def test_continuous_ap_loss_matches_reference_with_gradient(emu, candidates, hard_step):
+    s = torch.rand(4, candidates, dtype=torch.float64) * 2 - 1
+    t = torch.round(torch.rand(4, candidates, dtype=torch.float64) * 10) / 10  # ties
+    t[3] *= 0.2  # no weight: loss 0, gradient 0
+    scale = torch.where(torch.rand(4, candidates) < 0.3, 0.1, 1.0).double()
+    options = dict(theta=0.3, lam=1.5, tau=0.2, hard_step=hard_step)
+    loss = emu.continuous_ap_loss(s, t, scale, *options.values(), "pairwise")
+    sr = s.clone().requires_grad_(True)
+    expected = reference.continuous_ap_loss(sr, t, scale, **options)
+    assert rel_err(loss, expected.detach()) <= 1e-10 and loss[3] == 0
+    grad = torch.randn(4, dtype=torch.float64)
+    g = emu.continuous_ap_loss_backward(grad, s, t, scale, *options.values(), "sorted")  # device: pairwise always
+    if hard_step:
+        assert torch.count_nonzero(g) == 0
+    else:
+        (expected * grad).sum().backward()
+        assert norm_rel_err(g, sr.grad) <= 1e-9 and g[3].abs().sum() == 0
+
+
+def test_continuous_ap_loss_non_finite_anchor_is_nan(emu):
+    s, t = torch.rand(2, 9, dtype=torch.float64), torch.rand(2, 9, dtype=torch.float64)
+    t[1, 4] = float("inf")
+    loss = emu.continuous_ap_loss(s, t, None, 0.3, 1.0, 0.1, False, "auto")
+    g = emu.continuous_ap_loss_backward(torch.ones(2, dtype=torch.float64), s, t, None, 0.3, 1.0, 0.1, False, "auto")
+    assert torch.isfinite(loss[0]) and torch.isnan(loss[1])
+    assert torch.isfinite(g[0]).all() and torch.isnan(g[1]).all()

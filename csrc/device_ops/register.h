@@ -4,6 +4,7 @@
 
 #include <torch/library.h>
 
+#include "ap_loss.h"
 #include "dse.h"
 #include "inter.h"
 #include "kmeans.h"
@@ -23,6 +24,8 @@ void register_kernel_ops(torch::Library& m) {
   m.impl("inter_cluster_distance_backward", &inter_cluster_distance_backward_op<Backend>);
   m.impl("dse_forward", &dse_forward_op<Backend>);
   m.impl("dse_backward", &dse_backward_op<Backend>);
+  m.impl("continuous_ap_loss", &continuous_ap_loss_op<Backend>);
+  m.impl("continuous_ap_loss_backward", &continuous_ap_loss_backward_op<Backend>);
 }
 
 }  // namespace device_ops

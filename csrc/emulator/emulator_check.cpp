@@ -181,6 +181,26 @@ void check_dse(const std::string& tag, const at::Tensor& feats, bool given_label
   check_grad(tag + "_backward", backward("sdd_emu", emu).toTensor(), backward("sdd", cpu).toTensor());
 }
 
+// scores, targets, weight scale [A=3, C] (C = 300: two shared-memory tiles of 256, the second
+// partial), targets quantised to tenths (ties); anchor 2 has no weight (targets under theta).
+void check_continuous_ap_loss(int64_t C) {
+  const std::string tag = "continuous_ap_loss[C=" + std::to_string(C) + "]";
+  const at::Tensor s = at::rand({3, C}, at::kDouble) * 2 - 1;
+  at::Tensor t = at::round(at::rand({3, C}, at::kDouble) * 10) / 10;
+  t[2].mul_(0.2);
+  const at::Tensor scale = at::where(at::rand({3, C}) < 0.3, 0.1, 1.0).to(at::kDouble);
+  const auto forward = [&](const char* ns) {
+    return call(ns, "continuous_ap_loss", {s, t, scale, 0.3, 1.5, 0.2, false, "pairwise"})[0].toTensor();
+  };
+  check_close(tag, forward("sdd_emu"), forward("sdd"), 1e-10);
+  const at::Tensor grad = at::randn({3}, at::kDouble);
+  const auto backward = [&](const char* ns) {
+    return call(ns, "continuous_ap_loss_backward", {grad, s, t, scale, 0.3, 1.5, 0.2, false, "pairwise"})[0]
+        .toTensor();
+  };
+  check_grad(tag + "_backward", backward("sdd_emu"), backward("sdd"), 1e-9);
+}
+
 }  // namespace
 
 int main() {
@@ -196,6 +216,7 @@ int main() {
   run("dse", [] { check_dse("dse[B=5 ragged]", at::randn({5, 12, 10}), true); });  // last group: 1 image
   run("dse", [] { check_dse("dse[own k-means]", clustered(4, 12, 10, 3), false); });
   run("dse", [] { check_dse("dse[collapsed]", at::ones({4, 12, 10}) + 1e-9 * at::randn({4, 12, 10}), false); });
+  run("continuous_ap_loss", [] { check_continuous_ap_loss(300); });
   std::printf("%s: %d check(s) failed\n", failures == 0 ? "emulator_check PASSED" : "emulator_check FAILED", failures);
   return failures == 0 ? 0 : 1;
 }

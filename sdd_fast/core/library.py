@@ -80,7 +80,7 @@ def assert_has_ops() -> None:
 # the GPU check all read it.
 KERNEL_OPS = ("kmeans", "cluster_singular_sum", "cluster_singular_sum_backward", "effective_rank",
               "effective_rank_backward", "inter_cluster_distance", "inter_cluster_distance_backward",
-              "dse_forward", "dse_backward")
+              "dse_forward", "dse_backward", "continuous_ap_loss", "continuous_ap_loss_backward")
 
 
 def _has_kernel(op: str, dispatch_key: str) -> bool:
