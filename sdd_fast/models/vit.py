@@ -121,3 +121,27 @@ def split_tokens(backbone: VisionTransformer, tokens: torch.Tensor) -> tuple:
 def patch_tokens(backbone: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
     """Final-norm patch tokens [B, N, d] of `images` [B, 3, H, W] (no CLS / register tokens)."""
     return split_tokens(backbone, encode(backbone, images))[1]
+
+
+@torch.no_grad()
+def encode_with_cls_attention(backbone: VisionTransformer, images: torch.Tensor) -> tuple:
+    """(`encode(backbone, images)` [B, P + N, d], the last block's attention of the CLS token
+    to every patch [B, N], averaged over heads; each row sums to at most 1: the rest goes to the
+    prefix tokens). For foreground masks (CoTAP); no gradient."""
+    if backbone.cls_token is None:
+        raise ValueError("CLS attention needs a backbone with a CLS token")
+    x = backbone.norm_pre(backbone.patch_drop(backbone._pos_embed(backbone.patch_embed(images))))
+    for block in backbone.blocks[:-1]:
+        x = block(x)
+    last, prefix = backbone.blocks[-1], backbone.num_prefix_tokens
+    attn = last.attn
+    B, T, _ = x.shape
+    heads = attn.num_heads
+    qkv = attn.qkv(last.norm1(x)).reshape(B, T, 3, heads, -1).permute(2, 0, 3, 1, 4)  # 3 x [B, H, T, hd]
+    q, k = qkv[0], qkv[1]
+    q, k = getattr(attn, "q_norm", nn.Identity())(q), getattr(attn, "k_norm", nn.Identity())(k)
+    weights = ((q[:, :, :1] * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # [B, H, 1, T]
+    x = backbone.norm(last(x))
+    if isinstance(getattr(backbone, "fc_norm", None), nn.LayerNorm):
+        x = backbone.fc_norm(x)
+    return x, weights[:, :, 0, prefix:].mean(dim=1)

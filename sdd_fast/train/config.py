@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-METHOD_NAMES = ("dino", "ibot", "mocov3", "mae")
+METHOD_NAMES = ("dino", "ibot", "mocov3", "mae", "cotap")
+COTAP_INIT_METHODS = ("dino", "ibot", "mocov3")  # methods with an EMA teacher CoTAP can continue
 LOGGER_NAMES = ("jsonl", "csv", "tensorboard")
 AMP_MODES = ("auto", "none", "bf16", "fp16")
 DEGRADE_ACTIONS = ("none", "warn", "stop", "rollback")
@@ -74,6 +75,20 @@ class TrainConfig:
     rollback_dse_beta: float = _opt(-1.0, "on rollback, set the DSE regulariser weight (--dse-beta) to B "
                                           "(-1 = keep it)")
     max_rollbacks: int = _opt(3, "at most R rollbacks; later alarms only warn")
+    # CoTAP (train/cotap.py): continues the --init run with its image-level loss plus the
+    # continuous-target AP loss on regions of neighbouring images (sdd_fast.continuous_ap_loss).
+    init: str = _opt("", "cotap: the run directory (its latest checkpoint) or the checkpoint to continue")
+    cotap_weight: float = _opt(1.0, "cotap: weight of the AP loss beside the init method's loss (0: the init "
+                                    "method alone, with cotap's schedule: the control run)")
+    cotap_backbone_lr_scale: float = _opt(0.1, "cotap: learning rate of the backbone relative to --lr (the heads "
+                                               "and the object-aware filter take --lr)")
+    cotap_neighbours: int = _opt(5, "cotap: each image is paired with a random one of its K nearest neighbours")
+    cotap_regions: int = _opt(8, "cotap: regions per image (the most foreground ones)")
+    cotap_prototypes: int = _opt(64, "cotap: prototypes of the object-aware filter")
+    cotap_foreground: float = _opt(0.6, "cotap: fraction of the CLS attention mass kept as foreground")
+    cotap_theta: float = _opt(0.5, "cotap: teacher similarities at or under THETA carry no weight")
+    cotap_alpha: float = _opt(0.1, "cotap: weight scale of candidates from other images")
+    cotap_tau: float = _opt(0.1, "cotap: width of the smoothed step")
     # On by default, so the command line offers --no-progress, and this is that option's help.
     progress: bool = _opt(True, "hide the progress bar", flag=True)
 
@@ -124,6 +139,26 @@ class TrainConfig:
         if self.img_size < 16 and self.method in ("dino", "ibot"):
             bad("img_size", "must be >= 16 for multi-crop methods")
         self._validate_alarm(bad)
+        self._validate_cotap(bad)
+
+    def _validate_cotap(self, bad) -> None:
+        """The --init / --cotap-* options (see `validate`)."""
+        if self.method == "cotap" and not self.init:
+            bad("init", "is required by --method cotap: the run directory or checkpoint to continue")
+        if self.init and self.method != "cotap":
+            bad("init", f"is for --method cotap (got --method {self.method}); to continue a run use --branch-from")
+        for name in ("cotap_neighbours", "cotap_regions", "cotap_prototypes"):
+            if getattr(self, name) < 1:
+                bad(name, f"must be >= 1; got {getattr(self, name)}")
+        for name in ("cotap_weight", "cotap_alpha"):
+            if not getattr(self, name) >= 0:
+                bad(name, f"must be >= 0; got {getattr(self, name)}")
+        if not 0 < self.cotap_foreground <= 1:
+            bad("cotap_foreground", f"must be in (0, 1]; got {self.cotap_foreground}")
+        if not self.cotap_tau > 0:
+            bad("cotap_tau", f"must be > 0; got {self.cotap_tau}")
+        if not self.cotap_backbone_lr_scale > 0:
+            bad("cotap_backbone_lr_scale", f"must be > 0; got {self.cotap_backbone_lr_scale}")
 
     def _validate_alarm(self, bad) -> None:
         """The --on-degrade options (see `validate`)."""

@@ -48,10 +48,11 @@ from .stream import AugmentedStream, step_loader
 # govern what it does next (e.g. --resume a stopped run with --on-degrade none).
 RUN_DEFINING = ("method", "data", "arch", "img_size", "steps", "batch_size", "lr", "min_lr", "warmup_steps",
                 "weight_decay", "momentum_teacher", "local_crops", "teacher_temp", "aug_group", "mask_ratio", "seed",
-                "dse_beta")
+                "dse_beta", "init", "cotap_weight", "cotap_backbone_lr_scale", "cotap_neighbours", "cotap_regions",
+                "cotap_prototypes", "cotap_foreground", "cotap_theta", "cotap_alpha", "cotap_tau")
 BRANCH_FREE = ("steps", "dse_beta")
 METRIC_FIELDS = ("step", "loss", "lr") + DSE_FIELDS + ("dse_ms", "step_ms",
-                 "data_ms", "reg_dse", "teacher_entropy", "kl", "score", "alarm")
+                 "data_ms", "reg_dse", "teacher_entropy", "kl", "ap_loss", "base_loss", "score", "alarm")
 
 
 class TrainingError(RuntimeError):
@@ -68,14 +69,18 @@ def amp_dtype(config: TrainConfig, device: torch.device):
 
 
 def param_groups(module: torch.nn.Module, weight_decay: float) -> list:
-    """AdamW groups: no weight decay on biases, norms, tokens and position embeddings."""
-    decay, no_decay = [], []
+    """AdamW groups: no weight decay on biases, norms, tokens and position embeddings; a method
+    with `lr_scale(name)` (CoTAP) gets a group per scale ("lr_scale": the loop's lr factor)."""
+    scale_of = getattr(module, "lr_scale", lambda name: 1.0)
+    groups = {}
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
         skip = p.ndim <= 1 or name.endswith(".bias") or "token" in name or "pos" in name.split(".")[-1]
-        (no_decay if skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        key = (float(scale_of(name)), skip)
+        groups.setdefault(key, {"params": [], "weight_decay": 0.0 if skip else weight_decay, "lr_scale": key[0]})
+        groups[key]["params"].append(p)
+    return [groups[key] for key in sorted(groups, key=lambda key: (-key[0], key[1]))]
 
 
 def rng_state() -> dict:
@@ -96,6 +101,7 @@ def set_rng_state(state: dict) -> None:
 
 def check_resumable(config: TrainConfig, saved: dict, path: Path, free: tuple = ()) -> None:
     """TrainingError listing the run-defining options (except `free` ones) that differ from the checkpoint's."""
+    saved = TrainConfig.from_dict(saved).to_dict()  # options newer than the checkpoint: their defaults
     diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {getattr(config, k)!r}"
              for k in RUN_DEFINING if k not in free and saved.get(k) != getattr(config, k)]
     if diffs:
@@ -193,7 +199,8 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
     if dist_info.enabled and device.type == "cuda":
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     images = train_images(source, config.img_size, seed=config.seed)
-    stream = AugmentedStream(images, method.make_transform(), config.seed, config.aug_group)
+    paired = method.training_images(images) if hasattr(method, "training_images") else images  # CoTAP: pairs
+    stream = AugmentedStream(paired, method.make_transform(), config.seed, config.aug_group)
     model = DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None) \
         if dist_info.enabled else method
 
@@ -232,6 +239,8 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
         start = int(state["step"])
         control.load_state_dict(state.get("degrade"), branch=branched is not None)
         regularizer.beta = control.dse_beta
+    elif hasattr(method, "prepare"):  # a fresh CoTAP run: neighbours and prototypes from its init teacher
+        method.prepare(images, device)
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", config.to_dict())
@@ -276,7 +285,7 @@ def _train(config, out, device, dist_info, parse_data, train_images) -> dict:
         step_start = time.perf_counter()
         lr = lrs[step] * control.lr_scale
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             result = model(views, step)

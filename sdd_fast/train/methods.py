@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from .cotap import CoTAP
 from .dino import DINO
 from .ibot import IBOT
 from .mae import MAE
 from .mocov3 import MoCoV3
 
-METHODS = {cls.name: cls for cls in (DINO, IBOT, MoCoV3, MAE)}
+METHODS = {cls.name: cls for cls in (DINO, IBOT, MoCoV3, MAE, CoTAP)}
 
 
 def build_method(config):

@@ -70,8 +70,15 @@ class AugmentedStream(Dataset):
         positions in the same augmentation group."""
         samples = []
         for key, run in itertools.groupby(positions, key=lambda p: p // self.group):
-            samples.extend(self._augment_group(key, [self.images[self.image_index(p)] for p in run]))
+            samples.extend(self._augment_group(key, [self._image(p) for p in run]))
         return samples
+
+    def _image(self, position: int):
+        """The image of sample `position`; datasets with `at_position(index, position)` (CoTAP's
+        pairs) also learn the position, so their own draws are as resumable as the stream's."""
+        index = self.image_index(position)
+        at_position = getattr(self.images, "at_position", None)
+        return at_position(index, position) if at_position is not None else self.images[index]
 
     def _augment_group(self, key: int, images: list) -> list:
         """Per image, its list of views; all images drawn with the parameters seeded by `key`."""
