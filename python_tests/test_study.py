@@ -76,9 +76,19 @@ def test_quick_study_writes_every_table_and_figure(quick_study):
         assert set(branches) == {"0", "0.001"}
         assert all(b["step"] == selection["selected_step"] + 6 for b in branches.values())
     text = quick_study.text
-    for heading in ("Kendall tau", "checkpoint selection", "Regularisation"):
+    for heading in ("Kendall tau", "checkpoint selection", "Regularisation", "CoTAP"):
         assert heading in text
     assert quick_study.png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (quick_study.out / "alarm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # CoTAP continued DINO and iBOT (first seed) for 4 steps, beside its control; step 0 of both
+    # is the init run's last checkpoint, so "before" is that network's evaluation.
+    for method in ("dino", "ibot"):
+        cotap = summary["methods"][method]["cotap"]
+        assert cotap["init_step"] == 12 and cotap["steps"] == 4
+        assert cotap["cotap"]["step"] == cotap["control"]["step"] == 4
+        assert cotap["before"]["miou"] == pytest.approx(summary["methods"][method]["rows"][-1]["miou"], abs=0.02)
+        assert cotap["cotap"]["dse"] != cotap["control"]["dse"]  # the AP loss changed the network
+    assert summary["methods"]["mocov3"]["cotap"] is None and summary["methods"]["mae"]["cotap"] is None
 
 
 @pytest.mark.slow

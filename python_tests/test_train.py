@@ -15,7 +15,7 @@ from rank_replay import check_first_step_of_two_ranks
 
 from sdd_fast.cli import main as cli_main
 from sdd_fast.train.checkpoint import load_checkpoint
-from sdd_fast.train.config import METHOD_NAMES
+from sdd_fast.train.config import SSL_METHODS
 
 # Small and fast: 32 x 32 images (16 patches of 8 x 8), 8 images per step.
 FAST = ["--img-size", "32", "--batch-size", "8", "--no-progress", "--warmup-steps", "2"]
@@ -32,7 +32,7 @@ def mean(values):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", METHOD_NAMES)
+@pytest.mark.parametrize("method", SSL_METHODS)
 def test_each_method_trains_logs_dse_and_its_loss_falls(tmp_path, method):
     # 16 images per step: with 8, MoCo v3's 8-negative contrastive loss is too noisy to compare.
     rows = train(tmp_path, "--method", method, "--steps", "32", "--save-every", "16", "--lr", "2e-3",

@@ -10,7 +10,8 @@ of each metric against mIoU; the DSE-selected checkpoint against the last and th
 branches from the selected checkpoint (--dse-beta 0 and --reg-beta). With --seeds S, all of it
 per training seed, and means over seeds with 95 % bootstrap intervals; the alarm (--on-degrade
 warn) against the mIoU peak, with its online pick; a --betas sweep of the regulariser on
---sweep-methods from step 0 and from the selected checkpoint. Writes DIR/study.json,
+--sweep-methods from step 0 and from the selected checkpoint; CoTAP continuations of
+--cotap-methods against their control. Writes DIR/study.json,
 DIR/study.md and DIR/study.png. Run it again after an interruption and finished parts are reused.
 """
 
@@ -51,6 +52,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sweep-methods", default=None,
                         help=f"comma list of methods of the sweep (default: {','.join(full.sweep_methods)}; "
                              "methods not in --methods are skipped; empty: no sweep)")
+    parser.add_argument("--cotap-methods", default=None,
+                        help=f"comma list of methods continued with CoTAP and with its control (default: "
+                             f"{','.join(full.cotap_methods)}; methods not in --methods are skipped; empty: none)")
+    parser.add_argument("--cotap-steps", type=positive_int, default=None,
+                        help="steps of each CoTAP continuation (default: steps // 3; --quick: 4)")
     add_device_argument(parser)
     parser.add_argument("--quick", action="store_true",
                         help="smoke-test sizes (a few minutes on 2 CPU cores; the numbers mean nothing)")
@@ -62,8 +68,9 @@ def run(args) -> int:
     from ..study import StudyPlan, run_study
 
     overrides = {key: getattr(args, key) for key in ("steps", "checkpoints", "batch_size", "lr", "reg_beta",
-                                                     "reg_steps", "seed", "seeds") if getattr(args, key) is not None}
-    for key in ("methods", "sweep_methods"):
+                                                     "reg_steps", "seed", "seeds", "cotap_steps")
+                 if getattr(args, key) is not None}
+    for key in ("methods", "sweep_methods", "cotap_methods"):
         if getattr(args, key) is not None:
             overrides[key] = tuple(m.strip() for m in getattr(args, key).split(",") if m.strip())
     if args.betas is not None:

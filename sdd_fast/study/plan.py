@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..train.config import METHOD_NAMES, TrainConfig
+from ..train.config import COTAP_INIT_METHODS, SSL_METHODS, TrainConfig
 
 _TRAINER = TrainConfig()  # the trainers' defaults, which the study follows where it names no other
 
@@ -24,7 +24,7 @@ class StudyPlan:
     """
 
     out: str
-    methods: tuple = METHOD_NAMES
+    methods: tuple = SSL_METHODS
     steps: int = 400  # training steps per method
     checkpoints: int = 8  # evaluated checkpoints besides step 0 (every steps // checkpoints)
     batch_size: int = _TRAINER.batch_size
@@ -36,6 +36,8 @@ class StudyPlan:
     reg_steps: Optional[int] = None  # steps of each branch from the selected checkpoint (default steps // 3)
     betas: tuple = (0.0, 1e-3, 1e-2, 1e-1, 1.0)  # regulariser sweep (from step 0 and from the selected checkpoint)
     sweep_methods: tuple = ("mocov3", "mae")  # methods of the sweep (those not in `methods` are skipped)
+    cotap_methods: tuple = ("dino", "ibot")  # continued with CoTAP and with its control (study/cotap.py)
+    cotap_steps: Optional[int] = None  # steps of each continuation (default steps // 3)
     online_warmup: int = 2  # CausalSelector replayed over eval rows (the online pick): warm-up evaluations
     online_smoothing: int = 1  # ... and its median window
     bootstrap_resamples: int = 2000
@@ -55,7 +57,7 @@ class StudyPlan:
         a sweep of beta 0 and 0.1, an alarm that may fire within 12 steps."""
         values = dict(out=out, steps=12, checkpoints=2, batch_size=8, reg_steps=6, probe_train_images=128,
                       probe_val_images=32, probe_epochs=3, dse_images=32, dse_seeds=2, lidar_views=4, quick_mode=True,
-                      seeds=2, betas=(0.0, 0.1), bootstrap_resamples=500,
+                      seeds=2, betas=(0.0, 0.1), bootstrap_resamples=500, cotap_steps=4,
                       train_options={"warmup_steps": 2, "local_crops": 1, "alarm_warmup": 2, "alarm_patience": 2})
         values.update(overrides)
         return cls(**values)
@@ -75,14 +77,23 @@ class StudyPlan:
         return [m for m in self.sweep_methods if m in self.methods]
 
     @property
+    def cotap_steps_value(self) -> int:
+        return self.cotap_steps if self.cotap_steps is not None else max(1, self.steps // 3)
+
+    @property
+    def cotap_runs(self) -> list:
+        """The methods continued with CoTAP: cotap_methods that the study trains."""
+        return [m for m in self.cotap_methods if m in self.methods]
+
+    @property
     def branch_steps(self) -> int:
         return self.reg_steps if self.reg_steps is not None else max(1, self.steps // 3)
 
     def validate(self) -> None:
         """ValueError naming the first bad setting (as its command-line option)."""
-        unknown = [m for m in self.methods if m not in METHOD_NAMES]
+        unknown = [m for m in self.methods if m not in SSL_METHODS]
         if not self.methods or unknown:
-            raise ValueError(f"--methods must be a comma list of {', '.join(METHOD_NAMES)}; got "
+            raise ValueError(f"--methods must be a comma list of {', '.join(SSL_METHODS)}; got "
                              f"{','.join(self.methods) or 'nothing'}")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"--methods lists a method twice: {','.join(self.methods)}")
@@ -103,10 +114,16 @@ class StudyPlan:
                              f"{','.join(f'{b:g}' for b in self.betas) or 'nothing'}")
         if len(set(self.betas)) != len(self.betas):
             raise ValueError(f"--betas lists a value twice: {','.join(f'{b:g}' for b in self.betas)}")
-        unknown = [m for m in self.sweep_methods if m not in METHOD_NAMES]
+        unknown = [m for m in self.sweep_methods if m not in SSL_METHODS]
         if unknown:
-            raise ValueError(f"--sweep-methods must be a comma list of {', '.join(METHOD_NAMES)}; got "
+            raise ValueError(f"--sweep-methods must be a comma list of {', '.join(SSL_METHODS)}; got "
                              f"{','.join(self.sweep_methods)}")
+        unknown = [m for m in self.cotap_methods if m not in COTAP_INIT_METHODS]
+        if unknown:
+            raise ValueError(f"--cotap-methods must be a comma list of {', '.join(COTAP_INIT_METHODS)}; got "
+                             f"{','.join(self.cotap_methods)}")
+        if self.cotap_steps is not None and self.cotap_steps < 1:
+            raise ValueError(f"--cotap-steps must be >= 1; got {self.cotap_steps}")
         if self.online_warmup < 0:
             raise ValueError(f"--online-warmup must be >= 0; got {self.online_warmup}")
 
@@ -116,4 +133,5 @@ class StudyPlan:
         values["methods"] = list(self.methods)
         values["betas"] = [float(b) for b in self.betas]
         values["sweep_methods"] = list(self.sweep_methods)
+        values["cotap_methods"] = list(self.cotap_methods)
         return values

@@ -10,6 +10,7 @@ from ..selection.run_report import as_float
 from ..selection.run_report import format_number as _fmt
 from ..utils.atomic import atomic_write_bytes
 from ..utils.jsonl import write_json
+from .cotap import render_cotap
 from .plan import METRICS
 from .report_seeds import render_over_seeds
 
@@ -60,6 +61,7 @@ def render_markdown(summary: dict) -> str:
     out += ["", f"Average final-mIoU change from the regulariser: {_fmt(avg['regularized_minus_plain'], sign=True)}."]
     if summary.get("over_seeds"):
         out += render_over_seeds(summary, LABELS)
+    out += render_cotap(methods)
     out += ["", f"This invocation took {summary['seconds']:.0f} s (parts reused from an earlier one not counted) on "
             f"{summary['machine']['cpu']} ({summary['machine']['torch_threads']} torch threads, "
             f"device {summary['machine']['device']}, torch {summary['machine']['torch']})."]
@@ -97,13 +99,21 @@ def plot_study(summary: dict):
     return fig
 
 
+def _write_png(path: Path, figure) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    atomic_write_bytes(path, lambda f: f.write(buffer.getvalue()))
+
+
 def write_study(out: Path, summary: dict) -> tuple:
-    """Writes DIR/study.json, study.md and study.png atomically; returns their paths."""
-    paths = out / "study.json", out / "study.md", out / "study.png"
+    """Writes DIR/study.json, study.md, study.png and alarm.png atomically; returns their paths."""
+    from .figure_alarm import plot_alarm
+
+    paths = out / "study.json", out / "study.md", out / "study.png", out / "alarm.png"
     write_json(paths[0], summary)
     text = render_markdown(summary)
     atomic_write_bytes(paths[1], lambda f: f.write(text.encode("utf-8")))
-    buffer = io.BytesIO()
-    plot_study(summary).savefig(buffer, format="png", dpi=100)
-    atomic_write_bytes(paths[2], lambda f: f.write(buffer.getvalue()))
+    _write_png(paths[2], plot_study(summary))
+    runs = {name: (out / name / "train", part["rows"]) for name, part in summary["methods"].items()}
+    _write_png(paths[3], plot_alarm(runs))
     return paths

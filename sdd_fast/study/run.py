@@ -52,7 +52,9 @@ def _evaluate(plan: StudyPlan, run_dir: Path, progress: bool) -> list:
 
 def study_seed(plan: StudyPlan, method: str, seed: int, progress: bool = True) -> dict:
     """One method and training seed (see the module docstring); returns its summary dict:
-    rows, tau, selection, regularization, alarm, sweep (None unless a sweep method), seconds."""
+    rows, tau, selection, regularization, alarm, sweep (None unless a sweep method), cotap (None
+    unless a CoTAP method and the first seed), seconds."""
+    from .cotap import cotap_comparison
     from .online import alarm_result
     from .sweep import sweep_method
 
@@ -78,6 +80,8 @@ def study_seed(plan: StudyPlan, method: str, seed: int, progress: bool = True) -
                 "last_step": last["step"], "last_miou": last["miou"],
                 "best_step": best["step"], "best_miou": best["miou"], "lambda": selection.lambda_}
     sweep = sweep_method(plan, method, seed, train_dir, rows, chosen, progress) if method in plan.swept else None
+    cotap = (cotap_comparison(plan, method, train_dir, progress)
+             if seed == plan.seed and method in plan.cotap_runs else None)
     return {
         "seed": seed,
         "rows": rows,
@@ -86,6 +90,7 @@ def study_seed(plan: StudyPlan, method: str, seed: int, progress: bool = True) -
         "regularization": {"from_step": chosen["step"], "steps": plan.branch_steps, "branches": branches},
         "alarm": alarm_result(train_dir, rows, selected, plan.online_warmup, plan.online_smoothing),
         "sweep": sweep,
+        "cotap": cotap,
         "seconds": time.perf_counter() - start,
     }
 

@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-METHOD_NAMES = ("dino", "ibot", "mocov3", "mae", "cotap")
+SSL_METHODS = ("dino", "ibot", "mocov3", "mae")  # train from scratch
+METHOD_NAMES = SSL_METHODS + ("cotap",)  # cotap continues one of them (--init)
 COTAP_INIT_METHODS = ("dino", "ibot", "mocov3")  # methods with an EMA teacher CoTAP can continue
 LOGGER_NAMES = ("jsonl", "csv", "tensorboard")
 AMP_MODES = ("auto", "none", "bf16", "fp16")
