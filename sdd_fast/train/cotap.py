@@ -85,6 +85,15 @@ class PairedImages(torch.utils.data.Dataset):
 
     def __init__(self, images, method: "CoTAP", seed: int):
         self.images, self.method, self.seed = images, method, seed
+        self._key, self._table = None, None  # a CPU copy of method.neighbours (it may live on the GPU)
+
+    def neighbours(self) -> torch.Tensor:
+        """[n, K] the method's neighbour table, on the CPU (copied again when it changes)."""
+        table = self.method.neighbours
+        key = (id(table), table._version)
+        if key != self._key:
+            self._key, self._table = key, table.cpu()
+        return self._table
 
     def __len__(self) -> int:
         return len(self.images)
@@ -93,7 +102,7 @@ class PairedImages(torch.utils.data.Dataset):
         return self.at_position(index, index)
 
     def at_position(self, index: int, position: int) -> torch.Tensor:
-        neighbours = self.method.neighbours[index]
+        neighbours = self.neighbours()[index]
         partner = int(neighbours[_mix(self.seed ^ 0x2545F491, position) % len(neighbours)])
         return torch.stack([self.images[index], self.images[partner]])
 
