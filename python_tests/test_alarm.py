@@ -3,7 +3,11 @@
 
 import json
 import math
+import os
+import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -316,3 +320,22 @@ def test_lightning_callback_warns_and_stops_the_trainer(tmp_path):
     assert trainer.global_step < 10  # stopped long before max_steps
     with pytest.raises(ValueError, match="rollback"):
         DSECallback(alarm=DegradationAlarm(action="rollback"))
+
+
+@pytest.mark.slow
+def test_under_torchrun_every_rank_stops_at_the_same_step(tmp_path):
+    """Two processes: the all-reduced DSE rows are the same on both ranks, so both alarms fire
+    at the same step and both processes exit with STOP_EXIT_CODE (a rank that went on would
+    hang in the next gradient all-reduce; the timeout would fail the test)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "sdd_fast.cli",
+           "train", "--out", str(tmp_path), *FAST, *TRIGGER, "--on-degrade", "stop", "--device", "cpu"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    exits = dict(re.findall(r"rank\s*:\s*(\d+) \(local_rank: \d+\)\s*\n\s*exitcode\s*:\s*(-?\d+)", proc.stderr))
+    assert exits == {"0": "3", "1": "3"}, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "alarm.json").read_text())
+    stopped = report["events"][0]["at_step"]
+    assert report["stopped"] and stopped < 8
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, stopped + 1))  # written once, by rank 0
+    assert load_checkpoint(tmp_path / "checkpoints" / f"step_{stopped:06d}.pt")["step"] == stopped
