@@ -18,7 +18,13 @@ def opcheck_cases():
     centroids = torch.randn(2, 3, 5, generator=g, dtype=torch.float64)
     feats = torch.randn(4, 8, 5, generator=g, dtype=torch.float64)
     fwd = torch.ops.sdd.dse_forward(feats, 2, 3, 2, True, 20, 1e-4, 1, "greedy", 0, None, None)
+    scores, targets = torch.rand(3, 9, generator=g, dtype=torch.float64), torch.rand(3, 9, generator=g,
+                                                                                       dtype=torch.float64)
+    ap_options = (0.3, 1.0, 0.2, False, "auto")
     return {
+        "continuous_ap_loss": (scores.clone().requires_grad_(), targets, torch.full_like(scores, 0.5), *ap_options),
+        "continuous_ap_loss_backward": (torch.randn(3, generator=g, dtype=torch.float64), scores, targets, None,
+                                        *ap_options),
         "kmeans": (x, 3, 10, 1e-4, 1, "greedy", 0),
         "cluster_singular_sum": (x.clone().requires_grad_(), labels, 3),
         "cluster_singular_sum_backward": (torch.randn(2, 3, dtype=torch.float64), x, labels, 3),
