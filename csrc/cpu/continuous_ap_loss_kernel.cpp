@@ -159,10 +159,11 @@ void sorted_counts(const Anchor& a, const Orders& ord, const ApLossOptions& o, c
       }
       double q[6];
       moments.range(ord.upper(sj), a.C, m);             // s_k > s_j: phi = alpha + beta s_k
-      moments.range(ord.upper(sj - tau), ord.upper(sj), q);  // s_j - tau < s_k <= s_j: phi = (c + s_k)^2 / tau^2
+      moments.range(ord.upper(sj - tau), ord.upper(sj), q);  // s_j - tau < s_k <= s_j: (c + s_k)^2 / tau^2
       const double alpha = 1.0 - 2.0 * sj / tau, beta = 2.0 / tau, c = tau - sj;
       const double linear = tj * (alpha * m[0] + beta * m[1]) - (alpha * m[3] + beta * m[4]);
-      const double quadratic = (tj * (c * c * q[0] + 2.0 * c * q[1] + q[2]) - (c * c * q[3] + 2.0 * c * q[4] + q[5])) / tau2;
+      const double quadratic =
+          (tj * (c * c * q[0] + 2.0 * c * q[1] + q[2]) - (c * c * q[3] + 2.0 * c * q[4] + q[5])) / tau2;
       N[j] = o.lam * (linear + quadratic);
       if (own != nullptr) {
         own[j] = -2.0 / tau * (tj * m[0] - m[3]) - 2.0 / tau2 * (tj * (c * q[0] + q[1]) - (c * q[3] + q[4]));
@@ -271,34 +272,23 @@ double anchor_loss(const Anchor& a, const ApLossOptions& o, const double* grad_o
   return loss / total;
 }
 
-struct Inputs {
-  at::Tensor s, t, scale;  // fp64, contiguous [A, C]; scale undefined when not given
-  ApLossOptions options;
-
-  Anchor anchor(int64_t i) const {
-    const int64_t C = s.size(1);
-    return {s.data_ptr<double>() + i * C, t.data_ptr<double>() + i * C,
-            scale.defined() ? scale.data_ptr<double>() + i * C : nullptr, C};
-  }
-};
-
-Inputs prepare(const at::Tensor& scores, const at::Tensor& targets, const c10::optional<at::Tensor>& weight_scale,
-               double theta, double lam, double tau, bool hard_step, c10::string_view algorithm) {
-  const ApLossOptions options =
-      check_ap_loss_inputs(scores, targets, weight_scale, theta, lam, tau, hard_step, std::string(algorithm));
-  const auto fp64 = [](const at::Tensor& x) { return x.to(at::kDouble).contiguous(); };
-  return {fp64(scores), fp64(targets), weight_scale.has_value() ? fp64(*weight_scale) : at::Tensor(), options};
+// Anchor i of the prepared inputs.
+Anchor anchor_of(const ApLossInputs& in, int64_t i) {
+  const int64_t C = in.s.size(1);
+  return {in.s.data_ptr<double>() + i * C, in.t.data_ptr<double>() + i * C,
+          in.scale.defined() ? in.scale.data_ptr<double>() + i * C : nullptr, C};
 }
 
 // scores, targets [A, C] -> per-anchor losses [A] (compute dtype of scores)
 at::Tensor continuous_ap_loss_cpu(const at::Tensor& scores, const at::Tensor& targets,
                                   const c10::optional<at::Tensor>& weight_scale, double theta, double lam,
                                   double tau, bool hard_step, c10::string_view algorithm) {
-  const Inputs in = prepare(scores, targets, weight_scale, theta, lam, tau, hard_step, algorithm);
+  const ApLossInputs in =
+      prepare_ap_loss_inputs(scores, targets, weight_scale, theta, lam, tau, hard_step, algorithm);
   const int64_t A = in.s.size(0);
   std::vector<double> losses(A);
   at::parallel_for(0, A, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) losses[i] = anchor_loss(in.anchor(i), in.options, nullptr, nullptr);
+    for (int64_t i = begin; i < end; ++i) losses[i] = anchor_loss(anchor_of(in, i), in.options, nullptr, nullptr);
   });
   return tensor_from(losses, scores.options().dtype(compute_dtype(scores)));
 }
@@ -308,14 +298,15 @@ at::Tensor continuous_ap_loss_backward_cpu(const at::Tensor& grad, const at::Ten
                                            const at::Tensor& targets, const c10::optional<at::Tensor>& weight_scale,
                                            double theta, double lam, double tau, bool hard_step,
                                            c10::string_view algorithm) {
-  const Inputs in = prepare(scores, targets, weight_scale, theta, lam, tau, hard_step, algorithm);
+  const ApLossInputs in =
+      prepare_ap_loss_inputs(scores, targets, weight_scale, theta, lam, tau, hard_step, algorithm);
   const int64_t A = in.s.size(0), C = in.s.size(1);
   TORCH_CHECK_VALUE(grad.dim() == 1 && grad.size(0) == A, "grad must have shape [", A, "]; got ", grad.sizes());
   const at::Tensor g = grad.to(at::kDouble).contiguous();
   at::Tensor grad_scores = at::empty({A, C}, in.s.options());
   at::parallel_for(0, A, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      anchor_loss(in.anchor(i), in.options, g.data_ptr<double>() + i, grad_scores.data_ptr<double>() + i * C);
+      anchor_loss(anchor_of(in, i), in.options, g.data_ptr<double>() + i, grad_scores.data_ptr<double>() + i * C);
     }
   });
   return grad_scores.to(scores.scalar_type());

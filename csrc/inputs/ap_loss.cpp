@@ -1,5 +1,6 @@
 #include "ap_loss.h"
 
+#include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
 #include <cmath>
@@ -38,6 +39,15 @@ ApLossOptions check_ap_loss_inputs(const at::Tensor& scores, const at::Tensor& t
     TORCH_CHECK_VALUE(false, "algorithm must be one of 'auto', 'pairwise', 'sorted'; got '", algorithm, "'");
   }
   return {theta, lam, tau, hard_step, parsed};
+}
+
+ApLossInputs prepare_ap_loss_inputs(const at::Tensor& scores, const at::Tensor& targets,
+                                    const c10::optional<at::Tensor>& weight_scale, double theta, double lam,
+                                    double tau, bool hard_step, c10::string_view algorithm) {
+  const ApLossOptions options =
+      check_ap_loss_inputs(scores, targets, weight_scale, theta, lam, tau, hard_step, std::string(algorithm));
+  const auto fp64 = [](const at::Tensor& x) { return x.to(at::kDouble).contiguous(); };
+  return {fp64(scores), fp64(targets), weight_scale.has_value() ? fp64(*weight_scale) : at::Tensor(), options};
 }
 
 }  // namespace sdd

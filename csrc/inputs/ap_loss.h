@@ -24,4 +24,15 @@ ApLossOptions check_ap_loss_inputs(const at::Tensor& scores, const at::Tensor& t
                                    const c10::optional<at::Tensor>& weight_scale, double theta, double lam,
                                    double tau, bool hard_step, const std::string& algorithm);
 
+// What every backend computes from: the checked options and fp64 contiguous copies.
+struct ApLossInputs {
+  at::Tensor s, t, scale;  // [A, C] scores, targets, weight scale (undefined when not given)
+  ApLossOptions options;
+};
+
+// check_ap_loss_inputs, then the fp64 copies (on the inputs' device).
+ApLossInputs prepare_ap_loss_inputs(const at::Tensor& scores, const at::Tensor& targets,
+                                    const c10::optional<at::Tensor>& weight_scale, double theta, double lam,
+                                    double tau, bool hard_step, c10::string_view algorithm);
+
 }  // namespace sdd

@@ -26,7 +26,9 @@ struct ApLossArgs {
 };
 
 // Shared memory: the reduction scratch and three tiles (scores, targets, coefficients).
-constexpr int64_t ap_loss_shared_bytes() { return shared_size<double>(kReduceScratch) + 3 * shared_size<double>(kThreads); }
+constexpr int64_t ap_loss_shared_bytes() {
+  return shared_size<double>(kReduceScratch) + 3 * shared_size<double>(kThreads);
+}
 
 struct ApTiles {
   double* scratch;
@@ -43,6 +45,22 @@ struct ApTiles {
     tiles.t = shared.take<double>(kThreads);
     tiles.coef = shared.take<double>(kThreads);
     return tiles;
+  }
+
+  // Loads candidates [first, first + count) of the anchor's rows (s, t and, when given, coef)
+  // after every thread is done with the previous tile; returns count. Every thread must call it.
+  template <class Block>
+  SDD_KERNEL int64_t load(Block& b, const double* s_row, const double* t_row, const double* coef_row, int64_t C,
+                          int64_t first) const {
+    const int64_t count = min_of<int64_t>(kThreads, C - first);
+    b.sync();  // the previous tile is no longer read
+    if (b.thread() < count) {
+      s[b.thread()] = s_row[first + b.thread()];
+      t[b.thread()] = t_row[first + b.thread()];
+      if (coef_row != nullptr) coef[b.thread()] = coef_row[first + b.thread()];
+    }
+    b.sync();
+    return count;
   }
 };
 
@@ -83,13 +101,7 @@ SDD_KERNEL void ap_counts(Block& b, const ApLossArgs& a, const ApAnchor& anchor,
   const double sj = active ? anchor.s[j] : 0.0, tj = active ? anchor.t[j] : 0.0;
   double p = 0.0, n = 0.0, slope = 0.0;
   for (int64_t first = 0; first < anchor.C; first += kThreads) {
-    const int64_t count = min_of<int64_t>(kThreads, anchor.C - first);
-    b.sync();  // the previous tile is no longer read
-    if (b.thread() < count) {
-      tiles.s[b.thread()] = anchor.s[first + b.thread()];
-      tiles.t[b.thread()] = anchor.t[first + b.thread()];
-    }
-    b.sync();
+    const int64_t count = tiles.load(b, anchor.s, anchor.t, nullptr, anchor.C, first);
     for (int64_t k = 0; k < count && active; ++k) {
       const double sk = tiles.s[k], tk = tiles.t[k];
       if (tk >= tj && sk >= sj) p += 1.0;
@@ -163,14 +175,7 @@ struct ApLossBackwardKernel {
       const double sk = active ? anchor.s[k] : 0.0, tk = active ? anchor.t[k] : 0.0;
       double cross = 0.0;
       for (int64_t first = 0; first < a.C; first += kThreads) {
-        const int64_t count = min_of<int64_t>(kThreads, a.C - first);
-        b.sync();
-        if (b.thread() < count) {
-          tiles.s[b.thread()] = anchor.s[first + b.thread()];
-          tiles.t[b.thread()] = anchor.t[first + b.thread()];
-          tiles.coef[b.thread()] = coef[first + b.thread()];
-        }
-        b.sync();
+        const int64_t count = tiles.load(b, anchor.s, anchor.t, coef, a.C, first);
         for (int64_t i = 0; i < count && active; ++i) {
           const double dt = tiles.t[i] - tk;
           if (dt > 0.0 && tiles.coef[i] != 0.0) {
