@@ -4,8 +4,8 @@
 import json
 import math
 import os
-import re
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -324,18 +324,29 @@ def test_lightning_callback_warns_and_stops_the_trainer(tmp_path):
 
 @pytest.mark.slow
 def test_under_torchrun_every_rank_stops_at_the_same_step(tmp_path):
-    """Two processes: the all-reduced DSE rows are the same on both ranks, so both alarms fire
-    at the same step and both processes exit with STOP_EXIT_CODE (a rank that went on would
-    hang in the next gradient all-reduce; the timeout would fail the test)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "sdd_fast.cli",
-           "train", "--out", str(tmp_path), *FAST, *TRIGGER, "--on-degrade", "stop", "--device", "cpu"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    exits = dict(re.findall(r"rank\s*:\s*(\d+) \(local_rank: \d+\)\s*\n\s*exitcode\s*:\s*(-?\d+)", proc.stderr))
-    assert exits == {"0": "3", "1": "3"}, proc.stderr[-3000:]
+    """Two processes with torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR / PORT; started
+    here rather than by the torchrun agent, which ends the other ranks with SIGTERM as soon as
+    one has exited non-zero, so their own exit codes could not be seen): the all-reduced DSE
+    rows are the same on both ranks, so both alarms fire at the same step and both processes
+    exit with STOP_EXIT_CODE. A rank that went on would hang in the next gradient all-reduce
+    (the timeout would fail the test)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [sys.executable, "-m", "sdd_fast.cli", "train", "--out", str(tmp_path), *FAST, *TRIGGER, "--on-degrade",
+           "stop", "--device", "cpu"]
+    def env(rank):
+        return {**os.environ, "OMP_NUM_THREADS": "1", "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+
+    procs = [subprocess.Popen(cmd, env=env(rank), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for rank in range(2)]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [STOP_EXIT_CODE, STOP_EXIT_CODE], outputs[0][1][-3000:]
     report = json.loads((tmp_path / "alarm.json").read_text())
     stopped = report["events"][0]["at_step"]
     assert report["stopped"] and stopped < 8
+    assert json.loads(outputs[0][0].strip().splitlines()[-1])["stopped_at"] == stopped and not outputs[1][0].strip()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, stopped + 1))  # written once, by rank 0
     assert load_checkpoint(tmp_path / "checkpoints" / f"step_{stopped:06d}.pt")["step"] == stopped
