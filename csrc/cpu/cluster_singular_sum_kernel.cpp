@@ -1,5 +1,6 @@
 // Centered singular sums of labelled clusters, S(X) = sum(sigma(X - mean)) / sqrt(max(n-1, d)),
-// from the eigenvalues of the smaller of each cluster's Gram (n x n) or covariance (d x d).
+// from the eigenvalues of the smaller of each cluster's Gram (n x n) or covariance (d x d)
+// (small_eigh.h: every cluster of every problem is one row matrix of one table, one parallel region).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -16,123 +17,65 @@ namespace sdd {
 namespace cpu {
 namespace {
 
-// Points of each cluster, grouped: members[offsets[c] .. offsets[c + 1]).
-struct ClusterMembers {
-  std::vector<int64_t> members, offsets;
-
-  ClusterMembers(const int64_t* labels, int64_t M, int64_t k) : members(M), offsets(k + 1, 0) {
-    for (int64_t i = 0; i < M; ++i) ++offsets[labels[i] + 1];
-    for (int64_t c = 0; c < k; ++c) offsets[c + 1] += offsets[c];
-    std::vector<int64_t> next(offsets.begin(), offsets.end() - 1);
-    for (int64_t i = 0; i < M; ++i) members[next[labels[i]]++] = i;
-  }
-  int64_t count(int64_t c) const { return offsets[c + 1] - offsets[c]; }
-  at::Tensor order() const {  // [M]: point indices, cluster by cluster
-    return at::from_blob(const_cast<int64_t*>(members.data()), {static_cast<int64_t>(members.size())}, at::kLong);
-  }
-};
-
-// Subtracts each cluster's mean from its rows of `rows` (float64 [M, d], cluster by cluster).
-void center_clusters(at::Tensor& rows, const ClusterMembers& members) {
-  const int64_t d = rows.size(1);
-  double* data = rows.data_ptr<double>();
-  std::vector<double> mean(d);
-  for (size_t c = 0; c + 1 < members.offsets.size(); ++c) {
-    const int64_t begin = members.offsets[c], end = members.offsets[c + 1];
-    if (end == begin) continue;
-    std::fill(mean.begin(), mean.end(), 0.0);
-    for (int64_t i = begin; i < end; ++i) {
-      for (int64_t j = 0; j < d; ++j) mean[j] += data[i * d + j];
-    }
-    for (int64_t j = 0; j < d; ++j) mean[j] /= static_cast<double>(end - begin);
-    for (int64_t i = begin; i < end; ++i) {
-      for (int64_t j = 0; j < d; ++j) data[i * d + j] -= mean[j];
-    }
-  }
-}
-
-// The centered clusters (>= 2 points) of every problem, as the matrices to decompose. Each
-// problem's points are gathered once in cluster order (float64: centering in fp32 would leave
-// a rounding direction of ~1e-7 * ||mean||, which the fp64 spectrum reads as a singular
-// value); every cluster's matrix is a row range of that buffer.
-struct CenteredClusters {
-  std::vector<ClusterMembers> members;  // per problem
-  std::vector<at::Tensor> sorted;       // per problem: [M, d] float64, cluster by cluster, centered
-  std::vector<at::Tensor> mats;         // [n, d] row ranges of `sorted`
+// The clusters of >= 2 points of every problem (those with a non-zero gradient when grad_values
+// is given) as row matrices of the table, and which (problem, cluster) each matrix is.
+struct ClusterMatrices {
+  RowMatrices mats;
   std::vector<int64_t> problem, cluster;
 
-  CenteredClusters(const std::vector<at::Tensor>& xs, const std::vector<const int64_t*>& labels, int64_t k,
-                   const double* grad_values = nullptr) {
-    const int64_t P = static_cast<int64_t>(xs.size());
-    members.reserve(P);
-    for (int64_t p = 0; p < P; ++p) members.emplace_back(labels[p], xs[p].size(0), k);
-    sorted.resize(P);
-    at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {  // gather + center: per problem
-      for (int64_t p = begin; p < end; ++p) {
-        sorted[p] = xs[p].index_select(0, members[p].order()).to(at::kDouble);
-        center_clusters(sorted[p], members[p]);
-      }
-    });
-    for (int64_t p = 0; p < P; ++p) {
+  ClusterMatrices(const ClusterProblems& problems, std::vector<int64_t>* counts_out,
+                  const double* grad_values = nullptr) {
+    const int64_t P = static_cast<int64_t>(problems.first_row.size()), k = problems.k;
+    mats.table = problems.table;
+    mats.centered = true;
+    std::vector<int64_t> offsets(k + 1), members;
+    for (int64_t p = 0; p < P; ++p) {  // counting sort of the problem's points by label
+      const int64_t M = problems.points[p], first = problems.first_row[p];
+      const int64_t* labels = problems.labels[p];
+      std::fill(offsets.begin(), offsets.end(), 0);
+      for (int64_t i = 0; i < M; ++i) ++offsets[labels[i] + 1];
+      for (int64_t c = 0; c < k; ++c) offsets[c + 1] += offsets[c];
+      members.resize(M);
+      std::vector<int64_t> next(offsets.begin(), offsets.end() - 1);
+      for (int64_t i = 0; i < M; ++i) members[next[labels[i]]++] = first + i;
       for (int64_t c = 0; c < k; ++c) {
-        if (members[p].count(c) < 2 || (grad_values != nullptr && grad_values[p * k + c] == 0.0)) continue;
+        const int64_t n = offsets[c + 1] - offsets[c];
+        if (counts_out != nullptr) (*counts_out)[p * k + c] = n;
+        if (n < 2 || (grad_values != nullptr && grad_values[p * k + c] == 0.0)) continue;
+        mats.add(members.data() + offsets[c], n);
         problem.push_back(p);
         cluster.push_back(c);
-        mats.push_back(rows_of(sorted[p], mats.size()));
       }
     }
-  }
-
-  // Matrix i's row range of a per-problem buffer laid out like `sorted` ([M, d], cluster by cluster).
-  at::Tensor rows_of(const at::Tensor& buffer, size_t i) const {
-    const ClusterMembers& m = members[problem[i]];
-    return buffer.narrow(0, m.offsets[cluster[i]], m.count(cluster[i]));
   }
 };
 
 }  // namespace
 
-void cluster_singular_sums(const std::vector<at::Tensor>& xs, const std::vector<const int64_t*>& labels,
-                           int64_t k, double* values, int64_t* counts) {
-  const CenteredClusters clusters(xs, labels, k);
-  for (size_t p = 0; p < xs.size(); ++p) {
-    for (int64_t c = 0; c < k; ++c) {
-      counts[p * k + c] = clusters.members[p].count(c);
-      values[p * k + c] = 0.0;
-    }
-  }
-  const std::vector<at::Tensor> spectra = small_side_eigenvalues(clusters.mats);
-  for (size_t i = 0; i < spectra.size(); ++i) {
-    const at::Tensor& eig = spectra[i];
-    const int64_t n = clusters.mats[i].size(0), d = clusters.mats[i].size(1);
+void cluster_singular_sums(const ClusterProblems& problems, double* values, int64_t* counts) {
+  const int64_t P = static_cast<int64_t>(problems.first_row.size()), k = problems.k, d = problems.table.size(1);
+  std::vector<int64_t> sizes(P * k);
+  const ClusterMatrices clusters(problems, &sizes);
+  std::fill(values, values + P * k, 0.0);
+  std::copy(sizes.begin(), sizes.end(), counts);
+  for_each_spectrum(clusters.mats, [&](int64_t i, const double* eig, int64_t m) {
     values[clusters.problem[i] * k + clusters.cluster[i]] =
-        common::sum_singular_values(eig.data_ptr<double>(), eig.numel()) / common::singular_sum_scale(n, d);
-  }
+        common::sum_singular_values(eig, m) / common::singular_sum_scale(clusters.mats.rows(i), d);
+  });
 }
 
-void cluster_singular_sums_backward(const std::vector<at::Tensor>& xs, const std::vector<const int64_t*>& labels,
-                                    int64_t k, const double* grad_values, std::vector<at::Tensor>& grad_xs) {
-  const CenteredClusters clusters(xs, labels, k, grad_values);
-  std::vector<at::Tensor> sorted_grads, grads;  // per problem [M, d] float64; per cluster its row range
-  for (const at::Tensor& rows : clusters.sorted) sorted_grads.push_back(at::zeros_like(rows));
-  for (size_t i = 0; i < clusters.mats.size(); ++i) {
-    grads.push_back(clusters.rows_of(sorted_grads[clusters.problem[i]], i));
-  }
+void cluster_singular_sums_backward(const ClusterProblems& problems, const double* grad_values,
+                                    at::Tensor& grad_table) {
+  const int64_t k = problems.k, d = problems.table.size(1);
+  const ClusterMatrices clusters(problems, nullptr, grad_values);
   add_spectral_gradients(
       clusters.mats,
-      [&](int64_t i, const at::Tensor& eigenvalues, std::vector<double>& weights, double& scale) {
-        weights.resize(eigenvalues.numel());
-        common::singular_sum_backward_weights(eigenvalues.data_ptr<double>(), weights.size(), weights.data());
-        const at::Tensor& a = clusters.mats[i];
+      [&](int64_t i, const double* eig, int64_t m, double* weights, double& scale) {
+        common::singular_sum_backward_weights(eig, m, weights);
         scale = grad_values[clusters.problem[i] * k + clusters.cluster[i]] /
-                common::singular_sum_scale(a.size(0), a.size(1));
+                common::singular_sum_scale(clusters.mats.rows(i), d);
       },
-      grads);
-  for (size_t p = 0; p < xs.size(); ++p) {
-    // Through the centering: project out each cluster's mean (also removes rounding along 1).
-    center_clusters(sorted_grads[p], clusters.members[p]);
-    grad_xs[p].index_add_(0, clusters.members[p].order(), sorted_grads[p].to(grad_xs[p].scalar_type()));
-  }
+      grad_table);
 }
 
 // ---- the ops -----------------------------------------------------------------------------
@@ -146,13 +89,7 @@ std::tuple<at::Tensor, at::Tensor> cluster_singular_sum_cpu(const at::Tensor& x,
   const at::Tensor lc = labels.contiguous();
   std::vector<double> values(P * k);
   at::Tensor counts = at::empty({P, k}, lc.options());
-  std::vector<at::Tensor> xs;
-  std::vector<const int64_t*> label_ptrs;
-  for (int64_t p = 0; p < P; ++p) {
-    xs.push_back(xc.select(0, p));
-    label_ptrs.push_back(lc.data_ptr<int64_t>() + p * M);
-  }
-  cluster_singular_sums(xs, label_ptrs, k, values.data(), counts.data_ptr<int64_t>());
+  cluster_singular_sums(ClusterProblems::batched(xc, lc, k), values.data(), counts.data_ptr<int64_t>());
   return {tensor_from(values, xc.options()).view({P, k}), counts};
 }
 
@@ -164,14 +101,8 @@ at::Tensor cluster_singular_sum_backward_cpu(const at::Tensor& grad_values, cons
   const at::Tensor lc = labels.contiguous();
   const at::Tensor gv = grad_values.to(at::kDouble).contiguous();
   at::Tensor grad_x = at::zeros_like(xc);
-  std::vector<at::Tensor> xs, grads;
-  std::vector<const int64_t*> label_ptrs;
-  for (int64_t p = 0; p < P; ++p) {
-    xs.push_back(xc.select(0, p));
-    grads.push_back(grad_x.select(0, p));
-    label_ptrs.push_back(lc.data_ptr<int64_t>() + p * M);
-  }
-  cluster_singular_sums_backward(xs, label_ptrs, k, gv.data_ptr<double>(), grads);
+  at::Tensor grad_table = grad_x.view({P * M, x.size(2)});
+  cluster_singular_sums_backward(ClusterProblems::batched(xc, lc, k), gv.data_ptr<double>(), grad_table);
   return grad_x.to(x.scalar_type());
 }
 

@@ -17,40 +17,43 @@ namespace cpu {
 
 namespace {
 
-std::vector<at::Tensor> matrices(const at::Tensor& y) {
-  std::vector<at::Tensor> mats;
-  for (int64_t q = 0; q < y.size(0); ++q) mats.push_back(y.select(0, q));
+RowMatrices rank_matrices(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R) {
+  RowMatrices mats;
+  mats.table = table;
+  const int64_t Q = static_cast<int64_t>(rows.size()) / R;
+  for (int64_t q = 0; q < Q; ++q) mats.add(rows.data() + q * R, R);
   return mats;
+}
+
+// Rows of y [Q, R, d] as a table [Q * R, d]: matrix q is rows q * R .. q * R + R - 1.
+std::vector<int64_t> consecutive_rows(const at::Tensor& y) {
+  std::vector<int64_t> rows(y.size(0) * y.size(1));
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int64_t>(i);
+  return rows;
 }
 
 }  // namespace
 
-void effective_ranks(const at::Tensor& y, double* out) {
-  const std::vector<at::Tensor> spectra = small_side_eigenvalues(matrices(y.to(at::kDouble)));
-  const int64_t m = std::min(y.size(1), y.size(2));
-  for (size_t q = 0; q < spectra.size(); ++q) {
+void effective_ranks(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R, double* out) {
+  const int64_t m = std::min(R, table.size(1));
+  for_each_spectrum(rank_matrices(table, rows, R), [&](int64_t q, const double* eig, int64_t padded) {
     // Padding adds zero eigenvalues (the smallest); erank counts min(R, d) of them.
-    const at::Tensor eig = spectra[q].narrow(0, spectra[q].numel() - m, m);
-    out[q] = common::effective_rank_from_eigenvalues(eig.data_ptr<double>(), m);
-  }
+    out[q] = common::effective_rank_from_eigenvalues(eig + (padded - m), m);
+  });
 }
 
-void effective_ranks_backward(const at::Tensor& y, const double* grad, at::Tensor& grad_y) {
-  std::vector<at::Tensor> grads = matrices(grad_y);
-  const int64_t m = std::min(y.size(1), y.size(2));
+void effective_ranks_backward(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R,
+                              const double* grad, at::Tensor& grad_table) {
+  const int64_t m = std::min(R, table.size(1));
   add_spectral_gradients(
-      matrices(y.to(at::kDouble)),
-      [&](int64_t q, const at::Tensor& eigenvalues, std::vector<double>& weights, double& scale) {
-        const int64_t total = eigenvalues.numel();
-        weights.assign(total, 0.0);  // padding eigenvalues (the smallest) get no weight
-        common::effective_rank_backward_weights(eigenvalues.data_ptr<double>() + (total - m), m,
-                                                weights.data() + (total - m));
+      rank_matrices(table, rows, R),
+      [&](int64_t q, const double* eig, int64_t padded, double* weights, double& scale) {
+        std::fill(weights, weights + padded, 0.0);  // padding eigenvalues (the smallest) get no weight
+        common::effective_rank_backward_weights(eig + (padded - m), m, weights + (padded - m));
         scale = grad[q];
       },
-      grads);
+      grad_table);
 }
-
-
 
 namespace {
 
@@ -61,9 +64,9 @@ at::Tensor checked_copy(const at::Tensor& y) {
 
 at::Tensor effective_rank_cpu(const at::Tensor& y) {
   const at::Tensor yc = checked_copy(y);
-  const int64_t Q = yc.size(0);
+  const int64_t Q = yc.size(0), R = yc.size(1);
   std::vector<double> ranks(Q);
-  effective_ranks(yc, ranks.data());
+  effective_ranks(yc.view({Q * R, yc.size(2)}), consecutive_rows(yc), R, ranks.data());
   return tensor_from(ranks, yc.options());
 }
 
@@ -71,7 +74,9 @@ at::Tensor effective_rank_backward_cpu(const at::Tensor& grad, const at::Tensor&
   const at::Tensor yc = checked_copy(y);
   const at::Tensor g = grad.to(at::kDouble).contiguous();
   at::Tensor grad_y = at::zeros_like(yc);
-  effective_ranks_backward(yc, g.data_ptr<double>(), grad_y);
+  at::Tensor grad_table = grad_y.view({yc.size(0) * yc.size(1), yc.size(2)});
+  effective_ranks_backward(yc.view({yc.size(0) * yc.size(1), yc.size(2)}), consecutive_rows(yc), yc.size(1),
+                           g.data_ptr<double>(), grad_table);
   return grad_y.to(y.scalar_type());
 }
 

@@ -27,21 +27,41 @@ void cluster_means(const at::Tensor& x, const int64_t* labels, int64_t k, at::Te
                    std::vector<int64_t>& counts);
 
 // ---- centered singular sums (batched over problems) -----------------------------------------
-// Problem p: points xs[p] [M_p, d] with labels[p][0 .. M_p). values[p * k + c] = S(cluster c
-// of p) (0 when it has < 2 points), counts[p * k + c] = its size.
-void cluster_singular_sums(const std::vector<at::Tensor>& xs, const std::vector<const int64_t*>& labels,
-                           int64_t k, double* values, int64_t* counts);
+// Problem p: the points table[first_row[p] .. first_row[p] + points[p]) with labels[p][0 .. points[p]).
+struct ClusterProblems {
+  at::Tensor table;  // [T, d] float or double, contiguous
+  std::vector<int64_t> first_row, points;
+  std::vector<const int64_t*> labels;
+  int64_t k;
 
-// grad_xs[p][i] += grad_values[p * k + label] * d S(cluster) / d x_i (clusters of >= 2 points).
-void cluster_singular_sums_backward(const std::vector<at::Tensor>& xs, const std::vector<const int64_t*>& labels,
-                                    int64_t k, const double* grad_values, std::vector<at::Tensor>& grad_xs);
+  // x [P, M, d] (contiguous) with labels [P, M] (contiguous): one problem per row.
+  static ClusterProblems batched(const at::Tensor& x, const at::Tensor& labels, int64_t k) {
+    const int64_t P = x.size(0), M = x.size(1);
+    ClusterProblems out{x.view({P * M, x.size(2)}), {}, {}, {}, k};
+    for (int64_t p = 0; p < P; ++p) {
+      out.first_row.push_back(p * M);
+      out.points.push_back(M);
+      out.labels.push_back(labels.data_ptr<int64_t>() + p * M);
+    }
+    return out;
+  }
+};
+
+// values[p * k + c] = S(cluster c of p) (0 when it has < 2 points), counts[p * k + c] = its size.
+void cluster_singular_sums(const ClusterProblems& problems, double* values, int64_t* counts);
+
+// grad_table[rows of cluster c of p] += grad_values[p * k + c] * d S(cluster) / d rows (clusters of >= 2 points).
+void cluster_singular_sums_backward(const ClusterProblems& problems, const double* grad_values,
+                                    at::Tensor& grad_table);
 
 // ---- effective rank (batched) -------------------------------------------------------------
-// out[q] = exp(H(sigma / sum sigma + eps)) / min(R, d) of y[q], y [Q, R, d].
-void effective_ranks(const at::Tensor& y, double* out);
+// Matrix q is the R rows table[rows[q * R + r]] (r < R) of table [T, d]:
+// out[q] = exp(H(sigma / sum sigma + eps)) / min(R, d).
+void effective_ranks(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R, double* out);
 
-// grad_y[q] += grad[q] * d erank(y[q]) / d y[q].
-void effective_ranks_backward(const at::Tensor& y, const double* grad, at::Tensor& grad_y);
+// grad_table[rows of q] += grad[q] * d erank(matrix q) / d rows (no row in two matrices).
+void effective_ranks_backward(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R,
+                              const double* grad, at::Tensor& grad_table);
 
 // ---- distance to the nearest other centroid ---------------------------------------------
 // For each point i: other[i] = the nearest centroid other than labels[i] among those with

@@ -13,20 +13,31 @@
 
 #include "../common/philox.h"
 #include "kernels.h"
+#include "parallel_tasks.h"
 #include "tensor_utils.h"
+#include "work_counters.h"
 
 namespace sdd {
 namespace cpu {
 namespace {
 
+// Squared distance in float64, summed in a fixed order (eight running sums, then in order): every
+// caller (plain and bound-based assignment, inertia) gets the same value for the same pair.
 template <typename scalar_t>
 double squared_distance(const scalar_t* a, const scalar_t* b, int64_t d) {
-  double total = 0.0;
-  for (int64_t j = 0; j < d; ++j) {
-    const double diff = static_cast<double>(a[j]) - static_cast<double>(b[j]);
-    total += diff * diff;
+  double lanes[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  int64_t j = 0;
+  for (; j + 8 <= d; j += 8) {
+    for (int l = 0; l < 8; ++l) {
+      const double diff = static_cast<double>(a[j + l]) - static_cast<double>(b[j + l]);
+      lanes[l] += diff * diff;
+    }
   }
-  return total;
+  for (; j < d; ++j) {
+    const double diff = static_cast<double>(a[j]) - static_cast<double>(b[j]);
+    lanes[0] += diff * diff;
+  }
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
 }
 
 // First index whose cumulative weight exceeds `target`; never a zero-weight point unless all
@@ -47,59 +58,193 @@ class KmeansSolver {
     double squares = 0.0;
     for (double norm : x_norms_) squares += norm;
     threshold_ = opt_.tol * std::sqrt(squares / static_cast<double>(M_));  // tol x RMS point norm (SPEC)
+    // |fl(x.c) - x.c| <= gamma_d ||x|| ||c|| for any summation order (Higham, Thm 3.5), gamma_d =
+    // d u / (1 - d u), u the unit roundoff of scalar_t; the fp64 terms add a few ulps of the norms.
+    const double u = std::numeric_limits<scalar_t>::epsilon() / 2.0;
+    const double du = static_cast<double>(d_ + 2) * u;
+    dot_error_ = 1.5 * du / (1.0 - du);
+    scratch_rows_ = at::empty({M_, d_}, x_.options());
+    scratch_dots_ = at::empty({M_, opt_.k}, x_.options());
   }
 
   // One seeding + Lloyd run; writes centroids [k, d] and labels [M]; returns the inertia.
   double run(int64_t init, at::Tensor& centroids, int64_t* labels) {
+    const int64_t k = opt_.k;
     seed_centroids(init, centroids);
     scalar_t* c = centroids.data_ptr<scalar_t>();
-    const int64_t k = opt_.k;
-    std::vector<double> sums(k * d_);
-    std::vector<int64_t> counts(k);
+    const bool bounded = !plain_lloyd().load(std::memory_order_relaxed);
+    upper_.assign(M_, 0.0);
+    lower_.assign(M_, 0.0);
+    drift_.assign(k, 0.0);
+    sums_.assign(k * d_, 0.0);
+    counts_.assign(k, 0);
+    std::vector<char> dirty(k, 1);  // clusters whose members changed since their sum was taken
+    std::vector<int64_t> previous(M_);
+    assign_all(centroids, labels);
+    int64_t updates = 0;
     for (int64_t it = 0; it < opt_.iters; ++it) {
-      assign(centroids, labels);
-      std::fill(sums.begin(), sums.end(), 0.0);
-      std::fill(counts.begin(), counts.end(), 0);
-      for (int64_t i = 0; i < M_; ++i) {
-        double* s = &sums[labels[i] * d_];
-        const scalar_t* xi = data_ + i * d_;
-        for (int64_t j = 0; j < d_; ++j) s[j] += xi[j];
-        ++counts[labels[i]];
+      const double shift = update_centroids(c, labels, dirty);
+      ++updates;
+      std::copy(labels, labels + M_, previous.begin());
+      if (bounded) {
+        assign_bounded(centroids, labels);
+      } else {
+        assign_all(centroids, labels);
       }
-      double shift = 0.0;
-      for (int64_t cl = 0; cl < k; ++cl) {
-        if (counts[cl] == 0) continue;  // an empty cluster keeps its centroid
-        for (int64_t j = 0; j < d_; ++j) {
-          const scalar_t updated = static_cast<scalar_t>(sums[cl * d_ + j] / counts[cl]);
-          const double diff = static_cast<double>(updated) - c[cl * d_ + j];
-          shift += diff * diff;
-          c[cl * d_ + j] = updated;
-        }
+      std::fill(dirty.begin(), dirty.end(), 0);
+      for (int64_t i = 0; i < M_; ++i) {
+        if (labels[i] != previous[i]) dirty[labels[i]] = dirty[previous[i]] = 1;
       }
       if (std::sqrt(shift) < threshold_) break;
     }
-    assign(centroids, labels);
+    WorkCounters& work = work_counters();
+    work.kmeans_runs.fetch_add(1, std::memory_order_relaxed);
+    work.lloyd_iterations.fetch_add(updates, std::memory_order_relaxed);
+    work.lloyd_point_iterations.fetch_add((updates + 1) * M_, std::memory_order_relaxed);
     double inertia = 0.0;
     for (int64_t i = 0; i < M_; ++i) inertia += squared_distance(data_ + i * d_, c + labels[i] * d_, d_);
     return inertia;
   }
 
  private:
-  // labels[i] = argmin_c ||c||^2 - 2 x_i.c (ties: lowest index).
-  void assign(const at::Tensor& centroids, int64_t* labels) {
+  // Means of the clusters from `labels`: only the dirty clusters' sums are taken again (from zero,
+  // points in index order: the sum plain Lloyd takes every iteration, bit for bit). Writes each
+  // centroid's movement to drift_ and returns the squared Frobenius norm of the total shift.
+  double update_centroids(scalar_t* c, const int64_t* labels, const std::vector<char>& dirty) {
     const int64_t k = opt_.k;
-    const std::vector<double> c_norms = squared_norms(centroids.data_ptr<scalar_t>(), k, d_);
-    const at::Tensor dots = at::mm(x_, centroids.t());  // [M, k]
-    const scalar_t* dot = dots.data_ptr<scalar_t>();
+    for (int64_t cl = 0; cl < k; ++cl) {
+      if (!dirty[cl]) continue;
+      std::fill(sums_.begin() + cl * d_, sums_.begin() + (cl + 1) * d_, 0.0);
+      counts_[cl] = 0;
+    }
     for (int64_t i = 0; i < M_; ++i) {
+      if (!dirty[labels[i]]) continue;
+      double* s = &sums_[labels[i] * d_];
+      const scalar_t* xi = data_ + i * d_;
+      for (int64_t j = 0; j < d_; ++j) s[j] += xi[j];
+      ++counts_[labels[i]];
+    }
+    double shift = 0.0;
+    for (int64_t cl = 0; cl < k; ++cl) {
+      drift_[cl] = 0.0;
+      if (!dirty[cl] || counts_[cl] == 0) continue;  // unchanged sums give the same mean; an empty cluster keeps its centroid
+      double moved = 0.0;
+      for (int64_t j = 0; j < d_; ++j) {
+        const scalar_t updated = static_cast<scalar_t>(sums_[cl * d_ + j] / counts_[cl]);
+        const double diff = static_cast<double>(updated) - c[cl * d_ + j];
+        moved += diff * diff;
+        c[cl * d_ + j] = updated;
+      }
+      shift += moved;
+      drift_[cl] = std::sqrt(moved);
+    }
+    return shift;
+  }
+
+  // Nearest centroid of every point (ties: lowest index), from one GEMM of all points.
+  void assign_all(const at::Tensor& centroids, int64_t* labels) {
+    prepare_centroids(centroids);
+    rank_rows(x_, nullptr, M_, centroids, labels);
+  }
+
+  // Hamerly's bounds (SIAM SDM 2010): upper_[i] >= ||x_i - c_label||, lower_[i] <= the distance to
+  // every other centroid. After the centroids move by drift_, a point keeps its label without any
+  // distance when upper < max(lower, half the distance from its centroid to the nearest other one);
+  // else its upper bound is made exact and the test repeated; the rest get every distance. Bounds
+  // are strict and carry the rounding margins, so a kept label is the exact nearest centroid, the
+  // one plain Lloyd picks: both give identical labels and centroids.
+  void assign_bounded(const at::Tensor& centroids, int64_t* labels) {
+    const int64_t k = opt_.k;
+    prepare_centroids(centroids);
+    const scalar_t* c = centroids.data_ptr<scalar_t>();
+    int64_t far = 0;  // the centroid that moved most, and the largest and second largest moves
+    for (int64_t cl = 1; cl < k; ++cl) far = drift_[cl] > drift_[far] ? cl : far;
+    double second = 0.0;
+    for (int64_t cl = 0; cl < k; ++cl) second = cl != far ? std::max(second, drift_[cl]) : second;
+    constexpr double kMargin = 1e-9;  // relative: covers the fp64 rounding of bounds and distances
+    need_.clear();
+    for (int64_t i = 0; i < M_; ++i) {
+      const int64_t a = labels[i];
+      upper_[i] += drift_[a];
+      lower_[i] -= a == far ? second : drift_[far];
+      const double bound = std::max(lower_[i], half_gap_[a]) * (1.0 - kMargin);
+      if (upper_[i] * (1.0 + kMargin) < bound) continue;
+      upper_[i] = std::sqrt(squared_distance(data_ + i * d_, c + a * d_, d_));
+      if (upper_[i] * (1.0 + kMargin) < bound) continue;
+      need_.push_back(i);
+    }
+    const int64_t n = static_cast<int64_t>(need_.size());
+    if (n == 0) return;
+    const at::Tensor index = at::from_blob(need_.data(), {n}, at::kLong);
+    at::Tensor rows = scratch_rows_.narrow(0, 0, n);
+    at::index_select_out(rows, x_, 0, index);
+    rank_rows(rows, need_.data(), n, centroids, labels);
+  }
+
+  // Centroid norms and half the distance from each centroid to its nearest other one (fp64).
+  void prepare_centroids(const at::Tensor& centroids) {
+    const int64_t k = opt_.k;
+    const scalar_t* c = centroids.data_ptr<scalar_t>();
+    c_norms_ = squared_norms(c, k, d_);
+    max_c_norm_ = 0.0;
+    for (double norm : c_norms_) max_c_norm_ = std::max(max_c_norm_, std::sqrt(norm));
+    half_gap_.assign(k, std::numeric_limits<double>::infinity());
+    for (int64_t a = 0; a < k; ++a) {
+      for (int64_t b = a + 1; b < k; ++b) {
+        const double half = 0.5 * std::sqrt(squared_distance(c + a * d_, c + b * d_, d_));
+        half_gap_[a] = std::min(half_gap_[a], half);
+        half_gap_[b] = std::min(half_gap_[b], half);
+      }
+    }
+  }
+
+  // Labels (and fresh bounds) of n points: rows [n, d] are the points `points` (nullptr: all, in
+  // order). Squared distances come from one GEMM, ||x||^2 + ||c||^2 - 2 x.c; when the best and
+  // second best are closer than twice its error bound, the centroids within reach are ranked again
+  // by exact float64 distances, so a label is always the exact nearest centroid (ties: lowest index).
+  void rank_rows(const at::Tensor& rows, const int64_t* points, int64_t n, const at::Tensor& centroids,
+                 int64_t* labels) {
+    const int64_t k = opt_.k;
+    const scalar_t* c = centroids.data_ptr<scalar_t>();
+    at::Tensor dots = scratch_dots_.narrow(0, 0, n);
+    at::mm_out(dots, rows, centroids.t());
+    const scalar_t* dot = dots.data_ptr<scalar_t>();
+    approx_.resize(k);
+    int64_t rechecked = 0;
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t i = points != nullptr ? points[r] : r;
+      const double err = 2.0 * dot_error_ * std::sqrt(x_norms_[i]) * max_c_norm_ +
+                         8.0 * std::numeric_limits<double>::epsilon() * (x_norms_[i] + max_c_norm_ * max_c_norm_);
       int64_t best = 0;
-      double best_score = std::numeric_limits<double>::infinity();
       for (int64_t cl = 0; cl < k; ++cl) {
-        const double score = c_norms[cl] - 2.0 * static_cast<double>(dot[i * k + cl]);
-        if (score < best_score) { best_score = score; best = cl; }
+        approx_[cl] = x_norms_[i] + c_norms_[cl] - 2.0 * static_cast<double>(dot[r * k + cl]);
+        if (approx_[cl] < approx_[best]) best = cl;
+      }
+      double runner = std::numeric_limits<double>::infinity();
+      for (int64_t cl = 0; cl < k; ++cl) runner = cl != best ? std::min(runner, approx_[cl]) : runner;
+      double best_sq = approx_[best] + err, other_sq = runner - err;
+      if (runner - approx_[best] <= 2.0 * err) {  // a near tie: exact distances decide
+        ++rechecked;
+        const double reach = approx_[best] + 2.0 * err;
+        int64_t exact_best = -1;
+        for (int64_t cl = 0; cl < k; ++cl) {
+          if (approx_[cl] > reach) continue;
+          approx_[cl] = squared_distance(data_ + i * d_, c + cl * d_, d_) + err;  // + err: undone below
+          if (exact_best < 0 || approx_[cl] < approx_[exact_best]) exact_best = cl;
+        }
+        best = exact_best;
+        best_sq = approx_[best] - err;
+        other_sq = std::numeric_limits<double>::infinity();
+        for (int64_t cl = 0; cl < k; ++cl) other_sq = cl != best ? std::min(other_sq, approx_[cl] - err) : other_sq;
       }
       labels[i] = best;
+      upper_[i] = std::sqrt(std::max(0.0, best_sq));
+      lower_[i] = std::sqrt(std::max(0.0, other_sq));  // k == 1: +inf, no other centroid
     }
+    WorkCounters& work = work_counters();
+    work.distances_full.fetch_add(M_ * k, std::memory_order_relaxed);
+    work.distances_computed.fetch_add(n * k, std::memory_order_relaxed);
+    work.exact_rechecks.fetch_add(rechecked, std::memory_order_relaxed);
   }
 
   double weight(double squared) const {
@@ -162,7 +307,13 @@ class KmeansSolver {
   int64_t problem_, M_, d_;
   const scalar_t* data_;
   std::vector<double> x_norms_;
-  double threshold_;  // early stop when the centroid shift falls under it
+  double threshold_;   // early stop when the centroid shift falls under it
+  double dot_error_;   // relative error bound of a GEMM dot product (see the constructor)
+  // Per run: Hamerly bounds [M], centroid moves / norms / half gaps [k], sums [k, d], counts [k].
+  std::vector<double> upper_, lower_, drift_, c_norms_, half_gap_, sums_, approx_;
+  std::vector<int64_t> counts_, need_;
+  double max_c_norm_ = 0.0;
+  at::Tensor scratch_rows_, scratch_dots_;  // [M, d] gathered points, [M, k] their dot products
 };
 
 }  // namespace
@@ -224,12 +375,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kmeans_cpu(const at::Tensor& x, i
   at::Tensor labels = at::empty({P, M}, xc.options().dtype(at::kLong));
   int64_t* label_data = labels.data_ptr<int64_t>();
   std::vector<double> inertias(P);
-  at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      at::Tensor c = centroids.select(0, p);
-      inertias[p] = kmeans_problem(xc.select(0, p), options, common::RandomStream::kKmeansSeeding,
-                                   p, c, label_data + p * M);
-    }
+  parallel_tasks(P, [&](int64_t p) {
+    at::Tensor c = centroids.select(0, p);
+    inertias[p] = kmeans_problem(xc.select(0, p), options, common::RandomStream::kKmeansSeeding, p, c,
+                                 label_data + p * M);
   });
   return {centroids, labels, tensor_from(inertias, xc.options())};
 }

@@ -1,163 +1,193 @@
 #include "small_eigh.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
+#include <ATen/Dispatch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <map>
-#include <utility>
+#include <tuple>
+
+#include "parallel_tasks.h"
 
 namespace sdd {
 namespace cpu {
 namespace {
 
-constexpr int64_t kPadMultiple = 4;  // bucket granularity of row counts: LAPACK cost grows as size^3
+constexpr int64_t kPadMultiple = 4;          // bucket granularity of row counts: LAPACK cost grows as size^3
+constexpr int64_t kChunkMatrices = 16;       // matrices per task at most ...
+constexpr int64_t kChunkDoubles = 1 << 19;   // ... and their padded rows at most 4 MiB of float64
 
-using BucketKey = std::pair<bool, int64_t>;  // (gram side, padded rows)
-using BucketList = std::vector<std::pair<BucketKey, std::vector<int64_t>>>;  // key -> member indices
-
-// The matrices grouped by (side, padded rows), in key order.
-BucketList make_buckets(const std::vector<at::Tensor>& mats) {
-  std::map<BucketKey, std::vector<int64_t>> buckets;
-  for (int64_t i = 0; i < static_cast<int64_t>(mats.size()); ++i) {
-    const int64_t rows = mats[i].size(0), cols = mats[i].size(1);
-    const int64_t padded = (rows + kPadMultiple - 1) / kPadMultiple * kPadMultiple;
-    buckets[{rows <= cols, padded}].push_back(i);
-  }
-  return BucketList(buckets.begin(), buckets.end());
-}
-
-// [members, padded, C] float64: the bucket's matrices with zero rows below each. A view when
-// they already lie back to back with no padding (effective_rank's [Q, R, d] input), else one
-// memcpy (+ memset of the padding rows) per matrix.
-at::Tensor stack_padded(const std::vector<at::Tensor>& mats, const std::vector<int64_t>& members, int64_t padded) {
-  const at::Tensor& first = mats[members[0]];
-  const int64_t n = static_cast<int64_t>(members.size()), cols = first.size(1), slot = padded * cols;
-  bool back_to_back = true;
-  for (int64_t j = 0; j < n && back_to_back; ++j) {
-    const at::Tensor& mat = mats[members[j]];
-    TORCH_INTERNAL_ASSERT(mat.scalar_type() == at::kDouble && mat.is_contiguous());
-    back_to_back = mat.size(0) == padded && mat.data_ptr<double>() == first.data_ptr<double>() + j * slot;
-  }
-  if (back_to_back) return first.as_strided({n, padded, cols}, {slot, cols, 1});
-  at::Tensor stacked = at::empty({n, padded, cols}, first.options());
-  double* out = stacked.data_ptr<double>();
-  for (int64_t j = 0; j < n; ++j) {
-    const at::Tensor& mat = mats[members[j]];
-    std::memcpy(out + j * slot, mat.data_ptr<double>(), mat.numel() * sizeof(double));
-    std::memset(out + j * slot + mat.numel(), 0, (slot - mat.numel()) * sizeof(double));
-  }
-  return stacked;
-}
-
-// Grams and their spectra in float64 whatever the input dtype. An fp32 Gram carries
-// eigenvalue noise of ~1e-7 of the largest, so any singular value under ~3e-4 of the
-// largest is lost in it (sqrt amplifies the noise); real clusters have such directions,
-// and dropping them misses the fp32 tolerance of 1e-4. fp64 costs ~1.3x in the eigensolver.
-at::Tensor smaller_gram(const at::Tensor& stacked, bool gram) {
-  const at::Tensor t = stacked.transpose(1, 2);
-  return gram ? at::bmm(stacked, t) : at::bmm(t, stacked);
-}
-
-struct BucketSpectra {
-  std::vector<at::Tensor> stacked;  // per bucket [members, padded, C]: the zero-padded matrices (with vectors only)
-  std::vector<at::Tensor> values;   // per bucket [members, m] (ascending)
-  std::vector<at::Tensor> vectors;  // per bucket [members, m, m] (undefined unless requested)
+struct Chunk {
+  bool gram;                    // A A^T (rows <= d) or A^T A
+  int64_t padded;               // rows of every matrix, zero-padded
+  std::vector<int64_t> members; // matrix indices
 };
 
-// Grams (one bmm per bucket, threaded by ATen), then their eigen-decompositions. Batched LAPACK
-// solves its matrices one after another on the calling thread, so every bucket is cut into
-// `parts` equal slices and part p of every bucket runs on thread p: the same work per thread.
-BucketSpectra bucket_spectra(const std::vector<at::Tensor>& mats, const BucketList& buckets, bool with_vectors) {
-  const int64_t nb = static_cast<int64_t>(buckets.size());
-  BucketSpectra out{std::vector<at::Tensor>(nb), std::vector<at::Tensor>(nb), std::vector<at::Tensor>(nb)};
-  std::vector<at::Tensor> grams(nb);
-  for (int64_t i = 0; i < nb; ++i) {
-    const auto& [key, members] = buckets[i];
-    const at::Tensor stacked = stack_padded(mats, members, key.second);
-    grams[i] = smaller_gram(stacked, key.first);
-    out.values[i] = at::empty(grams[i].sizes().slice(0, 2), grams[i].options());
-    if (with_vectors) {
-      out.stacked[i] = stacked;  // the gradient needs them; the forward frees them
-      out.vectors[i] = at::empty_like(grams[i]);
+// Fixed chunks: buckets in key order, members in index order; larger matrices first (the costly
+// tasks start early, which evens out the threads' finishing times).
+std::vector<Chunk> make_chunks(const RowMatrices& mats) {
+  const int64_t d = mats.table.size(1);
+  std::map<std::pair<int64_t, bool>, std::vector<int64_t>> buckets;  // (-padded, gram side) -> members
+  for (int64_t i = 0; i < mats.count(); ++i) {
+    const int64_t rows = mats.rows(i);
+    const int64_t padded = (rows + kPadMultiple - 1) / kPadMultiple * kPadMultiple;
+    buckets[{-padded, rows <= d}].push_back(i);
+  }
+  std::vector<Chunk> chunks;
+  for (const auto& [key, members] : buckets) {
+    const int64_t padded = -key.first;
+    const int64_t per = std::clamp<int64_t>(kChunkDoubles / std::max<int64_t>(1, padded * d), 1, kChunkMatrices);
+    for (size_t first = 0; first < members.size(); first += per) {
+      const size_t last = std::min(members.size(), first + per);
+      chunks.push_back({key.second, padded, std::vector<int64_t>(members.begin() + first, members.begin() + last)});
     }
   }
-  // A matrix with NaN / Inf makes LAPACK fail for its whole batch: solve a zero matrix in its
-  // place and report NaN eigenvalues (and vectors) for it, as the CUDA kernels do.
-  std::vector<at::Tensor> not_finite(nb);
-  for (int64_t i = 0; i < nb; ++i) {
-    const at::Tensor bad = at::logical_not(at::isfinite(grams[i]).flatten(1).all(1));  // [members]
-    if (bad.any().item<bool>()) {
-      grams[i].masked_fill_(bad.view({-1, 1, 1}), 0.0);
-      not_finite[i] = bad;
+  return chunks;
+}
+
+// A thread's float64 buffer of at least `numel` elements, kept for the thread's life.
+at::Tensor thread_buffer(int slot, int64_t numel) {
+  thread_local at::Tensor buffers[4];
+  at::Tensor& buffer = buffers[slot];
+  if (!buffer.defined() || buffer.numel() < numel) buffer = at::empty({numel}, at::kDouble);
+  return buffer.narrow(0, 0, numel);
+}
+
+// stacked [c, padded, d] <- the chunk's matrices (float64, centered if asked, zero rows below).
+template <typename scalar_t>
+void gather(const RowMatrices& mats, const Chunk& chunk, double* stacked) {
+  const int64_t d = mats.table.size(1), slot = chunk.padded * d;
+  const scalar_t* table = mats.table.data_ptr<scalar_t>();
+  std::vector<double> mean(mats.centered ? d : 0);
+  for (size_t j = 0; j < chunk.members.size(); ++j) {
+    const int64_t i = chunk.members[j], n = mats.rows(i);
+    const int64_t* rows = mats.index.data() + mats.offsets[i];
+    double* out = stacked + j * slot;
+    for (int64_t r = 0; r < n; ++r) {
+      const scalar_t* src = table + rows[r] * d;
+      double* dst = out + r * d;
+      for (int64_t c = 0; c < d; ++c) dst[c] = static_cast<double>(src[c]);
     }
-  }
-  const int64_t parts = std::max<int64_t>(1, at::get_num_threads());
-  at::parallel_for(0, parts * nb, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t i = task % nb, part = task / nb, members = grams[i].size(0);
-      const int64_t first = members * part / parts, count = members * (part + 1) / parts - first;
-      if (count <= 0) continue;
-      const at::Tensor slice = grams[i].narrow(0, first, count);
-      if (with_vectors) {
-        const auto [w, v] = at::linalg_eigh(slice);
-        out.values[i].narrow(0, first, count).copy_(w);
-        out.vectors[i].narrow(0, first, count).copy_(v);
-      } else {
-        out.values[i].narrow(0, first, count).copy_(at::linalg_eigvalsh(slice));
+    if (mats.centered) {
+      std::fill(mean.begin(), mean.end(), 0.0);
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t c = 0; c < d; ++c) mean[c] += out[r * d + c];
+      }
+      for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t c = 0; c < d; ++c) out[r * d + c] -= mean[c];
       }
     }
-  });
-  for (int64_t i = 0; i < nb; ++i) {
-    if (!not_finite[i].defined()) continue;
-    const double nan = std::numeric_limits<double>::quiet_NaN();
-    out.values[i].masked_fill_(not_finite[i].view({-1, 1}), nan);
-    if (with_vectors) out.vectors[i].masked_fill_(not_finite[i].view({-1, 1, 1}), nan);
+    std::memset(out + n * d, 0, (slot - n * d) * sizeof(double));
   }
-  return out;
+}
+
+// The chunk's Grams [c, m, m] in a thread buffer; a matrix with a non-finite entry gets a zero
+// Gram (LAPACK would fail for the whole batch) and is flagged in `bad`.
+std::tuple<at::Tensor, at::Tensor> chunk_grams(const RowMatrices& mats, const Chunk& chunk, std::vector<char>& bad) {
+  const int64_t c = static_cast<int64_t>(chunk.members.size()), d = mats.table.size(1);
+  const int64_t m = chunk.gram ? chunk.padded : d;
+  at::Tensor stacked = thread_buffer(0, c * chunk.padded * d).view({c, chunk.padded, d});
+  AT_DISPATCH_FLOATING_TYPES(mats.table.scalar_type(), "sdd::gather", [&] {
+    gather<scalar_t>(mats, chunk, stacked.data_ptr<double>());
+  });
+  at::Tensor gram = thread_buffer(1, c * m * m).view({c, m, m});
+  const at::Tensor t = stacked.transpose(1, 2);
+  if (chunk.gram) {
+    at::bmm_out(gram, stacked, t);
+  } else {
+    at::bmm_out(gram, t, stacked);
+  }
+  bad.assign(c, 0);
+  double* g = gram.data_ptr<double>();
+  for (int64_t j = 0; j < c; ++j) {
+    double* gj = g + j * m * m;
+    for (int64_t e = 0; e < m * m && !bad[j]; ++e) bad[j] = !std::isfinite(gj[e]);
+    if (bad[j]) std::fill(gj, gj + m * m, 0.0);
+  }
+  return {stacked, gram};
+}
+
+// grad_table[rows of i] += grad [n, d] (float64), minus its row mean first when centered (the
+// gradient through the centering).
+template <typename scalar_t>
+void scatter(const RowMatrices& mats, int64_t i, double* grad, at::Tensor& grad_table) {
+  const int64_t d = grad_table.size(1), n = mats.rows(i);
+  const int64_t* rows = mats.index.data() + mats.offsets[i];
+  if (mats.centered) {
+    std::vector<double> mean(d, 0.0);
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t c = 0; c < d; ++c) mean[c] += grad[r * d + c];
+    }
+    for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t c = 0; c < d; ++c) grad[r * d + c] -= mean[c];
+    }
+  }
+  scalar_t* out = grad_table.data_ptr<scalar_t>();
+  for (int64_t r = 0; r < n; ++r) {
+    scalar_t* dst = out + rows[r] * d;
+    for (int64_t c = 0; c < d; ++c) dst[c] += static_cast<scalar_t>(grad[r * d + c]);
+  }
 }
 
 }  // namespace
 
-std::vector<at::Tensor> small_side_eigenvalues(const std::vector<at::Tensor>& mats) {
-  const BucketList buckets = make_buckets(mats);
-  const BucketSpectra spectra_of = bucket_spectra(mats, buckets, false);
-  std::vector<at::Tensor> eigenvalues(mats.size());
-  for (size_t i = 0; i < buckets.size(); ++i) {
-    const std::vector<int64_t>& members = buckets[i].second;
-    for (size_t j = 0; j < members.size(); ++j) eigenvalues[members[j]] = spectra_of.values[i].select(0, j);
-  }
-  return eigenvalues;
+void RowMatrices::add(const int64_t* rows, int64_t n) {
+  if (offsets.empty()) offsets.push_back(0);
+  index.insert(index.end(), rows, rows + n);
+  offsets.push_back(static_cast<int64_t>(index.size()));
 }
 
-void add_spectral_gradients(const std::vector<at::Tensor>& mats, const SpectralWeightFn& weight_fn,
-                            std::vector<at::Tensor>& grads) {
-  const BucketList buckets = make_buckets(mats);
-  const BucketSpectra spectra_of = bucket_spectra(mats, buckets, true);
-  std::vector<double> weights;
-  for (size_t i = 0; i < buckets.size(); ++i) {
-    const auto& [key, members] = buckets[i];
-    const at::Tensor& values = spectra_of.values[i];
-    const at::Tensor& vectors = spectra_of.vectors[i];
+void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume) {
+  if (mats.count() <= 0) return;
+  const std::vector<Chunk> chunks = make_chunks(mats);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
+    const Chunk& chunk = chunks[task];
+    std::vector<char> bad;
+    const auto grams = chunk_grams(mats, chunk, bad);
+    const at::Tensor values = at::linalg_eigvalsh(std::get<1>(grams));  // [c, m]
     const int64_t m = values.size(1);
-    at::Tensor scaled = at::empty({static_cast<int64_t>(members.size()), 1, m}, values.options());
-    for (size_t j = 0; j < members.size(); ++j) {
+    std::vector<double> nans(m, nan);
+    for (size_t j = 0; j < chunk.members.size(); ++j) {
+      const double* eig = bad[j] ? nans.data() : values.data_ptr<double>() + j * m;
+      consume(chunk.members[j], eig, m);
+    }
+  });
+}
+
+void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& weight_fn, at::Tensor& grad_table) {
+  if (mats.count() <= 0) return;
+  const std::vector<Chunk> chunks = make_chunks(mats);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
+    const Chunk& chunk = chunks[task];
+    const int64_t c = static_cast<int64_t>(chunk.members.size());
+    std::vector<char> bad;
+    const auto [stacked, gram] = chunk_grams(mats, chunk, bad);
+    const auto [values, vectors] = at::linalg_eigh(gram);  // [c, m], [c, m, m]
+    const int64_t m = values.size(1);
+    at::Tensor scaled = at::empty({c, 1, m}, values.options());
+    std::vector<double> nans(m, nan);
+    for (int64_t j = 0; j < c; ++j) {
+      double* w = scaled.data_ptr<double>() + j * m;
       double scale = 0.0;
-      weight_fn(members[j], values.select(0, j), weights, scale);
-      double* out = scaled.select(0, j).data_ptr<double>();
-      for (int64_t e = 0; e < m; ++e) out[e] = weights[e] * scale;
+      weight_fn(chunk.members[j], bad[j] ? nans.data() : values.data_ptr<double>() + j * m, m, w, scale);
+      for (int64_t e = 0; e < m; ++e) w[e] = bad[j] ? nan : w[e] * scale;
     }
     // K = U diag(w) U^T per matrix; the gradient is K A (Gram side) or A K (covariance side).
     const at::Tensor kernel = at::bmm(vectors * scaled, vectors.transpose(1, 2));
-    const at::Tensor& stacked = spectra_of.stacked[i];
-    const at::Tensor padded_grad = key.first ? at::bmm(kernel, stacked) : at::bmm(stacked, kernel);
-    for (size_t j = 0; j < members.size(); ++j) {
-      at::Tensor& grad = grads[members[j]];
-      grad.add_(padded_grad.select(0, j).narrow(0, 0, grad.size(0)));
-    }
-  }
+    at::Tensor grad = chunk.gram ? at::bmm(kernel, stacked) : at::bmm(stacked, kernel);  // [c, padded, d]
+    AT_DISPATCH_FLOATING_TYPES(grad_table.scalar_type(), "sdd::scatter", [&] {
+      for (int64_t j = 0; j < c; ++j) {
+        scatter<scalar_t>(mats, chunk.members[j], grad.select(0, j).data_ptr<double>(), grad_table);
+      }
+    });
+  });
 }
 
 }  // namespace cpu

@@ -1,33 +1,54 @@
-// Batched eigen-decomposition of the smaller Gram of many small matrices.
+// Spectra of many small matrices whose rows are scattered through one table.
 //
-// For A [r, C] the smaller Gram is A A^T [r, r] (r <= C) or A^T A [C, C]. Matrices are
-// bucketed by padded size (zero rows add only zero eigenvalues); every bucket is one float64
-// bmm, then batched float64 LAPACK calls on equal slices of it, one slice per ATen thread
-// (batched LAPACK is serial; inside at::parallel_for, MKL runs single-threaded, so the cores
-// are not oversubscribed).
+// Matrix i is the rows index[offsets[i] .. offsets[i + 1]) of table [T, d] (optionally minus their
+// float64 mean): a cluster's points, or one patch of every image. Its spectrum is the eigenvalues
+// of the smaller Gram, A A^T [r, r] (r <= d) or A^T A [d, d], in float64 whatever the table's
+// dtype (an fp32 Gram carries eigenvalue noise of ~1e-7 of the largest, so singular values under
+// ~3e-4 of the largest would be lost; real clusters have such directions).
+//
+// Matrices are bucketed by (side, rows rounded up to 4: zero rows add only zero eigenvalues) and
+// cut into chunks of up to kChunkMatrices. A chunk is one task of a single parallel region
+// (parallel_tasks.h): gather + centre into a per-thread float64 buffer, one Gram bmm, one batched
+// LAPACK call, all on the task's thread. No [T, d] float64 copy is made; per-thread buffers are
+// kept between calls (no page faults per call). The chunking is fixed, so results do not depend on
+// the thread count or on which thread ran which chunk.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
 #include <functional>
 #include <vector>
 
 namespace sdd {
 namespace cpu {
 
-// Eigenvalues (float64 [m], ascending; m = padded size of the smaller side) of every matrix in
-// `mats` (each [r_i, C] float64, contiguous, same C).
-std::vector<at::Tensor> small_side_eigenvalues(const std::vector<at::Tensor>& mats);
+struct RowMatrices {
+  at::Tensor table;               // [T, d] float or double, contiguous
+  std::vector<int64_t> index;     // rows of every matrix, matrix after matrix
+  std::vector<int64_t> offsets;   // [count + 1]: matrix i is index[offsets[i] .. offsets[i + 1])
+  bool centered = false;          // subtract each matrix's row mean before the Gram
 
-// Per matrix i: the weights w (one per eigenvalue) and scale of a spectral function whose
-// derivative per singular value is w_j * sigma_j.
-using SpectralWeightFn = std::function<void(int64_t i, const at::Tensor& eigenvalues, std::vector<double>& weights,
+  int64_t count() const { return static_cast<int64_t>(offsets.size()) - 1; }
+  int64_t rows(int64_t i) const { return offsets[i + 1] - offsets[i]; }
+  // Appends a matrix made of `rows` (table row indices).
+  void add(const int64_t* rows, int64_t n);
+};
+
+// consume(i, eigenvalues, m): the m eigenvalues (ascending; m = the padded smaller side, padding
+// adds zeros at the front) of matrix i; NaN for a matrix with a non-finite entry. Called from the
+// worker threads, once per matrix: it must only write matrix i's own outputs.
+using SpectrumFn = std::function<void(int64_t i, const double* eigenvalues, int64_t m)>;
+void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume);
+
+// Per matrix i: the weights (one per eigenvalue) and scale of a spectral function whose derivative
+// per singular value is w_j * sigma_j. Called from the worker threads.
+using SpectralWeightFn = std::function<void(int64_t i, const double* eigenvalues, int64_t m, double* weights,
                                             double& scale)>;
 
-// grads[i] += scale_i * (gram ? U diag(w_i) U^T A_i : A_i V diag(w_i) V^T) for every matrix,
-// batched like small_side_eigenvalues (grads[i] has A_i's shape and dtype).
-void add_spectral_gradients(const std::vector<at::Tensor>& mats, const SpectralWeightFn& weight_fn,
-                            std::vector<at::Tensor>& grads);
+// grad_table[index rows of i] += scale_i * (U diag(w_i) U^T A_i or A_i V diag(w_i) V^T), through
+// the centering when mats.centered. grad_table [T, d] like mats.table; matrices must not share rows.
+void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& weight_fn, at::Tensor& grad_table);
 
 }  // namespace cpu
 }  // namespace sdd

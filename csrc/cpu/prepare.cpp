@@ -1,0 +1,192 @@
+#include "prepare.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+
+#include <cmath>
+
+#include "../inputs/features.h"  // kNormEps, kCollapseFraction
+#include "../inputs/options.h"   // compute_dtype
+#include "parallel_tasks.h"
+
+namespace sdd {
+namespace cpu {
+namespace {
+
+constexpr int64_t kChunks = 64;  // fixed row chunks: per-chunk partial sums are added in chunk order
+
+// Per chunk [begin, end) of rows, fn(begin, end, chunk); chunks run as tasks.
+template <typename Fn>
+void over_row_chunks(int64_t rows, const Fn& fn) {
+  const int64_t chunks = std::min<int64_t>(kChunks, std::max<int64_t>(1, rows));
+  parallel_tasks(chunks, [&](int64_t chunk) {
+    int64_t begin = 0, end = 0;
+    chunk_range(rows, chunks, chunk, begin, end);
+    fn(begin, end, chunk);
+  });
+}
+
+template <typename T>
+double row_squares(const T* row, int64_t d) {
+  double total = 0.0;
+  for (int64_t j = 0; j < d; ++j) total += static_cast<double>(row[j]) * static_cast<double>(row[j]);
+  return total;
+}
+
+template <typename in_t, typename out_t>
+PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType compute) {
+  const int64_t d = feats.size(-1), rows = feats.numel() / d;
+  const at::Tensor f = feats.contiguous();
+  const in_t* src = f.data_ptr<in_t>();
+  const int64_t chunks = std::min<int64_t>(kChunks, std::max<int64_t>(1, rows));
+  // Pass 1: the root-mean-square norm of the (normalised) rows, for the power-of-two factor.
+  std::vector<double> partial(chunks, 0.0);
+  over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {
+    for (int64_t i = begin; i < end; ++i) {
+      const double sq = row_squares(src + i * d, d);
+      const double norm = std::max(std::sqrt(sq), kNormEps);
+      partial[chunk] += normalize ? sq / (norm * norm) : sq;
+    }
+  });
+  double total = 0.0;
+  for (double p : partial) total += p;
+  const double rms = std::sqrt(total / static_cast<double>(rows));
+  const double factor = std::isfinite(rms) && rms > 0 ? std::exp2(-std::round(std::log2(rms))) : 1.0;
+  // Pass 2: x = f / max(||f||, eps) * factor, rounded to the compute dtype; column sums and norms of x.
+  PreparedFeatures out{at::empty(feats.sizes(), feats.options().dtype(compute)), factor, std::vector<double>(d, 0.0),
+                       0.0, false};
+  out_t* x = out.x.data_ptr<out_t>();
+  std::vector<double> column_sums(chunks * d, 0.0), norm_sums(chunks, 0.0);
+  over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {
+    double* sums = column_sums.data() + chunk * d;
+    for (int64_t i = begin; i < end; ++i) {
+      const in_t* fi = src + i * d;
+      out_t* xi = x + i * d;
+      const double norm = normalize ? std::max(std::sqrt(row_squares(fi, d)), kNormEps) : 1.0;
+      for (int64_t j = 0; j < d; ++j) {
+        const double value = normalize ? static_cast<double>(fi[j]) / norm : static_cast<double>(fi[j]);
+        xi[j] = static_cast<out_t>(value * factor);
+        sums[j] += static_cast<double>(xi[j]);
+      }
+      norm_sums[chunk] += std::sqrt(row_squares(xi, d));
+    }
+  });
+  double mean_norm = 0.0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    mean_norm += norm_sums[c];
+    for (int64_t j = 0; j < d; ++j) out.mean[j] += column_sums[c * d + j];
+  }
+  mean_norm /= static_cast<double>(rows);
+  for (double& m : out.mean) m /= static_cast<double>(rows);
+  // Pass 3: s = mean ||x_i - mean||.
+  std::fill(norm_sums.begin(), norm_sums.end(), 0.0);
+  over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {
+    for (int64_t i = begin; i < end; ++i) {
+      double sq = 0.0;
+      for (int64_t j = 0; j < d; ++j) {
+        const double diff = static_cast<double>(x[i * d + j]) - out.mean[j];
+        sq += diff * diff;
+      }
+      norm_sums[chunk] += std::sqrt(sq);
+    }
+  });
+  for (double p : norm_sums) out.scale += p;
+  out.scale /= static_cast<double>(rows);
+  out.collapsed = out.scale <= kCollapseFraction * mean_norm;
+  return out;
+}
+
+}  // namespace
+
+PreparedFeatures prepare_features(const at::Tensor& feats, bool normalize) {
+  const at::ScalarType compute = compute_dtype(feats);
+  PreparedFeatures out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, feats.scalar_type(), "sdd::prepare_features", [&] {
+    using in_t = scalar_t;
+    if (compute == at::kDouble) {
+      out = prepare<in_t, double>(feats, normalize, compute);
+    } else {
+      out = prepare<in_t, float>(feats, normalize, compute);
+    }
+  });
+  return out;
+}
+
+void add_scale_gradient(const PreparedFeatures& prep, double coeff, at::Tensor& gx) {
+  const int64_t d = prep.x.size(-1), rows = prep.x.numel() / d;
+  const int64_t chunks = std::min<int64_t>(kChunks, std::max<int64_t>(1, rows));
+  AT_DISPATCH_FLOATING_TYPES(prep.x.scalar_type(), "sdd::add_scale_gradient", [&] {
+    const scalar_t* x = prep.x.data_ptr<scalar_t>();
+    scalar_t* g = gx.data_ptr<scalar_t>();
+    // u_i into a per-row inverse norm (0: x_i is the mean); their column sums per chunk.
+    std::vector<double> inverse(rows), sums(chunks * d, 0.0);
+    over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {
+      double* s = sums.data() + chunk * d;
+      for (int64_t i = begin; i < end; ++i) {
+        double sq = 0.0;
+        for (int64_t j = 0; j < d; ++j) {
+          const double diff = static_cast<double>(x[i * d + j]) - prep.mean[j];
+          sq += diff * diff;
+        }
+        const double norm = std::sqrt(sq);
+        inverse[i] = norm > 0 ? 1.0 / std::max(norm, kNormEps) : 0.0;
+        for (int64_t j = 0; j < d; ++j) s[j] += (static_cast<double>(x[i * d + j]) - prep.mean[j]) * inverse[i];
+      }
+    });
+    std::vector<double> mean_unit(d, 0.0);
+    for (int64_t c = 0; c < chunks; ++c) {
+      for (int64_t j = 0; j < d; ++j) mean_unit[j] += sums[c * d + j];
+    }
+    for (double& m : mean_unit) m /= static_cast<double>(rows);
+    const double weight = coeff / static_cast<double>(rows);
+    over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t) {
+      for (int64_t i = begin; i < end; ++i) {
+        for (int64_t j = 0; j < d; ++j) {
+          const double unit = (static_cast<double>(x[i * d + j]) - prep.mean[j]) * inverse[i];
+          g[i * d + j] += static_cast<scalar_t>((unit - mean_unit[j]) * weight);
+        }
+      }
+    });
+  });
+}
+
+at::Tensor unscale_gradient(const at::Tensor& gx, const PreparedFeatures& prep, const at::Tensor& feats,
+                            bool normalize) {
+  const int64_t d = feats.size(-1), rows = feats.numel() / d;
+  const at::Tensor f = feats.contiguous();
+  at::Tensor out = at::empty(feats.sizes(), feats.options());
+  AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "sdd::unscale_gradient", [&] {
+    using grad_t = scalar_t;
+    const grad_t* g = gx.data_ptr<grad_t>();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, feats.scalar_type(), "sdd::unscale_gradient", [&] {
+      const scalar_t* fd = f.data_ptr<scalar_t>();
+      scalar_t* o = out.data_ptr<scalar_t>();
+      over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t) {
+        for (int64_t i = begin; i < end; ++i) {
+          const grad_t* gi = g + i * d;
+          const scalar_t* fi = fd + i * d;
+          scalar_t* oi = o + i * d;
+          if (!normalize) {
+            for (int64_t j = 0; j < d; ++j) oi[j] = static_cast<scalar_t>(static_cast<grad_t>(gi[j] * prep.factor));
+            continue;
+          }
+          const double norm = std::sqrt(row_squares(fi, d)), clamped = std::max(norm, kNormEps);
+          double radial = 0.0;  // unit . g
+          for (int64_t j = 0; j < d; ++j) {
+            radial += static_cast<double>(fi[j]) / clamped * (static_cast<double>(gi[j]) * prep.factor);
+          }
+          for (int64_t j = 0; j < d; ++j) {
+            const double gj = static_cast<double>(gi[j]) * prep.factor;
+            const double value = norm > kNormEps ? (gj - static_cast<double>(fi[j]) / clamped * radial) / clamped
+                                                 : gj / kNormEps;
+            oi[j] = static_cast<scalar_t>(static_cast<grad_t>(value));
+          }
+        }
+      });
+    });
+  });
+  return out;
+}
+
+}  // namespace cpu
+}  // namespace sdd

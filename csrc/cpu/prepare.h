@@ -1,0 +1,34 @@
+// SPEC steps 1-2 on the CPU in a few passes over the rows, without float64 copies of the features:
+// the same numbers as sdd::scaled_features (inputs/features.h) plus the scale s, and the two
+// pieces of the backward that run over every row (through s, and through the normalisation).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <vector>
+
+namespace sdd {
+namespace cpu {
+
+struct PreparedFeatures {
+  at::Tensor x;              // [B, N, d] compute dtype, contiguous: normalised (if asked) and rescaled
+  double factor;             // the power of two x was multiplied by
+  std::vector<double> mean;  // [d]: mean over all rows of x (float64)
+  double scale;              // s = mean over rows of ||x_i - mean||
+  bool collapsed;            // s <= kCollapseFraction * mean ||x_i||
+};
+
+// feats [B, N, d] any floating dtype, finite.
+PreparedFeatures prepare_features(const at::Tensor& feats, bool normalize);
+
+// gx [B, N, d] (x's dtype) += coeff / (B N) * (u_i - mean_j u_j), u_i the unit vector of
+// x_i - mean (0 when x_i is the mean): coeff times the gradient of s.
+void add_scale_gradient(const PreparedFeatures& prep, double coeff, at::Tensor& gx);
+
+// d loss / d feats (feats' dtype) from d loss / d x (gx, x's dtype): through the rescaling and,
+// if asked, the normalisation x = f / max(||f||, eps).
+at::Tensor unscale_gradient(const at::Tensor& gx, const PreparedFeatures& prep, const at::Tensor& feats,
+                            bool normalize);
+
+}  // namespace cpu
+}  // namespace sdd
