@@ -84,7 +84,7 @@ namespace {
 std::tuple<at::Tensor, at::Tensor> cluster_singular_sum_cpu(const at::Tensor& x, const at::Tensor& labels,
                                                             int64_t k) {
   check_cluster_inputs(x, labels, k);
-  const int64_t P = x.size(0), M = x.size(1);
+  const int64_t P = x.size(0);
   const at::Tensor xc = compute_copy(x);
   const at::Tensor lc = labels.contiguous();
   std::vector<double> values(P * k);

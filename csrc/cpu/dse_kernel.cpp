@@ -184,11 +184,11 @@ DseForward dse_forward_cpu(const at::Tensor& feats, int64_t local_k, int64_t glo
   patch_permutation(seed, B, N, perm.data_ptr<int64_t>());
 
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  if (!at::isfinite(feats).all().item<bool>()) {
+  const PreparedFeatures prep = prepare_features(feats, normalize);
+  if (!prep.finite) {
     return {tensor_from({nan, nan, nan, nan, nan}, centroids.options()), local_out, global_out, centroids.fill_(nan),
             other, perm};
   }
-  const PreparedFeatures prep = prepare_features(feats, normalize);
   const at::Tensor& x = prep.x;  // [B, N, d]
   double inter_raw = 0.0, intra_image_raw = 0.0, intra_batch_raw = 0.0;
   if (!prep.collapsed) {  // collapsed: the class-relevance terms are 0
@@ -275,6 +275,7 @@ at::Tensor dse_backward_cpu(const at::Tensor& grad, const at::Tensor& values, co
     return at::full_like(feats, std::numeric_limits<double>::quiet_NaN());
   }
   const PreparedFeatures prep = prepare_features(feats, normalize);
+  if (!prep.finite) return at::full_like(feats, std::numeric_limits<double>::quiet_NaN());
   const at::Tensor& x = prep.x;       // [B, N, d]
   at::Tensor gx = at::zeros_like(x);  // d loss / d x
   // dse = inter + dim - (intra_batch + intra_image) / 2

@@ -41,20 +41,26 @@ PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType
   const int64_t chunks = std::min<int64_t>(kChunks, std::max<int64_t>(1, rows));
   // Pass 1: the root-mean-square norm of the (normalised) rows, for the power-of-two factor.
   std::vector<double> partial(chunks, 0.0);
+  std::vector<char> finite(chunks, 1);
   over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {
     for (int64_t i = begin; i < end; ++i) {
-      const double sq = row_squares(src + i * d, d);
+      const double sq = row_squares(src + i * d, d);  // float64: no overflow from any fp32 / fp16 value
+      if (!std::isfinite(sq)) finite[chunk] = 0;
       const double norm = std::max(std::sqrt(sq), kNormEps);
       partial[chunk] += normalize ? sq / (norm * norm) : sq;
     }
   });
   double total = 0.0;
   for (double p : partial) total += p;
+  PreparedFeatures out{at::Tensor(), 1.0, {}, 0.0, false, false};
+  for (char ok : finite) {
+    if (!ok) return out;  // not finite: the caller returns NaN
+  }
   const double rms = std::sqrt(total / static_cast<double>(rows));
   const double factor = std::isfinite(rms) && rms > 0 ? std::exp2(-std::round(std::log2(rms))) : 1.0;
   // Pass 2: x = f / max(||f||, eps) * factor, rounded to the compute dtype; column sums and norms of x.
-  PreparedFeatures out{at::empty(feats.sizes(), feats.options().dtype(compute)), factor, std::vector<double>(d, 0.0),
-                       0.0, false};
+  out = {at::empty(feats.sizes(), feats.options().dtype(compute)), factor, std::vector<double>(d, 0.0), 0.0, false,
+         true};
   out_t* x = out.x.data_ptr<out_t>();
   std::vector<double> column_sums(chunks * d, 0.0), norm_sums(chunks, 0.0);
   over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {

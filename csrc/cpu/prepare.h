@@ -16,9 +16,10 @@ struct PreparedFeatures {
   std::vector<double> mean;  // [d]: mean over all rows of x (float64)
   double scale;              // s = mean over rows of ||x_i - mean||
   bool collapsed;            // s <= kCollapseFraction * mean ||x_i||
+  bool finite;               // false: feats has a NaN / Inf (then nothing else is set)
 };
 
-// feats [B, N, d] any floating dtype, finite.
+// feats [B, N, d] any floating dtype.
 PreparedFeatures prepare_features(const at::Tensor& feats, bool normalize);
 
 // gx [B, N, d] (x's dtype) += coeff / (B N) * (u_i - mean_j u_j), u_i the unit vector of

@@ -1,0 +1,90 @@
+"""The CPU k-means prunes distances with Hamerly bounds and ranks near ties in fp64: it must give
+the labels, centroids and inertia of plain Lloyd (every distance every iteration), bit for bit,
+and its labels must be the exact nearest centroids."""
+
+import contextlib
+
+import pytest
+import torch
+from helpers import clustered_feats
+
+import sdd_fast
+from sdd_fast import _C
+
+
+@contextlib.contextmanager
+def plain_lloyd():
+    previous = _C.set_plain_lloyd(True)
+    try:
+        yield
+    finally:
+        _C.set_plain_lloyd(previous)
+
+
+def _both(x, k, **options):
+    _C.work_counters(True)
+    bounded = sdd_fast.kmeans(x, k, **options)
+    bounded_work = dict(_C.work_counters(True))
+    with plain_lloyd():
+        plain = sdd_fast.kmeans(x, k, **options)
+    plain_work = dict(_C.work_counters(True))
+    return bounded, plain, bounded_work, plain_work
+
+
+def _random(problems, points, dim, dtype, seed):
+    return torch.randn(problems, points, dim, dtype=dtype, generator=torch.Generator().manual_seed(seed))
+
+
+def _clustered(dtype, seed):
+    feats, _ = clustered_feats(images=4, classes=6, patches=96, dim=48, noise=0.05, seed=seed, dtype=dtype)
+    return feats.reshape(2, -1, 48)  # 2 problems of 192 points around 12 centres each
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("data", ["random", "clustered", "duplicates"])
+@pytest.mark.parametrize("k", [2, 7, 24])
+def test_same_labels_centroids_and_inertia_as_plain_lloyd(data, k, dtype):
+    for seed in range(3):
+        if data == "random":
+            x = _random(3, 150, 12, dtype, seed)
+        elif data == "clustered":
+            x = _clustered(dtype, seed)
+        else:  # exact ties everywhere: every point appears 3 times, on a coarse grid
+            x = torch.randint(-2, 3, (2, 40, 3), generator=torch.Generator().manual_seed(seed)).to(dtype).repeat(1, 3, 1)
+        bounded, plain, bounded_work, plain_work = _both(x, k, iters=50, tol=0.0, seed=seed)
+        for a, b in zip(bounded, plain):
+            assert torch.equal(a, b)
+        assert bounded_work["lloyd_iterations"] == plain_work["lloyd_iterations"]
+        assert plain_work["distances_computed"] == plain_work["distances_full"]
+        assert bounded_work["distances_computed"] <= bounded_work["distances_full"]
+
+
+def test_bounds_prune_most_distances_on_clustered_data():
+    x = _clustered(torch.float32, 0)
+    _, _, bounded_work, plain_work = _both(x, 12, iters=50, tol=0.0)
+    assert bounded_work["lloyd_iterations"] >= 2 * x.shape[0]
+    # every point is evaluated in the first assignment; after that, only points near a boundary
+    first_pass = x.shape[0] * x.shape[1] * 12
+    assert bounded_work["distances_computed"] - first_pass < 0.5 * (plain_work["distances_full"] - first_pass)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_labels_are_the_exact_nearest_centroid(dtype):
+    # near ties: points halfway between two centroids up to a few fp32 ulps
+    x = _random(2, 300, 64, dtype, 5)
+    centroids, labels, _ = sdd_fast.kmeans(x, 16, iters=30, tol=0.0)
+    exact = torch.cdist(x.double(), centroids.double()).square()
+    best = exact.min(dim=2, keepdim=True).values
+    expected = (exact == best).int().argmax(dim=2)  # lowest index among the exact minima
+    assert torch.equal(labels, expected)
+
+
+def test_dse_identical_with_plain_lloyd():
+    from sdd_fast.core.synthetic import structured_feats
+
+    x = structured_feats(16, 49, 32)
+    bounded = torch.ops.sdd.dse_forward(x, 3, 24, 8, True, 20, 1e-4, 1, "greedy", 0, None, None)
+    with plain_lloyd():
+        plain = torch.ops.sdd.dse_forward(x, 3, 24, 8, True, 20, 1e-4, 1, "greedy", 0, None, None)
+    for a, b in zip(bounded, plain):
+        assert torch.equal(a, b)
