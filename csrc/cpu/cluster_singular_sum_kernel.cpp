@@ -52,7 +52,7 @@ struct ClusterMatrices {
 
 }  // namespace
 
-void cluster_singular_sums(const ClusterProblems& problems, double* values, int64_t* counts) {
+void cluster_singular_sums(const ClusterProblems& problems, double* values, int64_t* counts, KeptSpectra* keep) {
   const int64_t P = static_cast<int64_t>(problems.first_row.size()), k = problems.k, d = problems.table.size(1);
   std::vector<int64_t> sizes(P * k);
   const ClusterMatrices clusters(problems, &sizes);
@@ -61,13 +61,14 @@ void cluster_singular_sums(const ClusterProblems& problems, double* values, int6
   for_each_spectrum(clusters.mats, [&](int64_t i, const double* eig, int64_t m) {
     values[clusters.problem[i] * k + clusters.cluster[i]] =
         common::sum_singular_values(eig, m) / common::singular_sum_scale(clusters.mats.rows(i), d);
-  });
+  }, keep);
 }
 
 void cluster_singular_sums_backward(const ClusterProblems& problems, const double* grad_values,
-                                    at::Tensor& grad_table) {
+                                    at::Tensor& grad_table, const KeptSpectra* kept) {
   const int64_t k = problems.k, d = problems.table.size(1);
-  const ClusterMatrices clusters(problems, nullptr, grad_values);
+  // Kept spectra are laid out over every cluster of >= 2 points: zero-gradient ones are not left out then.
+  const ClusterMatrices clusters(problems, nullptr, kept != nullptr ? nullptr : grad_values);
   add_spectral_gradients(
       clusters.mats,
       [&](int64_t i, const double* eig, int64_t m, double* weights, double& scale) {
@@ -75,7 +76,7 @@ void cluster_singular_sums_backward(const ClusterProblems& problems, const doubl
         scale = grad_values[clusters.problem[i] * k + clusters.cluster[i]] /
                 common::singular_sum_scale(clusters.mats.rows(i), d);
       },
-      grad_table);
+      grad_table, kept);
 }
 
 // ---- the ops -----------------------------------------------------------------------------

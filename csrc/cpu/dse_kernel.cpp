@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../inputs/features.h"
+#include "dse_cpu.h"
 #include "kernels.h"
 #include "parallel_tasks.h"
 #include "prepare.h"
@@ -23,7 +24,31 @@ namespace sdd {
 namespace cpu {
 namespace {
 
-using DseForward = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+// KeptSpectra of the three spectral components <-> the tensors of a DseSpectra.
+enum SpectralPart { kImage = 0, kGroup = 1, kDim = 2 };
+
+KeptSpectra* kept_part(std::vector<KeptSpectra>* parts, SpectralPart part) {
+  return parts != nullptr ? &(*parts)[part] : nullptr;
+}
+
+DseSpectra spectra_tensors(const std::vector<KeptSpectra>& parts) {
+  DseSpectra out;
+  for (const KeptSpectra& part : parts) {
+    out.push_back(part.data.defined() ? part.data : at::empty({0}, at::kDouble));
+    out.push_back(at::tensor(part.offsets.empty() ? std::vector<int64_t>{} : part.offsets, at::kLong));
+  }
+  return out;
+}
+
+std::vector<KeptSpectra> spectra_parts(const DseSpectra& tensors) {
+  std::vector<KeptSpectra> parts(3);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    parts[i].data = tensors[2 * i];
+    const at::Tensor& offsets = tensors[2 * i + 1];
+    parts[i].offsets.assign(offsets.data_ptr<int64_t>(), offsets.data_ptr<int64_t>() + offsets.numel());
+  }
+  return parts;
+}
 
 int64_t valid_clusters(const int64_t* labels, int64_t M, int64_t k, std::vector<int64_t>& counts) {
   counts.assign(k, 0);
@@ -102,11 +127,11 @@ std::vector<std::vector<bool>> cluster_all(const at::Tensor& x, const DseShape& 
 
 // M_intra_image * s: per image, the mean S over its clusters of >= 2 points (labels [B, N]); then
 // the mean over images.
-double intra_image_forward(const at::Tensor& x, const at::Tensor& labels, int64_t k) {
+double intra_image_forward(const at::Tensor& x, const at::Tensor& labels, int64_t k, KeptSpectra* keep) {
   const int64_t B = x.size(0);
   std::vector<double> values(B * k);  // [B, k]
   std::vector<int64_t> counts(B * k);
-  cluster_singular_sums(image_problems(x, labels, k), values.data(), counts.data());
+  cluster_singular_sums(image_problems(x, labels, k), values.data(), counts.data(), keep);
   double raw = 0.0;
   for (int64_t b = 0; b < B; ++b) {
     double total = 0.0;
@@ -120,11 +145,12 @@ double intra_image_forward(const at::Tensor& x, const at::Tensor& labels, int64_
 }
 
 // M_intra_batch * s: the mean S over the clusters of >= 2 points of every group (global_k each).
-double intra_batch_forward(const at::Tensor& x, const DseShape& shape, const at::Tensor& labels, int64_t k) {
+double intra_batch_forward(const at::Tensor& x, const DseShape& shape, const at::Tensor& labels, int64_t k,
+                           KeptSpectra* keep) {
   const int64_t G = shape.groups;
   std::vector<double> values(G * k);  // [G, k]
   std::vector<int64_t> counts(G * k);
-  cluster_singular_sums(group_problems(x, shape, labels, k), values.data(), counts.data());
+  cluster_singular_sums(group_problems(x, shape, labels, k), values.data(), counts.data(), keep);
   double raw = 0.0;
   int64_t valid = 0;
   for (int64_t c = 0; c < G * k; ++c) {
@@ -153,19 +179,23 @@ double inter_forward(const at::Tensor& x, const DseShape& shape, const at::Tenso
 
 // M_dim (scale-free): the mean effective rank of the N matrices Y[n] [B, d] of permuted patches,
 // Y[n, b] = x[b, perm[b, n]] (x [B, N, d], perm [B, N]).
-double dim_forward(const at::Tensor& x, const at::Tensor& perm) {
+double dim_forward(const at::Tensor& x, const at::Tensor& perm, KeptSpectra* keep) {
   const int64_t B = x.size(0), N = x.size(1);
   std::vector<double> ranks(N);
-  effective_ranks(rows_of(x), permuted_rows(perm), B, ranks.data());
+  effective_ranks(rows_of(x), permuted_rows(perm), B, ranks.data(), keep);
   double dim = 0.0;
   for (double r : ranks) dim += r / N;
   return dim;
 }
 
-DseForward dse_forward_cpu(const at::Tensor& feats, int64_t local_k, int64_t global_k, int64_t group,
-                           bool normalize, int64_t iters, double tol, int64_t n_init,
-                           c10::string_view seeding, int64_t seed, const c10::optional<at::Tensor>& local_labels,
-                           const c10::optional<at::Tensor>& global_labels) {
+}  // namespace
+
+DseForward dse_forward(const at::Tensor& feats, int64_t local_k, int64_t global_k, int64_t group, bool normalize,
+                       int64_t iters, double tol, int64_t n_init, c10::string_view seeding, int64_t seed,
+                       const c10::optional<at::Tensor>& local_labels, const c10::optional<at::Tensor>& global_labels,
+                       DseSpectra* keep) {
+  std::vector<KeptSpectra> kept(3);
+  std::vector<KeptSpectra>* parts = keep != nullptr ? &kept : nullptr;
   const DseOptions options = make_dse_options(local_k, global_k, group, iters, tol, n_init, std::string(seeding), seed);
   const DseShape shape = check_dse_inputs(feats, options, local_labels, global_labels);
   const int64_t B = shape.batch, N = shape.patches, d = shape.channels, G = shape.groups;
@@ -195,11 +225,12 @@ DseForward dse_forward_cpu(const at::Tensor& feats, int64_t local_k, int64_t glo
     const std::vector<std::vector<bool>> usable = cluster_all(x, shape, options, local_labels.has_value(),
                                                               global_labels.has_value(), local_out, global_out,
                                                               centroids);
-    intra_image_raw = intra_image_forward(x, local_out, local_k);
-    intra_batch_raw = intra_batch_forward(x, shape, global_out, global_k);
+    intra_image_raw = intra_image_forward(x, local_out, local_k, kept_part(parts, kImage));
+    intra_batch_raw = intra_batch_forward(x, shape, global_out, global_k, kept_part(parts, kGroup));
     inter_raw = inter_forward(x, shape, centroids, global_out, usable, other);
   }
-  const double dim = dim_forward(x, perm);
+  const double dim = dim_forward(x, perm, kept_part(parts, kDim));
+  if (keep != nullptr) *keep = spectra_tensors(kept);
 
   const double s = prep.collapsed ? 1.0 : prep.scale;
   const double inter = inter_raw / s, intra_image = intra_image_raw / s, intra_batch = intra_batch_raw / s;
@@ -213,8 +244,10 @@ DseForward dse_forward_cpu(const at::Tensor& feats, int64_t local_k, int64_t glo
 
 // M_intra_image = mean_b mean_{c valid in b} S(c) / s: every valid cluster of image b gets the
 // weight g_image / (s B valid_b). labels [B, N].
+namespace {
+
 void intra_image_backward(const at::Tensor& x, const at::Tensor& labels, int64_t k, double g_image, double s,
-                          at::Tensor& gx) {
+                          at::Tensor& gx, const KeptSpectra* kept) {
   const int64_t B = x.size(0), N = x.size(1);
   std::vector<double> weights(B * k);  // [B, k]
   std::vector<int64_t> counts;
@@ -223,20 +256,20 @@ void intra_image_backward(const at::Tensor& x, const at::Tensor& labels, int64_t
     for (int64_t c = 0; c < k; ++c) weights[b * k + c] = counts[c] >= 2 ? g_image / (s * B * valid) : 0.0;
   }
   at::Tensor grad_table = rows_of(gx);
-  cluster_singular_sums_backward(image_problems(x, labels, k), weights.data(), grad_table);
+  cluster_singular_sums_backward(image_problems(x, labels, k), weights.data(), grad_table, kept);
 }
 
 // M_intra_batch = mean over the valid clusters of every group of S(c) / s: one weight,
 // g_batch / (s valid). labels [G, group * N].
 void intra_batch_backward(const at::Tensor& x, const DseShape& shape, const at::Tensor& labels, int64_t k,
-                          double g_batch, double s, at::Tensor& gx) {
+                          double g_batch, double s, at::Tensor& gx, const KeptSpectra* kept) {
   const ClusterProblems groups = group_problems(x, shape, labels, k);
   std::vector<int64_t> counts;
   int64_t valid = 0;
   for (int64_t g = 0; g < shape.groups; ++g) valid += valid_clusters(groups.labels[g], groups.points[g], k, counts);
   const std::vector<double> weights(shape.groups * k, valid > 0 ? g_batch / (s * valid) : 0.0);
   at::Tensor grad_table = rows_of(gx);
-  cluster_singular_sums_backward(groups, weights.data(), grad_table);
+  cluster_singular_sums_backward(groups, weights.data(), grad_table, kept);
 }
 
 // M_inter = mean_g mean_i ||x_i - centroid[other_i]|| / s, with the centroids [G, k, d] and the
@@ -255,17 +288,22 @@ void inter_backward(const at::Tensor& x, const DseShape& shape, const at::Tensor
 }
 
 // M_dim = mean_n erank(Y[n]): every permuted matrix's gradient [B, d] lands on its patches.
-void dim_backward(const at::Tensor& x, const at::Tensor& perm, double g_dim, at::Tensor& gx) {
+void dim_backward(const at::Tensor& x, const at::Tensor& perm, double g_dim, at::Tensor& gx,
+                  const KeptSpectra* kept) {
   const int64_t B = x.size(0), N = x.size(1);
   const std::vector<double> rank_grads(N, g_dim / N);
   at::Tensor grad_table = rows_of(gx);
-  effective_ranks_backward(rows_of(x), permuted_rows(perm), B, rank_grads.data(), grad_table);
+  effective_ranks_backward(rows_of(x), permuted_rows(perm), B, rank_grads.data(), grad_table, kept);
 }
 
-at::Tensor dse_backward_cpu(const at::Tensor& grad, const at::Tensor& values, const at::Tensor& feats,
-                            const at::Tensor& local_labels, const at::Tensor& global_labels,
-                            const at::Tensor& centroids, const at::Tensor& other, const at::Tensor& perm,
-                            int64_t local_k, int64_t global_k, int64_t group, bool normalize) {
+}  // namespace
+
+at::Tensor dse_backward(const at::Tensor& grad, const at::Tensor& values, const at::Tensor& feats,
+                        const at::Tensor& local_labels, const at::Tensor& global_labels, const at::Tensor& centroids,
+                        const at::Tensor& other, const at::Tensor& perm, int64_t local_k, int64_t global_k,
+                        int64_t group, bool normalize, const DseSpectra* kept) {
+  const std::vector<KeptSpectra> parts = kept != nullptr ? spectra_parts(*kept) : std::vector<KeptSpectra>();
+  auto part = [&](SpectralPart which) -> const KeptSpectra* { return kept != nullptr ? &parts[which] : nullptr; };
   const DseShape shape = check_dse_backward_inputs(grad, values, feats, local_labels, global_labels, centroids, other,
                                                    perm, local_k, global_k, group);
   const at::Tensor g5 = grad.to(at::kDouble).contiguous(), v5 = values.to(at::kDouble).contiguous();
@@ -284,14 +322,32 @@ at::Tensor dse_backward_cpu(const at::Tensor& grad, const at::Tensor& values, co
 
   if (!prep.collapsed) {  // collapsed: the class-relevance terms are constant 0
     const double s = prep.scale;
-    intra_image_backward(x, local_labels.contiguous(), local_k, g_image, s, gx);
-    intra_batch_backward(x, shape, global_labels.contiguous(), global_k, g_batch, s, gx);
+    intra_image_backward(x, local_labels.contiguous(), local_k, g_image, s, gx, part(kImage));
+    intra_batch_backward(x, shape, global_labels.contiguous(), global_k, g_batch, s, gx, part(kGroup));
     inter_backward(x, shape, centroids.to(x.scalar_type()).contiguous(), other.contiguous(), g_inter, s, gx);
     // Through s of the three class-relevance terms (each raw / s).
     add_scale_gradient(prep, -(g_inter * vv[1] + g_image * vv[2] + g_batch * vv[3]) / s, gx);
   }
-  dim_backward(x, perm.contiguous(), g_dim, gx);
+  dim_backward(x, perm.contiguous(), g_dim, gx, part(kDim));
   return unscale_gradient(gx, prep, feats, normalize);  // through the rescaling and the normalisation
+}
+
+namespace {
+
+DseForward dse_forward_cpu(const at::Tensor& feats, int64_t local_k, int64_t global_k, int64_t group,
+                           bool normalize, int64_t iters, double tol, int64_t n_init, c10::string_view seeding,
+                           int64_t seed, const c10::optional<at::Tensor>& local_labels,
+                           const c10::optional<at::Tensor>& global_labels) {
+  return dse_forward(feats, local_k, global_k, group, normalize, iters, tol, n_init, seeding, seed, local_labels,
+                     global_labels, nullptr);
+}
+
+at::Tensor dse_backward_cpu(const at::Tensor& grad, const at::Tensor& values, const at::Tensor& feats,
+                            const at::Tensor& local_labels, const at::Tensor& global_labels,
+                            const at::Tensor& centroids, const at::Tensor& other, const at::Tensor& perm,
+                            int64_t local_k, int64_t global_k, int64_t group, bool normalize) {
+  return dse_backward(grad, values, feats, local_labels, global_labels, centroids, other, perm, local_k, global_k,
+                      group, normalize, nullptr);
 }
 
 }  // namespace

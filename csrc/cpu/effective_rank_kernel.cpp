@@ -34,16 +34,17 @@ std::vector<int64_t> consecutive_rows(const at::Tensor& y) {
 
 }  // namespace
 
-void effective_ranks(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R, double* out) {
+void effective_ranks(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R, double* out,
+                     KeptSpectra* keep) {
   const int64_t m = std::min(R, table.size(1));
   for_each_spectrum(rank_matrices(table, rows, R), [&](int64_t q, const double* eig, int64_t padded) {
     // Padding adds zero eigenvalues (the smallest); erank counts min(R, d) of them.
     out[q] = common::effective_rank_from_eigenvalues(eig + (padded - m), m);
-  });
+  }, keep);
 }
 
 void effective_ranks_backward(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R,
-                              const double* grad, at::Tensor& grad_table) {
+                              const double* grad, at::Tensor& grad_table, const KeptSpectra* kept) {
   const int64_t m = std::min(R, table.size(1));
   add_spectral_gradients(
       rank_matrices(table, rows, R),
@@ -52,7 +53,7 @@ void effective_ranks_backward(const at::Tensor& table, const std::vector<int64_t
         common::effective_rank_backward_weights(eig + (padded - m), m, weights + (padded - m));
         scale = grad[q];
       },
-      grad_table);
+      grad_table, kept);
 }
 
 namespace {

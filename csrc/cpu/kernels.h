@@ -11,6 +11,7 @@
 
 #include "../common/philox.h"
 #include "../inputs/options.h"
+#include "small_eigh.h"  // KeptSpectra
 
 namespace sdd {
 namespace cpu {
@@ -48,20 +49,23 @@ struct ClusterProblems {
 };
 
 // values[p * k + c] = S(cluster c of p) (0 when it has < 2 points), counts[p * k + c] = its size.
-void cluster_singular_sums(const ClusterProblems& problems, double* values, int64_t* counts);
+// With `keep`, the clusters' eigenvectors are kept for cluster_singular_sums_backward.
+void cluster_singular_sums(const ClusterProblems& problems, double* values, int64_t* counts,
+                           KeptSpectra* keep = nullptr);
 
 // grad_table[rows of cluster c of p] += grad_values[p * k + c] * d S(cluster) / d rows (clusters of >= 2 points).
 void cluster_singular_sums_backward(const ClusterProblems& problems, const double* grad_values,
-                                    at::Tensor& grad_table);
+                                    at::Tensor& grad_table, const KeptSpectra* kept = nullptr);
 
 // ---- effective rank (batched) -------------------------------------------------------------
 // Matrix q is the R rows table[rows[q * R + r]] (r < R) of table [T, d]:
 // out[q] = exp(H(sigma / sum sigma + eps)) / min(R, d).
-void effective_ranks(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R, double* out);
+void effective_ranks(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R, double* out,
+                     KeptSpectra* keep = nullptr);
 
 // grad_table[rows of q] += grad[q] * d erank(matrix q) / d rows (no row in two matrices).
 void effective_ranks_backward(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R,
-                              const double* grad, at::Tensor& grad_table);
+                              const double* grad, at::Tensor& grad_table, const KeptSpectra* kept = nullptr);
 
 // ---- distance to the nearest other centroid ---------------------------------------------
 // For each point i: other[i] = the nearest centroid other than labels[i] among those with

@@ -85,15 +85,22 @@ void gather(const RowMatrices& mats, const Chunk& chunk, double* stacked) {
   }
 }
 
+// The chunk's matrices [c, padded, d] (float64, centered if asked, zero rows below) in a thread buffer.
+at::Tensor gather_chunk(const RowMatrices& mats, const Chunk& chunk) {
+  const int64_t c = static_cast<int64_t>(chunk.members.size()), d = mats.table.size(1);
+  at::Tensor stacked = thread_buffer(0, c * chunk.padded * d).view({c, chunk.padded, d});
+  AT_DISPATCH_FLOATING_TYPES(mats.table.scalar_type(), "sdd::gather", [&] {
+    gather<scalar_t>(mats, chunk, stacked.data_ptr<double>());
+  });
+  return stacked;
+}
+
 // The chunk's Grams [c, m, m] in a thread buffer; a matrix with a non-finite entry gets a zero
 // Gram (LAPACK would fail for the whole batch) and is flagged in `bad`.
 std::tuple<at::Tensor, at::Tensor> chunk_grams(const RowMatrices& mats, const Chunk& chunk, std::vector<char>& bad) {
   const int64_t c = static_cast<int64_t>(chunk.members.size()), d = mats.table.size(1);
   const int64_t m = chunk.gram ? chunk.padded : d;
-  at::Tensor stacked = thread_buffer(0, c * chunk.padded * d).view({c, chunk.padded, d});
-  AT_DISPATCH_FLOATING_TYPES(mats.table.scalar_type(), "sdd::gather", [&] {
-    gather<scalar_t>(mats, chunk, stacked.data_ptr<double>());
-  });
+  at::Tensor stacked = gather_chunk(mats, chunk);
   at::Tensor gram = thread_buffer(1, c * m * m).view({c, m, m});
   const at::Tensor t = stacked.transpose(1, 2);
   if (chunk.gram) {
@@ -142,43 +149,87 @@ void RowMatrices::add(const int64_t* rows, int64_t n) {
   offsets.push_back(static_cast<int64_t>(index.size()));
 }
 
-void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume) {
+int64_t spectrum_size(const RowMatrices& mats, int64_t i) {
+  const int64_t rows = mats.rows(i), d = mats.table.size(1);
+  return rows <= d ? (rows + kPadMultiple - 1) / kPadMultiple * kPadMultiple : d;
+}
+
+void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptSpectra* keep) {
   if (mats.count() <= 0) return;
   const std::vector<Chunk> chunks = make_chunks(mats);
   const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (keep != nullptr) {
+    keep->offsets.resize(mats.count());
+    int64_t total = 0;
+    for (int64_t i = 0; i < mats.count(); ++i) {
+      const int64_t m = spectrum_size(mats, i);
+      keep->offsets[i] = total;
+      total += m * m + m;
+    }
+    keep->data = at::empty({total}, at::kDouble);
+  }
   parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
     const Chunk& chunk = chunks[task];
     std::vector<char> bad;
-    const auto grams = chunk_grams(mats, chunk, bad);
-    const at::Tensor values = at::linalg_eigvalsh(std::get<1>(grams));  // [c, m]
+    const at::Tensor gram = std::get<1>(chunk_grams(mats, chunk, bad));
+    at::Tensor values, vectors;  // [c, m], [c, m, m]
+    if (keep != nullptr) {
+      std::tie(values, vectors) = at::linalg_eigh(gram);
+      vectors = vectors.contiguous();  // LAPACK's column-major batch -> row-major [c, m, m]
+    } else {
+      values = at::linalg_eigvalsh(gram);
+    }
+    values = values.contiguous();
     const int64_t m = values.size(1);
     std::vector<double> nans(m, nan);
     for (size_t j = 0; j < chunk.members.size(); ++j) {
       const double* eig = bad[j] ? nans.data() : values.data_ptr<double>() + j * m;
       consume(chunk.members[j], eig, m);
+      if (keep == nullptr) continue;
+      double* out = keep->data.data_ptr<double>() + keep->offsets[chunk.members[j]];
+      const double* vec = vectors.data_ptr<double>() + j * m * m;
+      for (int64_t e = 0; e < m * m; ++e) out[e] = bad[j] ? nan : vec[e];
+      std::copy(eig, eig + m, out + m * m);
     }
   });
 }
 
-void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& weight_fn, at::Tensor& grad_table) {
+void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& weight_fn, at::Tensor& grad_table,
+                            const KeptSpectra* kept) {
   if (mats.count() <= 0) return;
   const std::vector<Chunk> chunks = make_chunks(mats);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
     const Chunk& chunk = chunks[task];
     const int64_t c = static_cast<int64_t>(chunk.members.size());
-    std::vector<char> bad;
-    const auto [stacked, gram] = chunk_grams(mats, chunk, bad);
-    const auto [values, vectors] = at::linalg_eigh(gram);  // [c, m], [c, m, m]
-    const int64_t m = values.size(1);
+    const int64_t m = chunk.gram ? chunk.padded : mats.table.size(1);
+    std::vector<char> bad(c, 0);
+    at::Tensor stacked, values, vectors;  // [c, padded, d], [c, m], [c, m, m]
+    if (kept != nullptr) {
+      stacked = gather_chunk(mats, chunk);
+      values = thread_buffer(2, c * m).view({c, m});
+      vectors = thread_buffer(3, c * m * m).view({c, m, m});
+      for (int64_t j = 0; j < c; ++j) {
+        const double* in = kept->data.data_ptr<double>() + kept->offsets[chunk.members[j]];
+        std::copy(in, in + m * m, vectors.data_ptr<double>() + j * m * m);
+        std::copy(in + m * m, in + m * m + m, values.data_ptr<double>() + j * m);
+      }
+    } else {
+      at::Tensor gram;
+      std::tie(stacked, gram) = chunk_grams(mats, chunk, bad);
+      std::tie(values, vectors) = at::linalg_eigh(gram);
+    }
     at::Tensor scaled = at::empty({c, 1, m}, values.options());
     std::vector<double> nans(m, nan);
+    bool any = false;
     for (int64_t j = 0; j < c; ++j) {
       double* w = scaled.data_ptr<double>() + j * m;
       double scale = 0.0;
       weight_fn(chunk.members[j], bad[j] ? nans.data() : values.data_ptr<double>() + j * m, m, w, scale);
       for (int64_t e = 0; e < m; ++e) w[e] = bad[j] ? nan : w[e] * scale;
+      any = any || scale != 0.0 || bad[j];
     }
+    if (!any) return;  // every matrix of the chunk has a zero gradient
     // K = U diag(w) U^T per matrix; the gradient is K A (Gram side) or A K (covariance side).
     const at::Tensor kernel = at::bmm(vectors * scaled, vectors.transpose(1, 2));
     at::Tensor grad = chunk.gram ? at::bmm(kernel, stacked) : at::bmm(stacked, kernel);  // [c, padded, d]

@@ -35,11 +35,23 @@ struct RowMatrices {
   void add(const int64_t* rows, int64_t n);
 };
 
+// Eigen-decompositions a forward keeps for its backward (the backward then skips the Grams and
+// the eigensolver). Matrix i (RowMatrices order): data[offsets[i] ..] holds its eigenvectors
+// [m, m] (row-major, eigenvector j in column j), then its m eigenvalues (ascending).
+struct KeptSpectra {
+  at::Tensor data;               // float64 [total]
+  std::vector<int64_t> offsets;  // [count]
+};
+
+// m of matrix i: the padded smaller side of its Gram.
+int64_t spectrum_size(const RowMatrices& mats, int64_t i);
+
 // consume(i, eigenvalues, m): the m eigenvalues (ascending; m = the padded smaller side, padding
 // adds zeros at the front) of matrix i; NaN for a matrix with a non-finite entry. Called from the
 // worker threads, once per matrix: it must only write matrix i's own outputs.
 using SpectrumFn = std::function<void(int64_t i, const double* eigenvalues, int64_t m)>;
-void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume);
+// With `keep`, the eigenvectors too (one LAPACK eigh per chunk instead of eigvalsh), into *keep.
+void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptSpectra* keep = nullptr);
 
 // Per matrix i: the weights (one per eigenvalue) and scale of a spectral function whose derivative
 // per singular value is w_j * sigma_j. Called from the worker threads.
@@ -48,7 +60,9 @@ using SpectralWeightFn = std::function<void(int64_t i, const double* eigenvalues
 
 // grad_table[index rows of i] += scale_i * (U diag(w_i) U^T A_i or A_i V diag(w_i) V^T), through
 // the centering when mats.centered. grad_table [T, d] like mats.table; matrices must not share rows.
-void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& weight_fn, at::Tensor& grad_table);
+// With `kept` (from for_each_spectrum on the same matrices), no Gram and no eigensolver are run.
+void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& weight_fn, at::Tensor& grad_table,
+                            const KeptSpectra* kept = nullptr);
 
 }  // namespace cpu
 }  // namespace sdd
