@@ -218,6 +218,7 @@ void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& wei
       at::Tensor gram;
       std::tie(stacked, gram) = chunk_grams(mats, chunk, bad);
       std::tie(values, vectors) = at::linalg_eigh(gram);
+      vectors = vectors.contiguous();  // the layout of kept vectors: the same products, bit for bit
     }
     at::Tensor scaled = at::empty({c, 1, m}, values.options());
     std::vector<double> nans(m, nan);
