@@ -64,7 +64,7 @@ class KmeansSolver {
     const double du = static_cast<double>(d_ + 2) * u;
     dot_error_ = 1.5 * du / (1.0 - du);
     scratch_rows_ = at::empty({M_, d_}, x_.options());
-    scratch_dots_ = at::empty({M_, opt_.k}, x_.options());
+    scratch_dots_ = at::empty({opt_.k, M_}, x_.options());
   }
 
   // One seeding + Lloyd run; writes centroids [k, d] and labels [M]; returns the inertia.
@@ -206,8 +206,9 @@ class KmeansSolver {
                  int64_t* labels) {
     const int64_t k = opt_.k;
     const scalar_t* c = centroids.data_ptr<scalar_t>();
-    at::Tensor dots = scratch_dots_.narrow(0, 0, n);
-    at::mm_out(dots, rows, centroids.t());
+    // dots [k, n] = C X^T: for these skinny products MKL is faster writing the transposed result.
+    at::Tensor dots = scratch_dots_.view(-1).narrow(0, 0, k * n).view({k, n});
+    at::mm_out(dots, centroids, rows.t());
     const scalar_t* dot = dots.data_ptr<scalar_t>();
     approx_.resize(k);
     int64_t rechecked = 0;
@@ -217,7 +218,7 @@ class KmeansSolver {
                          8.0 * std::numeric_limits<double>::epsilon() * (x_norms_[i] + max_c_norm_ * max_c_norm_);
       int64_t best = 0;
       for (int64_t cl = 0; cl < k; ++cl) {
-        approx_[cl] = x_norms_[i] + c_norms_[cl] - 2.0 * static_cast<double>(dot[r * k + cl]);
+        approx_[cl] = x_norms_[i] + c_norms_[cl] - 2.0 * static_cast<double>(dot[cl * n + r]);
         if (approx_[cl] < approx_[best]) best = cl;
       }
       double runner = std::numeric_limits<double>::infinity();
@@ -278,7 +279,7 @@ class KmeansSolver {
         candidates[j] = sample_index(cumulative, draw(init, step, j) * running);
         std::copy(data_ + candidates[j] * d_, data_ + (candidates[j] + 1) * d_, rows + j * d_);
       }
-      const at::Tensor dots = at::mm(x_, candidate_rows.t());  // [M, n_candidates]
+      const at::Tensor dots = at::mm(candidate_rows, x_.t());  // [n_candidates, M] (the faster GEMM layout)
       const scalar_t* dot = dots.data_ptr<scalar_t>();
       const std::vector<double> cand_norms = squared_norms(rows, n_candidates, d_);
       double best_potential = std::numeric_limits<double>::infinity();
@@ -286,7 +287,7 @@ class KmeansSolver {
       for (int64_t j = 0; j < n_candidates; ++j) {
         double potential = 0.0;
         for (int64_t i = 0; i < M_; ++i) {
-          const double sq = std::max(0.0, x_norms_[i] - 2.0 * dot[i * n_candidates + j] + cand_norms[j]);
+          const double sq = std::max(0.0, x_norms_[i] - 2.0 * dot[j * M_ + i] + cand_norms[j]);
           trial[i] = std::min(closest[i], sq);
           potential += weight(trial[i]);
         }
@@ -313,7 +314,7 @@ class KmeansSolver {
   std::vector<double> upper_, lower_, drift_, c_norms_, half_gap_, sums_, approx_;
   std::vector<int64_t> counts_, need_;
   double max_c_norm_ = 0.0;
-  at::Tensor scratch_rows_, scratch_dots_;  // [M, d] gathered points, [M, k] their dot products
+  at::Tensor scratch_rows_, scratch_dots_;  // [M, d] gathered points, [k, M] their dot products
 };
 
 }  // namespace
