@@ -50,7 +50,8 @@ def test_same_labels_centroids_and_inertia_as_plain_lloyd(data, k, dtype):
         elif data == "clustered":
             x = _clustered(dtype, seed)
         else:  # exact ties everywhere: every point appears 3 times, on a coarse grid
-            x = torch.randint(-2, 3, (2, 40, 3), generator=torch.Generator().manual_seed(seed)).to(dtype).repeat(1, 3, 1)
+            grid = torch.randint(-2, 3, (2, 40, 3), generator=torch.Generator().manual_seed(seed))
+            x = grid.to(dtype).repeat(1, 3, 1)
         bounded, plain, bounded_work, plain_work = _both(x, k, iters=50, tol=0.0, seed=seed)
         for a, b in zip(bounded, plain):
             assert torch.equal(a, b)
