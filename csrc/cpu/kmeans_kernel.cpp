@@ -162,6 +162,15 @@ class KmeansSolver {
     double second = 0.0;
     for (int64_t cl = 0; cl < k; ++cl) second = cl != far ? std::max(second, drift_[cl]) : second;
     constexpr double kMargin = 1e-9;  // relative: covers the fp64 rounding of bounds and distances
+    // Half the distance from each centroid to its nearest other one (fp64).
+    half_gap_.assign(k, std::numeric_limits<double>::infinity());
+    for (int64_t a = 0; a < k; ++a) {
+      for (int64_t b = a + 1; b < k; ++b) {
+        const double half = 0.5 * std::sqrt(squared_distance(c + a * d_, c + b * d_, d_));
+        half_gap_[a] = std::min(half_gap_[a], half);
+        half_gap_[b] = std::min(half_gap_[b], half);
+      }
+    }
     need_.clear();
     for (int64_t i = 0; i < M_; ++i) {
       const int64_t a = labels[i];
@@ -181,21 +190,11 @@ class KmeansSolver {
     rank_rows(rows, need_.data(), n, centroids, labels);
   }
 
-  // Centroid norms and half the distance from each centroid to its nearest other one (fp64).
+  // Squared norms of the centroids and the largest norm, for rank_rows' distances and error bound.
   void prepare_centroids(const at::Tensor& centroids) {
-    const int64_t k = opt_.k;
-    const scalar_t* c = centroids.data_ptr<scalar_t>();
-    c_norms_ = squared_norms(c, k, d_);
+    c_norms_ = squared_norms(centroids.data_ptr<scalar_t>(), opt_.k, d_);
     max_c_norm_ = 0.0;
     for (double norm : c_norms_) max_c_norm_ = std::max(max_c_norm_, std::sqrt(norm));
-    half_gap_.assign(k, std::numeric_limits<double>::infinity());
-    for (int64_t a = 0; a < k; ++a) {
-      for (int64_t b = a + 1; b < k; ++b) {
-        const double half = 0.5 * std::sqrt(squared_distance(c + a * d_, c + b * d_, d_));
-        half_gap_[a] = std::min(half_gap_[a], half);
-        half_gap_[b] = std::min(half_gap_[b], half);
-      }
-    }
   }
 
   // Labels (and fresh bounds) of n points: rows [n, d] are the points `points` (nullptr: all, in

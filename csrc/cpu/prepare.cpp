@@ -15,10 +15,13 @@ namespace {
 
 constexpr int64_t kChunks = 64;  // fixed row chunks: per-chunk partial sums are added in chunk order
 
+// How many chunks `rows` rows are cut into.
+int64_t row_chunks(int64_t rows) { return std::min<int64_t>(kChunks, std::max<int64_t>(1, rows)); }
+
 // Per chunk [begin, end) of rows, fn(begin, end, chunk); chunks run as tasks.
 template <typename Fn>
 void over_row_chunks(int64_t rows, const Fn& fn) {
-  const int64_t chunks = std::min<int64_t>(kChunks, std::max<int64_t>(1, rows));
+  const int64_t chunks = row_chunks(rows);
   parallel_tasks(chunks, [&](int64_t chunk) {
     int64_t begin = 0, end = 0;
     chunk_range(rows, chunks, chunk, begin, end);
@@ -33,12 +36,23 @@ double row_squares(const T* row, int64_t d) {
   return total;
 }
 
+// ||row - mean||^2 in float64 (mean [d]).
+template <typename T>
+double centered_squares(const T* row, const std::vector<double>& mean, int64_t d) {
+  double total = 0.0;
+  for (int64_t j = 0; j < d; ++j) {
+    const double diff = static_cast<double>(row[j]) - mean[j];
+    total += diff * diff;
+  }
+  return total;
+}
+
 template <typename in_t, typename out_t>
 PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType compute) {
   const int64_t d = feats.size(-1), rows = feats.numel() / d;
   const at::Tensor f = feats.contiguous();
   const in_t* src = f.data_ptr<in_t>();
-  const int64_t chunks = std::min<int64_t>(kChunks, std::max<int64_t>(1, rows));
+  const int64_t chunks = row_chunks(rows);
   // Pass 1: the root-mean-square norm of the (normalised) rows, for the power-of-two factor.
   std::vector<double> partial(chunks, 0.0);
   std::vector<char> finite(chunks, 1);
@@ -87,14 +101,7 @@ PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType
   // Pass 3: s = mean ||x_i - mean||.
   std::fill(norm_sums.begin(), norm_sums.end(), 0.0);
   over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {
-    for (int64_t i = begin; i < end; ++i) {
-      double sq = 0.0;
-      for (int64_t j = 0; j < d; ++j) {
-        const double diff = static_cast<double>(x[i * d + j]) - out.mean[j];
-        sq += diff * diff;
-      }
-      norm_sums[chunk] += std::sqrt(sq);
-    }
+    for (int64_t i = begin; i < end; ++i) norm_sums[chunk] += std::sqrt(centered_squares(x + i * d, out.mean, d));
   });
   for (double p : norm_sums) out.scale += p;
   out.scale /= static_cast<double>(rows);
@@ -120,7 +127,7 @@ PreparedFeatures prepare_features(const at::Tensor& feats, bool normalize) {
 
 void add_scale_gradient(const PreparedFeatures& prep, double coeff, at::Tensor& gx) {
   const int64_t d = prep.x.size(-1), rows = prep.x.numel() / d;
-  const int64_t chunks = std::min<int64_t>(kChunks, std::max<int64_t>(1, rows));
+  const int64_t chunks = row_chunks(rows);
   AT_DISPATCH_FLOATING_TYPES(prep.x.scalar_type(), "sdd::add_scale_gradient", [&] {
     const scalar_t* x = prep.x.data_ptr<scalar_t>();
     scalar_t* g = gx.data_ptr<scalar_t>();
@@ -129,12 +136,7 @@ void add_scale_gradient(const PreparedFeatures& prep, double coeff, at::Tensor& 
     over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {
       double* s = sums.data() + chunk * d;
       for (int64_t i = begin; i < end; ++i) {
-        double sq = 0.0;
-        for (int64_t j = 0; j < d; ++j) {
-          const double diff = static_cast<double>(x[i * d + j]) - prep.mean[j];
-          sq += diff * diff;
-        }
-        const double norm = std::sqrt(sq);
+        const double norm = std::sqrt(centered_squares(x + i * d, prep.mean, d));
         inverse[i] = norm > 0 ? 1.0 / std::max(norm, kNormEps) : 0.0;
         for (int64_t j = 0; j < d; ++j) s[j] += (static_cast<double>(x[i * d + j]) - prep.mean[j]) * inverse[i];
       }

@@ -24,7 +24,23 @@ struct Chunk {
   bool gram;                    // A A^T (rows <= d) or A^T A
   int64_t padded;               // rows of every matrix, zero-padded
   std::vector<int64_t> members; // matrix indices
+
+  int64_t gram_size(int64_t d) const { return gram ? padded : d; }  // m: the Grams are [m, m]
 };
+
+int64_t padded_rows(int64_t rows) { return (rows + kPadMultiple - 1) / kPadMultiple * kPadMultiple; }
+
+// rows [n, d] (float64) minus their mean row.
+void subtract_row_mean(double* rows, int64_t n, int64_t d) {
+  std::vector<double> mean(d, 0.0);
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t c = 0; c < d; ++c) mean[c] += rows[r * d + c];
+  }
+  for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t c = 0; c < d; ++c) rows[r * d + c] -= mean[c];
+  }
+}
 
 // Fixed chunks: buckets in key order, members in index order; larger matrices first (the costly
 // tasks start early, which evens out the threads' finishing times).
@@ -33,8 +49,7 @@ std::vector<Chunk> make_chunks(const RowMatrices& mats) {
   std::map<std::pair<int64_t, bool>, std::vector<int64_t>> buckets;  // (-padded, gram side) -> members
   for (int64_t i = 0; i < mats.count(); ++i) {
     const int64_t rows = mats.rows(i);
-    const int64_t padded = (rows + kPadMultiple - 1) / kPadMultiple * kPadMultiple;
-    buckets[{-padded, rows <= d}].push_back(i);
+    buckets[{-padded_rows(rows), rows <= d}].push_back(i);
   }
   std::vector<Chunk> chunks;
   for (const auto& [key, members] : buckets) {
@@ -61,7 +76,6 @@ template <typename scalar_t>
 void gather(const RowMatrices& mats, const Chunk& chunk, double* stacked) {
   const int64_t d = mats.table.size(1), slot = chunk.padded * d;
   const scalar_t* table = mats.table.data_ptr<scalar_t>();
-  std::vector<double> mean(mats.centered ? d : 0);
   for (size_t j = 0; j < chunk.members.size(); ++j) {
     const int64_t i = chunk.members[j], n = mats.rows(i);
     const int64_t* rows = mats.index.data() + mats.offsets[i];
@@ -71,16 +85,7 @@ void gather(const RowMatrices& mats, const Chunk& chunk, double* stacked) {
       double* dst = out + r * d;
       for (int64_t c = 0; c < d; ++c) dst[c] = static_cast<double>(src[c]);
     }
-    if (mats.centered) {
-      std::fill(mean.begin(), mean.end(), 0.0);
-      for (int64_t r = 0; r < n; ++r) {
-        for (int64_t c = 0; c < d; ++c) mean[c] += out[r * d + c];
-      }
-      for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
-      for (int64_t r = 0; r < n; ++r) {
-        for (int64_t c = 0; c < d; ++c) out[r * d + c] -= mean[c];
-      }
-    }
+    if (mats.centered) subtract_row_mean(out, n, d);
     std::memset(out + n * d, 0, (slot - n * d) * sizeof(double));
   }
 }
@@ -99,7 +104,7 @@ at::Tensor gather_chunk(const RowMatrices& mats, const Chunk& chunk) {
 // Gram (LAPACK would fail for the whole batch) and is flagged in `bad`.
 std::tuple<at::Tensor, at::Tensor> chunk_grams(const RowMatrices& mats, const Chunk& chunk, std::vector<char>& bad) {
   const int64_t c = static_cast<int64_t>(chunk.members.size()), d = mats.table.size(1);
-  const int64_t m = chunk.gram ? chunk.padded : d;
+  const int64_t m = chunk.gram_size(d);
   at::Tensor stacked = gather_chunk(mats, chunk);
   at::Tensor gram = thread_buffer(1, c * m * m).view({c, m, m});
   const at::Tensor t = stacked.transpose(1, 2);
@@ -124,16 +129,7 @@ template <typename scalar_t>
 void scatter(const RowMatrices& mats, int64_t i, double* grad, at::Tensor& grad_table) {
   const int64_t d = grad_table.size(1), n = mats.rows(i);
   const int64_t* rows = mats.index.data() + mats.offsets[i];
-  if (mats.centered) {
-    std::vector<double> mean(d, 0.0);
-    for (int64_t r = 0; r < n; ++r) {
-      for (int64_t c = 0; c < d; ++c) mean[c] += grad[r * d + c];
-    }
-    for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
-    for (int64_t r = 0; r < n; ++r) {
-      for (int64_t c = 0; c < d; ++c) grad[r * d + c] -= mean[c];
-    }
-  }
+  if (mats.centered) subtract_row_mean(grad, n, d);
   scalar_t* out = grad_table.data_ptr<scalar_t>();
   for (int64_t r = 0; r < n; ++r) {
     scalar_t* dst = out + rows[r] * d;
@@ -151,7 +147,7 @@ void RowMatrices::add(const int64_t* rows, int64_t n) {
 
 int64_t spectrum_size(const RowMatrices& mats, int64_t i) {
   const int64_t rows = mats.rows(i), d = mats.table.size(1);
-  return rows <= d ? (rows + kPadMultiple - 1) / kPadMultiple * kPadMultiple : d;
+  return rows <= d ? padded_rows(rows) : d;
 }
 
 void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptSpectra* keep) {
@@ -202,7 +198,7 @@ void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& wei
   parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
     const Chunk& chunk = chunks[task];
     const int64_t c = static_cast<int64_t>(chunk.members.size());
-    const int64_t m = chunk.gram ? chunk.padded : mats.table.size(1);
+    const int64_t m = chunk.gram_size(mats.table.size(1));
     std::vector<char> bad(c, 0);
     at::Tensor stacked, values, vectors;  // [c, padded, d], [c, m], [c, m, m]
     if (kept != nullptr) {
