@@ -1,6 +1,9 @@
 // The Python module sdd_fast._C: loading it registers the ops; it also answers build questions.
+#include <ATen/ATen.h>
 #include <pybind11/pybind11.h>
+#include <torch/csrc/utils/pybind.h>  // at::Tensor <-> torch.Tensor
 
+#include "cpu/symmetric_eigenvalues.h"
 #include "cpu/work_counters.h"
 
 namespace sdd {
@@ -30,14 +33,49 @@ PYBIND11_MODULE(_C, m) {
         read("distances_full", w.distances_full);
         read("distances_computed", w.distances_computed);
         read("exact_rechecks", w.exact_rechecks);
+        read("seeding_full", w.seeding_full);
+        read("seeding_computed", w.seeding_computed);
         return out;
       },
       pybind11::arg("reset") = false,
       "Work the CPU k-means did since the last reset: seeding + Lloyd runs, centroid updates, point x "
       "assignment passes, point-centroid distances plain Lloyd evaluates and those the bound-based "
-      "assignment evaluated, fp64 rechecks of near ties. reset=True zeroes them after reading.");
+      "assignment evaluated, fp64 rechecks of near ties, point-candidate products of the greedy seeding (full loop "
+      "and taken after pruning). reset=True zeroes them after reading.");
   m.def(
       "set_plain_lloyd", [](bool plain) { return sdd::cpu::plain_lloyd().exchange(plain); }, pybind11::arg("plain"),
       "Test switch: True makes the CPU k-means evaluate every distance every iteration (plain Lloyd) instead "
       "of pruning with bounds (same labels and centroids). Returns the previous setting.");
+  m.def(
+      "symmetric_eigenvalues",
+      [](const at::Tensor& matrices) {
+        TORCH_CHECK(matrices.dim() == 3 && matrices.size(1) == matrices.size(2) && matrices.device().is_cpu() &&
+                        matrices.scalar_type() == at::kDouble,
+                    "symmetric_eigenvalues: matrices must be a CPU float64 tensor [count, m, m], got ",
+                    matrices.sizes(), " ", matrices.scalar_type(), " on ", matrices.device());
+        const at::Tensor input = matrices.contiguous();
+        at::Tensor values = at::empty({input.size(0), input.size(1)}, input.options());
+        sdd::cpu::symmetric_eigenvalues(input.data_ptr<double>(), input.size(0), input.size(1),
+                                        values.data_ptr<double>());
+        return values;
+      },
+      pybind11::arg("matrices"),
+      "Eigenvalues (ascending) of symmetric matrices [count, m, m] (CPU, float64; lower triangle read) by the "
+      "lane-parallel solver the CPU kernels use: [count, m]. For tests.");
+  m.def(
+      "gram_eigenvalues",
+      [](const at::Tensor& matrices) {
+        TORCH_CHECK(matrices.dim() == 3 && matrices.size(1) % 4 == 0 && matrices.device().is_cpu() &&
+                        matrices.scalar_type() == at::kDouble,
+                    "gram_eigenvalues: matrices must be a CPU float64 tensor [count, rows, d] with rows a multiple "
+                    "of 4, got ", matrices.sizes(), " ", matrices.scalar_type(), " on ", matrices.device());
+        const at::Tensor input = matrices.contiguous();
+        at::Tensor values = at::empty({input.size(0), input.size(1)}, input.options());
+        sdd::cpu::gram_eigenvalues(input.data_ptr<double>(), input.size(0), input.size(1), input.size(2),
+                                   values.data_ptr<double>());
+        return values;
+      },
+      pybind11::arg("matrices"),
+      "Eigenvalues (ascending) of the Grams X X^T of matrices [count, rows, d] (CPU, float64, rows % 4 == 0), "
+      "formed and solved as the CPU kernels do: [count, rows]. For tests.");
 }

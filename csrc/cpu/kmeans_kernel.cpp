@@ -257,18 +257,30 @@ class KmeansSolver {
   }
 
   // k-means++ seeding (SPEC): greedy keeps the best of 2 + floor(ln k) D^2 candidates.
+  //
+  // A candidate q cannot bring point i closer than its current seed o(i) when, by the triangle
+  // inequality, ||x_i - q|| >= ||q - c_o|| - ||x_i - c_o|| leaves it at least as far (after the
+  // distances' error bound): such pairs skip the product, and only the points some candidate may
+  // win get one GEMM (of their gathered rows). The trial distances of the skipped pairs would have
+  // been >= the current ones, so every potential, and the chosen seeds, are those of the full loop.
   void seed_centroids(int64_t init, at::Tensor& centroids) {
     const int64_t k = opt_.k;
     scalar_t* c = centroids.data_ptr<scalar_t>();
     const int64_t first = std::min<int64_t>(M_ - 1, static_cast<int64_t>(draw(init, 0, 0) * M_));
     std::copy(data_ + first * d_, data_ + (first + 1) * d_, c);
-    std::vector<double> closest(M_);
+    std::vector<double> closest(M_), slack(M_);
     for (int64_t i = 0; i < M_; ++i) closest[i] = squared_distance(data_ + i * d_, c, d_);
+    // slack_i bounds the error of a computed squared distance of point i to any point, twice over
+    // (GEMM dot products: dot_error_ ||x_i|| ||x_j||; see the constructor).
+    double largest_norm = 0.0;
+    for (double norm : x_norms_) largest_norm = std::max(largest_norm, std::sqrt(norm));
+    for (int64_t i = 0; i < M_; ++i) slack[i] = 4.0 * dot_error_ * std::sqrt(x_norms_[i]) * largest_norm + 1e-300;
+    std::vector<int64_t> owner(M_, 0);  // the chosen seed nearest each point (as far as closest[] knows)
 
     const int64_t n_candidates =
         opt_.seeding == Seeding::kGreedy ? 2 + static_cast<int64_t>(std::log(static_cast<double>(k))) : 1;
-    std::vector<double> cumulative(M_), trial(M_), best_closest(M_);
-    std::vector<int64_t> candidates(n_candidates);
+    std::vector<double> cumulative(M_), trial(M_), best_closest(M_), to_seeds(n_candidates * k);
+    std::vector<int64_t> candidates(n_candidates), slot(M_);
     at::Tensor candidate_rows = at::empty({n_candidates, d_}, x_.options());
     scalar_t* rows = candidate_rows.data_ptr<scalar_t>();
     for (int64_t step = 1; step < k; ++step) {
@@ -277,17 +289,45 @@ class KmeansSolver {
       for (int64_t j = 0; j < n_candidates; ++j) {
         candidates[j] = sample_index(cumulative, draw(init, step, j) * running);
         std::copy(data_ + candidates[j] * d_, data_ + (candidates[j] + 1) * d_, rows + j * d_);
+        for (int64_t t = 0; t < step; ++t) {
+          to_seeds[j * k + t] = std::sqrt(squared_distance(rows + j * d_, c + t * d_, d_)) * (1.0 - 1e-12);
+        }
       }
-      const at::Tensor dots = at::mm(candidate_rows, x_.t());  // [n_candidates, M] (the faster GEMM layout)
-      const scalar_t* dot = dots.data_ptr<scalar_t>();
+      // The points some candidate may bring closer; slot[i]: their column in the products (-1: none).
+      need_.clear();
+      for (int64_t i = 0; i < M_; ++i) {
+        const double reach = std::sqrt(closest[i] + slack[i]);  // >= the exact distance to its seed
+        bool needed = false;
+        for (int64_t j = 0; j < n_candidates && !needed; ++j) {
+          const double gap = to_seeds[j * k + owner[i]] - reach;  // <= the exact distance to candidate j
+          needed = !(gap > 0.0 && gap * gap >= closest[i] + slack[i]);
+        }
+        slot[i] = needed ? static_cast<int64_t>(need_.size()) : -1;
+        if (needed) need_.push_back(i);
+      }
+      const int64_t n = static_cast<int64_t>(need_.size());
+      at::Tensor dots;  // [n_candidates, n]
+      if (n == M_) {
+        dots = at::mm(candidate_rows, x_.t());  // (the faster GEMM layout)
+      } else if (n > 0) {
+        at::Tensor gathered = scratch_rows_.narrow(0, 0, n);
+        at::index_select_out(gathered, x_, 0, at::from_blob(need_.data(), {n}, at::kLong));
+        dots = at::mm(candidate_rows, gathered.t());
+      }
+      const scalar_t* dot = n > 0 ? dots.data_ptr<scalar_t>() : nullptr;
+      work_counters().seeding_full.fetch_add(M_ * n_candidates, std::memory_order_relaxed);
+      work_counters().seeding_computed.fetch_add(n * n_candidates, std::memory_order_relaxed);
       const std::vector<double> cand_norms = squared_norms(rows, n_candidates, d_);
       double best_potential = std::numeric_limits<double>::infinity();
       int64_t best = 0;
       for (int64_t j = 0; j < n_candidates; ++j) {
         double potential = 0.0;
         for (int64_t i = 0; i < M_; ++i) {
-          const double sq = std::max(0.0, x_norms_[i] - 2.0 * dot[j * M_ + i] + cand_norms[j]);
-          trial[i] = std::min(closest[i], sq);
+          trial[i] = closest[i];
+          if (slot[i] >= 0) {
+            const double sq = std::max(0.0, x_norms_[i] - 2.0 * dot[j * n + slot[i]] + cand_norms[j]);
+            trial[i] = std::min(closest[i], sq);
+          }
           potential += weight(trial[i]);
         }
         if (j == 0 || potential < best_potential) {
@@ -295,6 +335,9 @@ class KmeansSolver {
           best = j;
           best_closest.swap(trial);
         }
+      }
+      for (int64_t i = 0; i < M_; ++i) {
+        if (best_closest[i] < closest[i]) owner[i] = step;
       }
       closest.swap(best_closest);
       std::copy(rows + best * d_, rows + (best + 1) * d_, c + step * d_);

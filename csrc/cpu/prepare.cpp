@@ -8,6 +8,7 @@
 #include "../inputs/features.h"  // kNormEps, kCollapseFraction
 #include "../inputs/options.h"   // compute_dtype
 #include "parallel_tasks.h"
+#include "tensor_utils.h"  // sum_of_squares
 
 namespace sdd {
 namespace cpu {
@@ -29,24 +30,6 @@ void over_row_chunks(int64_t rows, const Fn& fn) {
   });
 }
 
-template <typename T>
-double row_squares(const T* row, int64_t d) {
-  double total = 0.0;
-  for (int64_t j = 0; j < d; ++j) total += static_cast<double>(row[j]) * static_cast<double>(row[j]);
-  return total;
-}
-
-// ||row - mean||^2 in float64 (mean [d]).
-template <typename T>
-double centered_squares(const T* row, const std::vector<double>& mean, int64_t d) {
-  double total = 0.0;
-  for (int64_t j = 0; j < d; ++j) {
-    const double diff = static_cast<double>(row[j]) - mean[j];
-    total += diff * diff;
-  }
-  return total;
-}
-
 template <typename in_t, typename out_t>
 PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType compute) {
   const int64_t d = feats.size(-1), rows = feats.numel() / d;
@@ -58,7 +41,7 @@ PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType
   std::vector<char> finite(chunks, 1);
   over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {
     for (int64_t i = begin; i < end; ++i) {
-      const double sq = row_squares(src + i * d, d);  // float64: no overflow from any fp32 / fp16 value
+      const double sq = sum_of_squares(src + i * d, d);  // float64: no overflow from any fp32 / fp16 value
       if (!std::isfinite(sq)) finite[chunk] = 0;
       const double norm = std::max(std::sqrt(sq), kNormEps);
       partial[chunk] += normalize ? sq / (norm * norm) : sq;
@@ -82,13 +65,13 @@ PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType
     for (int64_t i = begin; i < end; ++i) {
       const in_t* fi = src + i * d;
       out_t* xi = x + i * d;
-      const double norm = normalize ? std::max(std::sqrt(row_squares(fi, d)), kNormEps) : 1.0;
+      const double norm = normalize ? std::max(std::sqrt(sum_of_squares(fi, d)), kNormEps) : 1.0;
       for (int64_t j = 0; j < d; ++j) {
         const double value = normalize ? static_cast<double>(fi[j]) / norm : static_cast<double>(fi[j]);
         xi[j] = static_cast<out_t>(value * factor);
         sums[j] += static_cast<double>(xi[j]);
       }
-      norm_sums[chunk] += std::sqrt(row_squares(xi, d));
+      norm_sums[chunk] += std::sqrt(sum_of_squares(xi, d));
     }
   });
   double mean_norm = 0.0;
@@ -101,7 +84,9 @@ PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType
   // Pass 3: s = mean ||x_i - mean||.
   std::fill(norm_sums.begin(), norm_sums.end(), 0.0);
   over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {
-    for (int64_t i = begin; i < end; ++i) norm_sums[chunk] += std::sqrt(centered_squares(x + i * d, out.mean, d));
+    for (int64_t i = begin; i < end; ++i) {
+      norm_sums[chunk] += std::sqrt(sum_of_squares(x + i * d, d, out.mean.data()));
+    }
   });
   for (double p : norm_sums) out.scale += p;
   out.scale /= static_cast<double>(rows);
@@ -136,7 +121,7 @@ void add_scale_gradient(const PreparedFeatures& prep, double coeff, at::Tensor& 
     over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {
       double* s = sums.data() + chunk * d;
       for (int64_t i = begin; i < end; ++i) {
-        const double norm = std::sqrt(centered_squares(x + i * d, prep.mean, d));
+        const double norm = std::sqrt(sum_of_squares(x + i * d, d, prep.mean.data()));
         inverse[i] = norm > 0 ? 1.0 / std::max(norm, kNormEps) : 0.0;
         for (int64_t j = 0; j < d; ++j) s[j] += (static_cast<double>(x[i * d + j]) - prep.mean[j]) * inverse[i];
       }
@@ -178,7 +163,7 @@ at::Tensor unscale_gradient(const at::Tensor& gx, const PreparedFeatures& prep, 
             for (int64_t j = 0; j < d; ++j) oi[j] = static_cast<scalar_t>(static_cast<grad_t>(gi[j] * prep.factor));
             continue;
           }
-          const double norm = std::sqrt(row_squares(fi, d)), clamped = std::max(norm, kNormEps);
+          const double norm = std::sqrt(sum_of_squares(fi, d)), clamped = std::max(norm, kNormEps);
           double radial = 0.0;  // unit . g
           for (int64_t j = 0; j < d; ++j) {
             radial += static_cast<double>(fi[j]) / clamped * (static_cast<double>(gi[j]) * prep.factor);

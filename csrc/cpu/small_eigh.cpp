@@ -7,10 +7,10 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <map>
 #include <tuple>
 
 #include "parallel_tasks.h"
+#include "symmetric_eigenvalues.h"
 
 namespace sdd {
 namespace cpu {
@@ -42,23 +42,28 @@ void subtract_row_mean(double* rows, int64_t n, int64_t d) {
   }
 }
 
-// Fixed chunks: buckets in key order, members in index order; larger matrices first (the costly
-// tasks start early, which evens out the threads' finishing times).
+// Fixed chunks: matrices of one Gram side in order of decreasing rows (ties by index; the costly
+// tasks start early, which evens out the threads' finishing times), cut into runs zero-padded to
+// their first (largest) member, so that the lane-parallel eigensolver finds full groups even when
+// few matrices share a size. A function of the matrices only: the forward and the backward cut
+// the same chunks (kept spectra are laid out by them).
 std::vector<Chunk> make_chunks(const RowMatrices& mats) {
   const int64_t d = mats.table.size(1);
-  std::map<std::pair<int64_t, bool>, std::vector<int64_t>> buckets;  // (-padded, gram side) -> members
-  for (int64_t i = 0; i < mats.count(); ++i) {
-    const int64_t rows = mats.rows(i);
-    buckets[{-padded_rows(rows), rows <= d}].push_back(i);
-  }
+  std::vector<int64_t> order(mats.count());
+  for (int64_t i = 0; i < mats.count(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
+    const bool gx = mats.rows(x) <= d, gy = mats.rows(y) <= d;
+    if (gx != gy) return gx < gy;  // covariance side first (the larger matrices)
+    return mats.rows(x) != mats.rows(y) ? mats.rows(x) > mats.rows(y) : x < y;
+  });
   std::vector<Chunk> chunks;
-  for (const auto& [key, members] : buckets) {
-    const int64_t padded = -key.first;
-    const int64_t per = std::clamp<int64_t>(kChunkDoubles / std::max<int64_t>(1, padded * d), 1, kChunkMatrices);
-    for (size_t first = 0; first < members.size(); first += per) {
-      const size_t last = std::min(members.size(), first + per);
-      chunks.push_back({key.second, padded, std::vector<int64_t>(members.begin() + first, members.begin() + last)});
-    }
+  for (const int64_t i : order) {
+    const bool gram = mats.rows(i) <= d;
+    const bool full = !chunks.empty() && static_cast<int64_t>(chunks.back().members.size()) >=
+                                             std::clamp<int64_t>(kChunkDoubles / (chunks.back().padded * d), 1,
+                                                                 kChunkMatrices);
+    if (chunks.empty() || chunks.back().gram != gram || full) chunks.push_back({gram, padded_rows(mats.rows(i)), {}});
+    chunks.back().members.push_back(i);
   }
   return chunks;
 }
@@ -100,12 +105,11 @@ at::Tensor gather_chunk(const RowMatrices& mats, const Chunk& chunk) {
   return stacked;
 }
 
-// The chunk's Grams [c, m, m] in a thread buffer; a matrix with a non-finite entry gets a zero
-// Gram (LAPACK would fail for the whole batch) and is flagged in `bad`.
-std::tuple<at::Tensor, at::Tensor> chunk_grams(const RowMatrices& mats, const Chunk& chunk, std::vector<char>& bad) {
-  const int64_t c = static_cast<int64_t>(chunk.members.size()), d = mats.table.size(1);
-  const int64_t m = chunk.gram_size(d);
-  at::Tensor stacked = gather_chunk(mats, chunk);
+// The Grams [c, m, m] of the chunk's gathered matrices `stacked` [c, padded, d] in a thread buffer; a
+// matrix with a non-finite entry gets a zero Gram (LAPACK would fail for the whole batch) and is
+// flagged in `bad`.
+at::Tensor chunk_grams(const at::Tensor& stacked, const Chunk& chunk, std::vector<char>& bad) {
+  const int64_t c = stacked.size(0), m = chunk.gram_size(stacked.size(2));
   at::Tensor gram = thread_buffer(1, c * m * m).view({c, m, m});
   const at::Tensor t = stacked.transpose(1, 2);
   if (chunk.gram) {
@@ -120,7 +124,7 @@ std::tuple<at::Tensor, at::Tensor> chunk_grams(const RowMatrices& mats, const Ch
     for (int64_t e = 0; e < m * m && !bad[j]; ++e) bad[j] = !std::isfinite(gj[e]);
     if (bad[j]) std::fill(gj, gj + m * m, 0.0);
   }
-  return {stacked, gram};
+  return gram;
 }
 
 // grad_table[rows of i] += grad [n, d] (float64), minus its row mean first when centered (the
@@ -145,47 +149,54 @@ void RowMatrices::add(const int64_t* rows, int64_t n) {
   offsets.push_back(static_cast<int64_t>(index.size()));
 }
 
-int64_t spectrum_size(const RowMatrices& mats, int64_t i) {
-  const int64_t rows = mats.rows(i), d = mats.table.size(1);
-  return rows <= d ? padded_rows(rows) : d;
-}
-
 void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptSpectra* keep) {
   if (mats.count() <= 0) return;
   const std::vector<Chunk> chunks = make_chunks(mats);
+  const int64_t d = mats.table.size(1);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   if (keep != nullptr) {
     keep->offsets.resize(mats.count());
     int64_t total = 0;
-    for (int64_t i = 0; i < mats.count(); ++i) {
-      const int64_t m = spectrum_size(mats, i);
-      keep->offsets[i] = total;
-      total += m * m + m;
+    for (const Chunk& chunk : chunks) {
+      const int64_t m = chunk.gram_size(d);
+      for (const int64_t i : chunk.members) {
+        keep->offsets[i] = total;
+        total += m * m + m;
+      }
     }
     keep->data = at::empty({total}, at::kDouble);
   }
   parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
     const Chunk& chunk = chunks[task];
+    const at::Tensor stacked = gather_chunk(mats, chunk);  // [c, padded, d]
+    const int64_t c = stacked.size(0), m = chunk.gram_size(d);
+    // The eigenvalues the forward reports come from the lane-parallel solver, with or without
+    // `keep` (the same bits either way); NaN for a matrix with a non-finite entry.
+    at::Tensor values = thread_buffer(2, c * m).view({c, m});
     std::vector<char> bad;
-    const at::Tensor gram = std::get<1>(chunk_grams(mats, chunk, bad));
-    at::Tensor values, vectors;  // [c, m], [c, m, m]
-    if (keep != nullptr) {
-      std::tie(values, vectors) = at::linalg_eigh(gram);
-      vectors = vectors.contiguous();  // LAPACK's column-major batch -> row-major [c, m, m]
+    at::Tensor gram;
+    if (chunk.gram) {
+      gram_eigenvalues(stacked.data_ptr<double>(), c, m, d, values.data_ptr<double>());
     } else {
-      values = at::linalg_eigvalsh(gram);
+      gram = chunk_grams(stacked, chunk, bad);
+      symmetric_eigenvalues(gram.data_ptr<double>(), c, m, values.data_ptr<double>());
+      for (int64_t j = 0; j < c; ++j) {
+        if (bad[j]) std::fill(values.data_ptr<double>() + j * m, values.data_ptr<double>() + (j + 1) * m, nan);
+      }
     }
-    values = values.contiguous();
-    const int64_t m = values.size(1);
-    std::vector<double> nans(m, nan);
-    for (size_t j = 0; j < chunk.members.size(); ++j) {
-      const double* eig = bad[j] ? nans.data() : values.data_ptr<double>() + j * m;
-      consume(chunk.members[j], eig, m);
-      if (keep == nullptr) continue;
+    for (int64_t j = 0; j < c; ++j) consume(chunk.members[j], values.data_ptr<double>() + j * m, m);
+    if (keep == nullptr) return;
+    if (!gram.defined()) gram = chunk_grams(stacked, chunk, bad);
+    at::Tensor kept_values, vectors;  // [c, m], [c, m, m]: the backward's, from LAPACK
+    std::tie(kept_values, vectors) = at::linalg_eigh(gram);
+    kept_values = kept_values.contiguous();
+    vectors = vectors.contiguous();  // LAPACK's column-major batch -> row-major [c, m, m]
+    for (int64_t j = 0; j < c; ++j) {
       double* out = keep->data.data_ptr<double>() + keep->offsets[chunk.members[j]];
       const double* vec = vectors.data_ptr<double>() + j * m * m;
+      const double* eig = kept_values.data_ptr<double>() + j * m;
       for (int64_t e = 0; e < m * m; ++e) out[e] = bad[j] ? nan : vec[e];
-      std::copy(eig, eig + m, out + m * m);
+      for (int64_t e = 0; e < m; ++e) out[m * m + e] = bad[j] ? nan : eig[e];
     }
   });
 }
@@ -211,9 +222,8 @@ void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& wei
         std::copy(in + m * m, in + m * m + m, values.data_ptr<double>() + j * m);
       }
     } else {
-      at::Tensor gram;
-      std::tie(stacked, gram) = chunk_grams(mats, chunk, bad);
-      std::tie(values, vectors) = at::linalg_eigh(gram);
+      stacked = gather_chunk(mats, chunk);
+      std::tie(values, vectors) = at::linalg_eigh(chunk_grams(stacked, chunk, bad));
       vectors = vectors.contiguous();  // the layout of kept vectors: the same products, bit for bit
     }
     at::Tensor scaled = at::empty({c, 1, m}, values.options());

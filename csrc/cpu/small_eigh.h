@@ -6,10 +6,11 @@
 // dtype (an fp32 Gram carries eigenvalue noise of ~1e-7 of the largest, so singular values under
 // ~3e-4 of the largest would be lost; real clusters have such directions).
 //
-// Matrices are bucketed by (side, rows rounded up to 4: zero rows add only zero eigenvalues) and
-// cut into chunks of up to kChunkMatrices. A chunk is one task of a single parallel region
-// (parallel_tasks.h): gather + centre into a per-thread float64 buffer, one Gram bmm, one batched
-// LAPACK call, all on the task's thread. No [T, d] float64 copy is made; per-thread buffers are
+// Matrices are grouped by Gram side and size (zero rows add only zero eigenvalues) and cut into
+// chunks of up to kChunkMatrices. A chunk is one task of a single parallel region
+// (parallel_tasks.h): gather + centre into a per-thread float64 buffer, one Gram bmm, then the
+// eigenvalues by the lane-parallel solver (symmetric_eigenvalues.h) and, where eigenvectors are
+// needed, one batched LAPACK eigh, all on the task's thread. No [T, d] float64 copy is made; per-thread buffers are
 // kept between calls (no page faults per call). The chunking is fixed, so results do not depend on
 // the thread count or on which thread ran which chunk.
 #pragma once
@@ -43,14 +44,13 @@ struct KeptSpectra {
   std::vector<int64_t> offsets;  // [count]
 };
 
-// m of matrix i: the padded smaller side of its Gram.
-int64_t spectrum_size(const RowMatrices& mats, int64_t i);
-
-// consume(i, eigenvalues, m): the m eigenvalues (ascending; m = the padded smaller side, padding
-// adds zeros at the front) of matrix i; NaN for a matrix with a non-finite entry. Called from the
-// worker threads, once per matrix: it must only write matrix i's own outputs.
+// consume(i, eigenvalues, m): the m eigenvalues (ascending) of matrix i zero-padded to m rows (the
+// padding adds zeros at the front; m >= the smaller side: matrices of different sizes share a
+// chunk); NaN for a matrix with a non-finite entry. Called from the worker threads, once per
+// matrix: it must only write matrix i's own outputs.
 using SpectrumFn = std::function<void(int64_t i, const double* eigenvalues, int64_t m)>;
-// With `keep`, the eigenvectors too (one LAPACK eigh per chunk instead of eigvalsh), into *keep.
+// With `keep`, also the eigen-decompositions the backward needs (one LAPACK eigh per chunk), into
+// *keep; the eigenvalues passed to `consume` are the same bits with or without it.
 void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptSpectra* keep = nullptr);
 
 // Per matrix i: the weights (one per eigenvalue) and scale of a spectral function whose derivative

@@ -16,6 +16,8 @@ struct WorkCounters {
   std::atomic<int64_t> distances_full{0};         // point-centroid distances plain Lloyd evaluates
   std::atomic<int64_t> distances_computed{0};     // ... that the bound-based assignment evaluated
   std::atomic<int64_t> exact_rechecks{0};         // points whose fp32 best and second best were re-ranked in fp64
+  std::atomic<int64_t> seeding_full{0};           // point-candidate products the full greedy seeding takes
+  std::atomic<int64_t> seeding_computed{0};       // ... that the bound-pruned seeding took
 };
 
 WorkCounters& work_counters();

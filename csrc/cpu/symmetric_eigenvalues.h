@@ -1,0 +1,28 @@
+// Eigenvalues of many small symmetric float64 matrices, several at once in SIMD lanes.
+//
+// LAPACK's eigvalsh (Householder tridiagonalisation, then a root-free QL) runs one matrix at a
+// time; at m ~ 64 it is latency-bound (a chain of divisions and square roots per rotation) and
+// level-2 BLAS-bound. Here kLanes matrices of the same size go through the same steps together,
+// one matrix per vector lane: Householder reduction to tridiagonal form, then implicit symmetric
+// QR with Wilkinson shifts, each lane deflating on its own. Backward stable like LAPACK's: every
+// eigenvalue is within a small multiple of m * eps * ||A|| of the exact one (tests:
+// python_tests/test_symmetric_eigenvalues.py against torch.linalg.eigvalsh).
+#pragma once
+
+#include <cstdint>
+
+namespace sdd {
+namespace cpu {
+
+// values [count, m] <- the eigenvalues, ascending, of matrices [count, m, m] (row-major, only the
+// lower triangle is read). A matrix with a non-finite entry, or one whose QR iteration does not
+// converge, gets NaN eigenvalues. Single-threaded; call it from a task.
+void symmetric_eigenvalues(const double* matrices, int64_t count, int64_t m, double* values);
+
+// values [count, rows] <- the eigenvalues, ascending, of the Grams X X^T of matrices [count, rows,
+// d] (row-major; rows % 4 == 0, zero rows allowed). The Grams are formed in the solver's own
+// layout, lower triangle only: half the flops of a full Gram and no [count, rows, rows] buffer.
+void gram_eigenvalues(const double* matrices, int64_t count, int64_t rows, int64_t d, double* values);
+
+}  // namespace cpu
+}  // namespace sdd

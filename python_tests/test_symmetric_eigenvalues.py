@@ -1,0 +1,170 @@
+"""The lane-parallel eigensolver of the CPU kernels (csrc/cpu/symmetric_eigenvalues.cpp) against
+LAPACK (torch.linalg.eigvalsh, float64) and against matrices whose spectrum is known exactly.
+
+Bound: a backward-stable solver's eigenvalues are within a small multiple of m * eps * ||A||_2 of
+the exact ones; 8 m eps ||A||_2 here."""
+
+import math
+
+import pytest
+import torch
+
+from sdd_fast import _C
+
+EPS = torch.finfo(torch.float64).eps
+
+
+def solve(matrices: torch.Tensor) -> torch.Tensor:
+    return _C.symmetric_eigenvalues(matrices)
+
+
+def assert_spectra_close(matrices: torch.Tensor, expected: torch.Tensor):
+    got = solve(matrices)
+    assert got.shape == expected.shape
+    m = matrices.shape[-1]
+    norm = expected.abs().amax(dim=1, keepdim=True)
+    bound = 8 * m * EPS * norm + 1e-300
+    worst = ((got - expected).abs() / bound).max().item()
+    assert worst <= 1.0, f"eigenvalue error {worst:.2f}x the bound 8 m eps ||A||"
+    assert torch.all(got[:, 1:] >= got[:, :-1]), "not ascending"
+
+
+def symmetric(count, m, generator):
+    a = torch.randn(count, m, m, dtype=torch.float64, generator=generator)
+    return a + a.transpose(1, 2)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 8, 13, 31, 64, 68, 97])
+@pytest.mark.parametrize("count", [1, 3, 9, 17])
+def test_random_symmetric_matches_lapack(m, count):
+    g = torch.Generator().manual_seed(1000 * m + count)
+    a = symmetric(count, m, g)
+    assert_spectra_close(a, torch.linalg.eigvalsh(a))
+
+
+@pytest.mark.parametrize("m", [4, 24, 64, 96])
+def test_rank_deficient_grams_match_lapack(m):
+    """Grams of centred clusters and of a few points: rank < m, many (near-)zero eigenvalues."""
+    g = torch.Generator().manual_seed(m)
+    x = torch.randn(19, m, max(1, m // 3), dtype=torch.float64, generator=g)
+    x = x - x.mean(dim=1, keepdim=True)
+    grams = x @ x.transpose(1, 2)
+    assert_spectra_close(grams, torch.linalg.eigvalsh(grams))
+
+
+def test_clustered_feature_grams_match_lapack():
+    """The matrices the kernels solve: Grams of normalised feature clusters [n, 384], zero-padded rows."""
+    g = torch.Generator().manual_seed(3)
+    centres = torch.randn(4, 384, dtype=torch.float64, generator=g)
+    points = centres.repeat_interleave(16, 0) + 0.2 * torch.randn(64, 384, dtype=torch.float64, generator=g)
+    points = points / points.norm(dim=1, keepdim=True)
+    grams = []
+    for rows in (64, 41, 7):
+        block = torch.zeros(64, 384, dtype=torch.float64)
+        block[:rows] = points[:rows] - points[:rows].mean(0)
+        grams.append(block @ block.T)
+    grams = torch.stack(grams)
+    assert_spectra_close(grams, torch.linalg.eigvalsh(grams))
+
+
+@pytest.mark.parametrize("m", [2, 7, 40])
+def test_known_spectrum(m):
+    """Q diag(lambda) Q^T with repeated, zero, negative and spread eigenvalues."""
+    g = torch.Generator().manual_seed(m)
+    q, _ = torch.linalg.qr(torch.randn(m, m, dtype=torch.float64, generator=g))
+    values = torch.linspace(-3, 5, m, dtype=torch.float64)
+    values[: m // 3] = 1.5  # a repeated eigenvalue
+    values[-1] = 0.0
+    a = (q * values) @ q.T
+    a = 0.5 * (a + a.T)
+    assert_spectra_close(a[None], torch.sort(values).values[None])
+
+
+def test_exact_cases():
+    zero = torch.zeros(2, 9, 9, dtype=torch.float64)
+    assert torch.equal(solve(zero), torch.zeros(2, 9, dtype=torch.float64))
+    diagonal = torch.diag_embed(torch.tensor([[3.0, -1.0, 2.0, 2.0, 0.0, 7.5]], dtype=torch.float64))
+    assert torch.equal(solve(diagonal), torch.tensor([[-1.0, 0.0, 2.0, 2.0, 3.0, 7.5]], dtype=torch.float64))
+    # [[a, b], [b, c]]: (a + c) / 2 -+ sqrt(((a - c) / 2)^2 + b^2)
+    a, b, c = 0.3, -1.7, 2.2
+    two = torch.tensor([[[a, b], [b, c]]], dtype=torch.float64)
+    root = math.sqrt(((a - c) / 2) ** 2 + b * b)
+    expected = torch.tensor([[(a + c) / 2 - root, (a + c) / 2 + root]], dtype=torch.float64)
+    assert torch.allclose(solve(two), expected, rtol=0, atol=4 * EPS * 3)
+
+
+def test_splits_inside_the_matrix():
+    """Block-diagonal and tridiagonal matrices with zero couplings in the middle: every block must
+    converge (the QR window has to restart below a split, not only deflate at the bottom)."""
+    g = torch.Generator().manual_seed(5)
+    blocks = [symmetric(1, n, g)[0] for n in (5, 1, 9, 3)]
+    a = torch.block_diag(*blocks)[None]
+    assert_spectra_close(a, torch.linalg.eigvalsh(a))
+    t = torch.diag(torch.randn(30, dtype=torch.float64, generator=g))
+    off = torch.randn(29, dtype=torch.float64, generator=g)
+    off[[3, 4, 17, 28]] = 0.0
+    t = t + torch.diag(off, 1) + torch.diag(off, -1)
+    assert_spectra_close(t[None], torch.linalg.eigvalsh(t[None]))
+
+
+def test_close_pairs_wilkinson_matrix():
+    """Wilkinson's W21+: pairs of eigenvalues equal to ~1e-13."""
+    n = 21
+    t = torch.diag(torch.tensor([abs(10 - i) for i in range(n)], dtype=torch.float64))
+    ones = torch.ones(n - 1, dtype=torch.float64)
+    t = t + torch.diag(ones, 1) + torch.diag(ones, -1)
+    assert_spectra_close(t[None], torch.linalg.eigvalsh(t[None]))
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-30, 1e30, 1e200])
+def test_extreme_scales(scale):
+    g = torch.Generator().manual_seed(7)
+    a = symmetric(5, 12, g) * scale
+    assert_spectra_close(a, torch.linalg.eigvalsh(a))
+
+
+def test_non_finite_matrix_gets_nan_and_leaves_the_others():
+    g = torch.Generator().manual_seed(9)
+    a = symmetric(11, 10, g)
+    a[3, 4, 2] = a[3, 2, 4] = float("nan")
+    a[8, 0, 0] = float("inf")
+    got = solve(a)
+    assert torch.isnan(got[3]).all() and torch.isnan(got[8]).all()
+    keep = [i for i in range(11) if i not in (3, 8)]
+    assert_spectra_close(a[keep], torch.linalg.eigvalsh(a[keep]))
+
+
+def test_lower_triangle_only_is_read():
+    g = torch.Generator().manual_seed(11)
+    a = symmetric(3, 16, g)
+    upper_garbage = a + torch.triu(torch.randn(3, 16, 16, dtype=torch.float64, generator=g), diagonal=1)
+    assert torch.equal(solve(upper_garbage), solve(a))
+
+
+@pytest.mark.parametrize("rows,d", [(4, 3), (8, 384), (64, 384), (68, 50), (12, 13)])
+def test_gram_eigenvalues_match_lapack(rows, d):
+    """The Grams formed in the solver's layout (lower triangle, vectors along the columns, a
+    remainder when d is not a multiple of the lanes), zero-padded rows included."""
+    g = torch.Generator().manual_seed(rows * d)
+    x = torch.randn(13, rows, d, dtype=torch.float64, generator=g)
+    x[5, rows // 2 :] = 0.0  # a short matrix padded with zero rows
+    x = x - x.mean(dim=2, keepdim=True) * (torch.arange(13) % 2).view(13, 1, 1)
+    grams = x @ x.transpose(1, 2)
+    expected = torch.linalg.eigvalsh(grams)
+    got = _C.gram_eigenvalues(x)
+    # Two Grams summed in different orders differ entrywise by up to ~2 d eps ||x_i|| ||x_j||, which
+    # moves eigenvalues by at most rows times that; plus each solver's 8 m eps ||G||.
+    row_norms = (x * x).sum(dim=2).amax(dim=1, keepdim=True)
+    bound = 2 * rows * d * EPS * row_norms + 2 * 8 * rows * EPS * expected.abs().amax(dim=1, keepdim=True)
+    assert ((got - expected).abs() <= bound).all()
+    x[2, 1, 1] = float("inf")
+    assert torch.isnan(_C.gram_eigenvalues(x)[2]).all()
+
+
+def test_bad_argument_is_named():
+    with pytest.raises(RuntimeError, match="matrices"):
+        solve(torch.zeros(2, 3, 3, dtype=torch.float32))
+    with pytest.raises(RuntimeError, match="matrices"):
+        solve(torch.zeros(2, 3, 4, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="matrices"):
+        _C.gram_eigenvalues(torch.zeros(2, 5, 4, dtype=torch.float64))
