@@ -45,7 +45,7 @@ constexpr int W = 2;
 struct Kernel {
   int lanes;  // W
   void (*lane_gram)(const double* x, int64_t rows, int64_t d, double* a, int lane);
-  void (*reduce_group)(double* a, int64_t m, int g, double* d, double* e, double* v, double* p);
+  void (*reduce_group)(double* a, int64_t m, int g, double* d, double* e, double* scratch);
   void (*solve_pair)(double* d, double* e, int64_t m, bool* failed);
 };
 
@@ -81,10 +81,10 @@ void eigenvalues_by_pairs(int64_t count, int64_t m, const GroupFill& fill, doubl
   const int W = k.lanes, pair = kGroupsPerPair * W;
   const int64_t elements = m * (m + 1) / 2, triangle = elements * W;
   thread_local std::vector<double> work;  // kept for the thread's life: no allocation per call
-  const int64_t doubles = triangle + 2 * m * pair + 2 * m * W;
+  const int64_t doubles = triangle + 2 * m * pair + 4 * m * W;
   if (static_cast<int64_t>(work.size()) < doubles) work.resize(doubles);
   double* a = work.data();
-  double *d = a + triangle, *e = d + m * pair, *v = e + m * pair, *p = v + m * W;
+  double *d = a + triangle, *e = d + m * pair, *scratch = e + m * pair;
   const double nan = std::numeric_limits<double>::quiet_NaN();
   for (int64_t first = 0; first < count; first += pair) {
     const int64_t used = std::min<int64_t>(pair, count - first);
@@ -112,7 +112,7 @@ void eigenvalues_by_pairs(int64_t count, int64_t m, const GroupFill& fill, doubl
       for (int64_t at = 0; at < triangle; at += W) {
         for (int l = 0; l < W; ++l) a[at + l] = factor[l] != 0.0 ? a[at + l] * factor[l] : 0.0;
       }
-      k.reduce_group(a, m, g, d, e, v, p);
+      k.reduce_group(a, m, g, d, e, scratch);
     }
     k.solve_pair(d, e, m, failed);
     for (int64_t lane = 0; lane < used; ++lane) {
