@@ -9,36 +9,19 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "../common/philox.h"
 #include "kernels.h"
 #include "parallel_tasks.h"
 #include "tensor_utils.h"
+#include "row_products.h"  // squared_distance: the same value for the same pair, every caller
 #include "work_counters.h"
 
 namespace sdd {
 namespace cpu {
 namespace {
-
-// Squared distance in float64, summed in a fixed order (eight running sums, then in order): every
-// caller (plain and bound-based assignment, inertia) gets the same value for the same pair.
-template <typename scalar_t>
-double squared_distance(const scalar_t* a, const scalar_t* b, int64_t d) {
-  double lanes[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-  int64_t j = 0;
-  for (; j + 8 <= d; j += 8) {
-    for (int l = 0; l < 8; ++l) {
-      const double diff = static_cast<double>(a[j + l]) - static_cast<double>(b[j + l]);
-      lanes[l] += diff * diff;
-    }
-  }
-  for (; j < d; ++j) {
-    const double diff = static_cast<double>(a[j]) - static_cast<double>(b[j]);
-    lanes[0] += diff * diff;
-  }
-  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-}
 
 // First index whose cumulative weight exceeds `target`; never a zero-weight point unless all
 // weights are zero (or not finite), then the last index. Always terminates.
@@ -306,15 +289,19 @@ class KmeansSolver {
         if (needed) need_.push_back(i);
       }
       const int64_t n = static_cast<int64_t>(need_.size());
-      at::Tensor dots;  // [n_candidates, n]
-      if (n == M_) {
-        dots = at::mm(candidate_rows, x_.t());  // (the faster GEMM layout)
+      const scalar_t* dot = nullptr;  // [n_candidates, n]
+      at::Tensor dots;
+      if constexpr (std::is_same_v<scalar_t, float>) {
+        // A few rows against many points: no gather, no GEMM packing (about half the time).
+        seed_dots_.resize(n_candidates * n);
+        few_row_dots(rows, n_candidates, data_, need_.data(), n, d_, seed_dots_.data());
+        dot = seed_dots_.data();
       } else if (n > 0) {
         at::Tensor gathered = scratch_rows_.narrow(0, 0, n);
         at::index_select_out(gathered, x_, 0, at::from_blob(need_.data(), {n}, at::kLong));
         dots = at::mm(candidate_rows, gathered.t());
+        dot = dots.data_ptr<scalar_t>();
       }
-      const scalar_t* dot = n > 0 ? dots.data_ptr<scalar_t>() : nullptr;
       work_counters().seeding_full.fetch_add(M_ * n_candidates, std::memory_order_relaxed);
       work_counters().seeding_computed.fetch_add(n * n_candidates, std::memory_order_relaxed);
       const std::vector<double> cand_norms = squared_norms(rows, n_candidates, d_);
@@ -355,6 +342,7 @@ class KmeansSolver {
   // Per run: Hamerly bounds [M], centroid moves / norms / half gaps [k], sums [k, d], counts [k].
   std::vector<double> upper_, lower_, drift_, c_norms_, half_gap_, sums_, approx_;
   std::vector<int64_t> counts_, need_;
+  std::vector<float> seed_dots_;  // float32 seeding: [candidates, needed points] dot products
   double max_c_norm_ = 0.0;
   at::Tensor scratch_rows_, scratch_dots_;  // [M, d] gathered points, [k, M] their dot products
 };
