@@ -5,13 +5,14 @@ in the same benchmark run (test_bench_roofline.py).
 
 Counted (GEMM-class work; elementwise passes over the features are left out, so the roofline is
 a lower bound):
-- k-means seeding (greedy k-means++: 2 + floor(ln k) candidates per step, one distance GEMM of all
-  points each), Lloyd assignments as plain Lloyd does them (all M x k distances per pass, 2 d
-  flops each; the bound-based kernel evaluates fewer, see `distances_computed`), centroid sums
-  (M d per update), M_inter's distances; in the compute dtype (fp32 for fp32 features);
-- per cluster of n >= 2 points and per M_dim matrix [B, d], in fp64: the smaller Gram
-  (2 m^2 c for m = min(rows, d), c = max(rows, d)) and its eigenvalues (4/3 m^3, the
-  tridiagonal reduction);
+- k-means seeding (greedy k-means++: 2 + floor(ln k) candidates per step, the distances of all
+  points to each, as the full loop takes them; the kernel prunes pairs, see `seeding_computed`),
+  Lloyd assignments as plain Lloyd does them (all M x k distances per pass, 2 d flops each; the
+  bound-based kernel evaluates fewer, see `distances_computed`), centroid sums (M d per update),
+  M_inter's distances; in the compute dtype (fp32 for fp32 features);
+- per cluster of n >= 2 points and per M_dim matrix [B, d], in fp64: the smaller Gram as a full
+  product (2 m^2 c for m = min(rows, d), c = max(rows, d); the kernels form only its lower
+  triangle when rows <= d) and its eigenvalues (4/3 m^3, the tridiagonal reduction);
 - backward, on top of the forward: what a backward needs when the forward keeps its spectra
   (the eigenvectors: the back-transformation, 2 m^3), K = U diag(w) U^T (2 m^3) and K A
   (2 m^2 c) per matrix, M_inter's gradient (4 M d); the Grams are not counted twice.

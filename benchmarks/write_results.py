@@ -224,7 +224,10 @@ def roofline_lines(run: Run) -> list:
             + ["", f"k-means of that call: {c['kmeans_runs']} runs, {c['lloyd_iterations']} Lloyd updates in all; "
                f"the bound-based assignment evaluated {c['distances_computed']:,} of the {c['distances_full']:,} "
                f"point-centroid distances plain Lloyd would ({100 * pruned:.0f}% pruned); "
-               f"{c['exact_rechecks']} near ties re-ranked in fp64.", ""])
+               f"{c['exact_rechecks']} near ties re-ranked in fp64"
+               + (f"; the greedy seeding took {c['seeding_computed']:,} of the {c['seeding_full']:,} point-candidate "
+                  f"products (the rest pruned by the triangle inequality; the roofline counts them all)"
+                  if c.get("seeding_full") else "") + ".", ""])
 
 
 def _headline_status(kind, value, goal):
