@@ -42,27 +42,35 @@ void subtract_row_mean(double* rows, int64_t n, int64_t d) {
   }
 }
 
-// Fixed chunks: matrices of one Gram side in order of decreasing rows (ties by index; the costly
-// tasks start early, which evens out the threads' finishing times), cut into runs zero-padded to
-// their first (largest) member, so that the lane-parallel eigensolver finds full groups even when
-// few matrices share a size. A function of the matrices only: the forward and the backward cut
-// the same chunks (kept spectra are laid out by them).
-std::vector<Chunk> make_chunks(const RowMatrices& mats) {
+// Fixed chunks, larger matrices first (the costly tasks start early, which evens out the threads'
+// finishing times); a function of the matrices only, so a forward and a backward cut the same.
+// `by_size`: buckets of one padded row count, members in index order: what the eigenvectors need
+// (a LAPACK eigh costs m^3 of the padded size; kept spectra are laid out by these chunks).
+// Otherwise matrices of one Gram side in order of decreasing rows (ties by index), cut into runs
+// padded to their first (largest) member: the lane-parallel eigenvalue solver then finds full
+// groups even when few matrices share a size.
+std::vector<Chunk> make_chunks(const RowMatrices& mats, bool by_size) {
   const int64_t d = mats.table.size(1);
+  auto capacity = [&](int64_t padded) {
+    return std::clamp<int64_t>(kChunkDoubles / std::max<int64_t>(1, padded * d), 1, kChunkMatrices);
+  };
   std::vector<int64_t> order(mats.count());
   for (int64_t i = 0; i < mats.count(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
     const bool gx = mats.rows(x) <= d, gy = mats.rows(y) <= d;
     if (gx != gy) return gx < gy;  // covariance side first (the larger matrices)
-    return mats.rows(x) != mats.rows(y) ? mats.rows(x) > mats.rows(y) : x < y;
+    const int64_t rx = by_size ? padded_rows(mats.rows(x)) : mats.rows(x);
+    const int64_t ry = by_size ? padded_rows(mats.rows(y)) : mats.rows(y);
+    return rx != ry ? rx > ry : x < y;
   });
   std::vector<Chunk> chunks;
   for (const int64_t i : order) {
     const bool gram = mats.rows(i) <= d;
-    const bool full = !chunks.empty() && static_cast<int64_t>(chunks.back().members.size()) >=
-                                             std::clamp<int64_t>(kChunkDoubles / (chunks.back().padded * d), 1,
-                                                                 kChunkMatrices);
-    if (chunks.empty() || chunks.back().gram != gram || full) chunks.push_back({gram, padded_rows(mats.rows(i)), {}});
+    const int64_t padded = padded_rows(mats.rows(i));
+    if (chunks.empty() || chunks.back().gram != gram || (by_size && chunks.back().padded != padded) ||
+        static_cast<int64_t>(chunks.back().members.size()) >= capacity(chunks.back().padded)) {
+      chunks.push_back({gram, padded, {}});
+    }
     chunks.back().members.push_back(i);
   }
   return chunks;
@@ -151,50 +159,54 @@ void RowMatrices::add(const int64_t* rows, int64_t n) {
 
 void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptSpectra* keep) {
   if (mats.count() <= 0) return;
-  const std::vector<Chunk> chunks = make_chunks(mats);
   const int64_t d = mats.table.size(1);
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  if (keep != nullptr) {
-    keep->offsets.resize(mats.count());
-    int64_t total = 0;
-    for (const Chunk& chunk : chunks) {
-      const int64_t m = chunk.gram_size(d);
-      for (const int64_t i : chunk.members) {
-        keep->offsets[i] = total;
-        total += m * m + m;
-      }
-    }
-    keep->data = at::empty({total}, at::kDouble);
-  }
+  // The eigenvalues the forward reports: the lane-parallel solver on chunks mixed by size, with or
+  // without `keep` (the same bits either way); NaN for a matrix with a non-finite entry.
+  const std::vector<Chunk> chunks = make_chunks(mats, false);
   parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
     const Chunk& chunk = chunks[task];
     const at::Tensor stacked = gather_chunk(mats, chunk);  // [c, padded, d]
     const int64_t c = stacked.size(0), m = chunk.gram_size(d);
-    // The eigenvalues the forward reports come from the lane-parallel solver, with or without
-    // `keep` (the same bits either way); NaN for a matrix with a non-finite entry.
     at::Tensor values = thread_buffer(2, c * m).view({c, m});
-    std::vector<char> bad;
-    at::Tensor gram;
     if (chunk.gram) {
       gram_eigenvalues(stacked.data_ptr<double>(), c, m, d, values.data_ptr<double>());
     } else {
-      gram = chunk_grams(stacked, chunk, bad);
+      std::vector<char> bad;
+      const at::Tensor gram = chunk_grams(stacked, chunk, bad);
       symmetric_eigenvalues(gram.data_ptr<double>(), c, m, values.data_ptr<double>());
       for (int64_t j = 0; j < c; ++j) {
         if (bad[j]) std::fill(values.data_ptr<double>() + j * m, values.data_ptr<double>() + (j + 1) * m, nan);
       }
     }
     for (int64_t j = 0; j < c; ++j) consume(chunk.members[j], values.data_ptr<double>() + j * m, m);
-    if (keep == nullptr) return;
-    if (!gram.defined()) gram = chunk_grams(stacked, chunk, bad);
-    at::Tensor kept_values, vectors;  // [c, m], [c, m, m]: the backward's, from LAPACK
-    std::tie(kept_values, vectors) = at::linalg_eigh(gram);
-    kept_values = kept_values.contiguous();
+  });
+  if (keep == nullptr) return;
+  // The eigen-decompositions the backward needs, by LAPACK on chunks of one size.
+  const std::vector<Chunk> sized = make_chunks(mats, true);
+  keep->offsets.resize(mats.count());
+  int64_t total = 0;
+  for (const Chunk& chunk : sized) {
+    const int64_t m = chunk.gram_size(d);
+    for (const int64_t i : chunk.members) {
+      keep->offsets[i] = total;
+      total += m * m + m;
+    }
+  }
+  keep->data = at::empty({total}, at::kDouble);
+  parallel_tasks(static_cast<int64_t>(sized.size()), [&](int64_t task) {
+    const Chunk& chunk = sized[task];
+    std::vector<char> bad;
+    const at::Tensor gram = chunk_grams(gather_chunk(mats, chunk), chunk, bad);  // [c, m, m]
+    const int64_t c = gram.size(0), m = gram.size(1);
+    at::Tensor values, vectors;  // [c, m], [c, m, m]
+    std::tie(values, vectors) = at::linalg_eigh(gram);
+    values = values.contiguous();
     vectors = vectors.contiguous();  // LAPACK's column-major batch -> row-major [c, m, m]
     for (int64_t j = 0; j < c; ++j) {
       double* out = keep->data.data_ptr<double>() + keep->offsets[chunk.members[j]];
       const double* vec = vectors.data_ptr<double>() + j * m * m;
-      const double* eig = kept_values.data_ptr<double>() + j * m;
+      const double* eig = values.data_ptr<double>() + j * m;
       for (int64_t e = 0; e < m * m; ++e) out[e] = bad[j] ? nan : vec[e];
       for (int64_t e = 0; e < m; ++e) out[m * m + e] = bad[j] ? nan : eig[e];
     }
@@ -204,7 +216,7 @@ void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptS
 void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& weight_fn, at::Tensor& grad_table,
                             const KeptSpectra* kept) {
   if (mats.count() <= 0) return;
-  const std::vector<Chunk> chunks = make_chunks(mats);
+  const std::vector<Chunk> chunks = make_chunks(mats, true);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
     const Chunk& chunk = chunks[task];

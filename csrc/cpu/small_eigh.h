@@ -7,12 +7,13 @@
 // ~3e-4 of the largest would be lost; real clusters have such directions).
 //
 // Matrices are grouped by Gram side and size (zero rows add only zero eigenvalues) and cut into
-// chunks of up to kChunkMatrices. A chunk is one task of a single parallel region
-// (parallel_tasks.h): gather + centre into a per-thread float64 buffer, one Gram bmm, then the
-// eigenvalues by the lane-parallel solver (symmetric_eigenvalues.h) and, where eigenvectors are
-// needed, one batched LAPACK eigh, all on the task's thread. No [T, d] float64 copy is made; per-thread buffers are
-// kept between calls (no page faults per call). The chunking is fixed, so results do not depend on
-// the thread count or on which thread ran which chunk.
+// chunks of up to kChunkMatrices; a chunk is one task of a single parallel region
+// (parallel_tasks.h), run on the task's thread: gather + centre into a per-thread float64 buffer,
+// then either the eigenvalues by the lane-parallel solver, which forms the Grams itself
+// (symmetric_eigenvalues.h; chunks mixed by size so its vector lanes fill), or, where eigenvectors
+// are needed, one Gram bmm and one batched LAPACK eigh (chunks of one size). No [T, d] float64 copy
+// is made; per-thread buffers are kept between calls (no page faults per call). The chunking is
+// fixed, so results do not depend on the thread count or on which thread ran which chunk.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -49,8 +50,9 @@ struct KeptSpectra {
 // chunk); NaN for a matrix with a non-finite entry. Called from the worker threads, once per
 // matrix: it must only write matrix i's own outputs.
 using SpectrumFn = std::function<void(int64_t i, const double* eigenvalues, int64_t m)>;
-// With `keep`, also the eigen-decompositions the backward needs (one LAPACK eigh per chunk), into
-// *keep; the eigenvalues passed to `consume` are the same bits with or without it.
+// With `keep`, also the eigen-decompositions the backward needs (one LAPACK eigh per chunk of
+// matrices of one padded size), into *keep; the eigenvalues passed to `consume` are the same bits
+// with or without it.
 void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptSpectra* keep = nullptr);
 
 // Per matrix i: the weights (one per eigenvalue) and scale of a spectral function whose derivative
