@@ -65,16 +65,19 @@ void cluster_singular_sums(const ClusterProblems& problems, double* values, int6
 }
 
 void cluster_singular_sums_backward(const ClusterProblems& problems, const double* grad_values,
-                                    at::Tensor& grad_table, const KeptSpectra* kept) {
-  const int64_t k = problems.k, d = problems.table.size(1);
+                                    at::Tensor& grad_table, const KeptSpectra* kept, double* values) {
+  const int64_t P = static_cast<int64_t>(problems.first_row.size()), k = problems.k, d = problems.table.size(1);
   // Kept spectra are laid out over every cluster of >= 2 points: zero-gradient ones are not left out then.
   const ClusterMatrices clusters(problems, nullptr, kept != nullptr ? nullptr : grad_values);
+  if (values != nullptr) std::fill(values, values + P * k, 0.0);
   add_spectral_gradients(
       clusters.mats,
       [&](int64_t i, const double* eig, int64_t m, double* weights, double& scale) {
+        const int64_t at = clusters.problem[i] * k + clusters.cluster[i];
+        const double normaliser = common::singular_sum_scale(clusters.mats.rows(i), d);
         common::singular_sum_backward_weights(eig, m, weights);
-        scale = grad_values[clusters.problem[i] * k + clusters.cluster[i]] /
-                common::singular_sum_scale(clusters.mats.rows(i), d);
+        scale = grad_values[at] / normaliser;
+        if (values != nullptr) values[at] = common::sum_singular_values(eig, m) / normaliser;
       },
       grad_table, kept);
 }

@@ -125,13 +125,9 @@ std::vector<std::vector<bool>> cluster_all(const at::Tensor& x, const DseShape& 
   return usable;
 }
 
-// M_intra_image * s: per image, the mean S over its clusters of >= 2 points (labels [B, N]); then
-// the mean over images.
-double intra_image_forward(const at::Tensor& x, const at::Tensor& labels, int64_t k, KeptSpectra* keep) {
-  const int64_t B = x.size(0);
-  std::vector<double> values(B * k);  // [B, k]
-  std::vector<int64_t> counts(B * k);
-  cluster_singular_sums(image_problems(x, labels, k), values.data(), counts.data(), keep);
+// M_intra_image * s from the clusters' S values [B, k] and sizes: per image, the mean over its
+// clusters of >= 2 points; then the mean over images.
+double image_mean(const std::vector<double>& values, const std::vector<int64_t>& counts, int64_t B, int64_t k) {
   double raw = 0.0;
   for (int64_t b = 0; b < B; ++b) {
     double total = 0.0;
@@ -144,6 +140,26 @@ double intra_image_forward(const at::Tensor& x, const at::Tensor& labels, int64_
   return raw;
 }
 
+// M_intra_batch * s from the S values and sizes of every group's clusters: their mean over those of
+// >= 2 points.
+double batch_mean(const std::vector<double>& values, const std::vector<int64_t>& counts) {
+  double raw = 0.0;
+  int64_t valid = 0;
+  for (size_t c = 0; c < values.size(); ++c) {
+    if (counts[c] >= 2) { raw += values[c]; ++valid; }
+  }
+  return valid > 0 ? raw / valid : 0.0;
+}
+
+// M_intra_image * s (labels [B, N]).
+double intra_image_forward(const at::Tensor& x, const at::Tensor& labels, int64_t k, KeptSpectra* keep) {
+  const int64_t B = x.size(0);
+  std::vector<double> values(B * k);  // [B, k]
+  std::vector<int64_t> counts(B * k);
+  cluster_singular_sums(image_problems(x, labels, k), values.data(), counts.data(), keep);
+  return image_mean(values, counts, B, k);
+}
+
 // M_intra_batch * s: the mean S over the clusters of >= 2 points of every group (global_k each).
 double intra_batch_forward(const at::Tensor& x, const DseShape& shape, const at::Tensor& labels, int64_t k,
                            KeptSpectra* keep) {
@@ -151,12 +167,7 @@ double intra_batch_forward(const at::Tensor& x, const DseShape& shape, const at:
   std::vector<double> values(G * k);  // [G, k]
   std::vector<int64_t> counts(G * k);
   cluster_singular_sums(group_problems(x, shape, labels, k), values.data(), counts.data(), keep);
-  double raw = 0.0;
-  int64_t valid = 0;
-  for (int64_t c = 0; c < G * k; ++c) {
-    if (counts[c] >= 2) { raw += values[c]; ++valid; }
-  }
-  return valid > 0 ? raw / valid : 0.0;
+  return batch_mean(values, counts);
 }
 
 // M_inter * s: per group, the mean distance of each point to the nearest usable centroid other
@@ -246,30 +257,37 @@ DseForward dse_forward(const at::Tensor& feats, int64_t local_k, int64_t global_
 // weight g_image / (s B valid_b). labels [B, N].
 namespace {
 
-void intra_image_backward(const at::Tensor& x, const at::Tensor& labels, int64_t k, double g_image, double s,
-                          at::Tensor& gx, const KeptSpectra* kept) {
+double intra_image_backward(const at::Tensor& x, const at::Tensor& labels, int64_t k, double g_image, double s,
+                            at::Tensor& gx, const KeptSpectra* kept) {
   const int64_t B = x.size(0), N = x.size(1);
-  std::vector<double> weights(B * k);  // [B, k]
-  std::vector<int64_t> counts;
+  std::vector<double> weights(B * k), values(B * k);  // [B, k]
+  std::vector<int64_t> counts, sizes(B * k);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t valid = valid_clusters(labels.data_ptr<int64_t>() + b * N, N, k, counts);
     for (int64_t c = 0; c < k; ++c) weights[b * k + c] = counts[c] >= 2 ? g_image / (s * B * valid) : 0.0;
+    std::copy(counts.begin(), counts.end(), sizes.begin() + b * k);
   }
   at::Tensor grad_table = rows_of(gx);
-  cluster_singular_sums_backward(image_problems(x, labels, k), weights.data(), grad_table, kept);
+  cluster_singular_sums_backward(image_problems(x, labels, k), weights.data(), grad_table, kept, values.data());
+  return image_mean(values, sizes, B, k);
 }
 
 // M_intra_batch = mean over the valid clusters of every group of S(c) / s: one weight,
 // g_batch / (s valid). labels [G, group * N].
-void intra_batch_backward(const at::Tensor& x, const DseShape& shape, const at::Tensor& labels, int64_t k,
-                          double g_batch, double s, at::Tensor& gx, const KeptSpectra* kept) {
+double intra_batch_backward(const at::Tensor& x, const DseShape& shape, const at::Tensor& labels, int64_t k,
+                            double g_batch, double s, at::Tensor& gx, const KeptSpectra* kept) {
   const ClusterProblems groups = group_problems(x, shape, labels, k);
-  std::vector<int64_t> counts;
+  std::vector<int64_t> counts, sizes(shape.groups * k);
   int64_t valid = 0;
-  for (int64_t g = 0; g < shape.groups; ++g) valid += valid_clusters(groups.labels[g], groups.points[g], k, counts);
+  for (int64_t g = 0; g < shape.groups; ++g) {
+    valid += valid_clusters(groups.labels[g], groups.points[g], k, counts);
+    std::copy(counts.begin(), counts.end(), sizes.begin() + g * k);
+  }
   const std::vector<double> weights(shape.groups * k, valid > 0 ? g_batch / (s * valid) : 0.0);
+  std::vector<double> values(shape.groups * k);
   at::Tensor grad_table = rows_of(gx);
-  cluster_singular_sums_backward(groups, weights.data(), grad_table, kept);
+  cluster_singular_sums_backward(groups, weights.data(), grad_table, kept, values.data());
+  return batch_mean(values, sizes);
 }
 
 // M_inter = mean_g mean_i ||x_i - centroid[other_i]|| / s, with the centroids [G, k, d] and the
@@ -322,11 +340,15 @@ at::Tensor dse_backward(const at::Tensor& grad, const at::Tensor& values, const 
 
   if (!prep.collapsed) {  // collapsed: the class-relevance terms are constant 0
     const double s = prep.scale;
-    intra_image_backward(x, local_labels.contiguous(), local_k, g_image, s, gx, part(kImage));
-    intra_batch_backward(x, shape, global_labels.contiguous(), global_k, g_batch, s, gx, part(kGroup));
+    // The intra terms' values for the gradient through s come from the backward's own spectra (kept or
+    // solved again, the same bits either way), not from `values`: a forward may report eigenvalues of
+    // another solver (the no-grad CPU forward's lane-parallel one), and the gradient must not depend on it.
+    const double image = intra_image_backward(x, local_labels.contiguous(), local_k, g_image, s, gx, part(kImage));
+    const double batch =
+        intra_batch_backward(x, shape, global_labels.contiguous(), global_k, g_batch, s, gx, part(kGroup));
     inter_backward(x, shape, centroids.to(x.scalar_type()).contiguous(), other.contiguous(), g_inter, s, gx);
     // Through s of the three class-relevance terms (each raw / s).
-    add_scale_gradient(prep, -(g_inter * vv[1] + g_image * vv[2] + g_batch * vv[3]) / s, gx);
+    add_scale_gradient(prep, -(g_inter * vv[1] + (g_image * image + g_batch * batch) / s) / s, gx);
   }
   dim_backward(x, perm.contiguous(), g_dim, gx, part(kDim));
   return unscale_gradient(gx, prep, feats, normalize);  // through the rescaling and the normalisation

@@ -54,8 +54,11 @@ void cluster_singular_sums(const ClusterProblems& problems, double* values, int6
                            KeptSpectra* keep = nullptr);
 
 // grad_table[rows of cluster c of p] += grad_values[p * k + c] * d S(cluster) / d rows (clusters of >= 2 points).
+// values [P, k], if given: S(cluster) from the backward's own spectra (the kept ones, or LAPACK's), for the
+// clusters with a gradient (all of >= 2 points with `kept`); 0 elsewhere.
 void cluster_singular_sums_backward(const ClusterProblems& problems, const double* grad_values,
-                                    at::Tensor& grad_table, const KeptSpectra* kept = nullptr);
+                                    at::Tensor& grad_table, const KeptSpectra* kept = nullptr,
+                                    double* values = nullptr);
 
 // ---- effective rank (batched) -------------------------------------------------------------
 // Matrix q is the R rows table[rows[q * R + r]] (r < R) of table [T, d]:

@@ -161,32 +161,35 @@ void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptS
   if (mats.count() <= 0) return;
   const int64_t d = mats.table.size(1);
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  // The eigenvalues the forward reports: the lane-parallel solver on chunks mixed by size, with or
-  // without `keep` (the same bits either way); NaN for a matrix with a non-finite entry.
-  const std::vector<Chunk> chunks = make_chunks(mats, false);
-  parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
-    const Chunk& chunk = chunks[task];
-    const at::Tensor stacked = gather_chunk(mats, chunk);  // [c, padded, d]
-    const int64_t c = stacked.size(0), m = chunk.gram_size(d);
-    at::Tensor values = thread_buffer(2, c * m).view({c, m});
-    if (chunk.gram) {
-      gram_eigenvalues(stacked.data_ptr<double>(), c, m, d, values.data_ptr<double>());
-    } else {
-      std::vector<char> bad;
-      const at::Tensor gram = chunk_grams(stacked, chunk, bad);
-      symmetric_eigenvalues(gram.data_ptr<double>(), c, m, values.data_ptr<double>());
-      for (int64_t j = 0; j < c; ++j) {
-        if (bad[j]) std::fill(values.data_ptr<double>() + j * m, values.data_ptr<double>() + (j + 1) * m, nan);
+  if (keep == nullptr) {
+    // Eigenvalues only: the lane-parallel solver, on chunks mixed by size; NaN for a matrix with a
+    // non-finite entry.
+    const std::vector<Chunk> chunks = make_chunks(mats, false);
+    parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
+      const Chunk& chunk = chunks[task];
+      const at::Tensor stacked = gather_chunk(mats, chunk);  // [c, padded, d]
+      const int64_t c = stacked.size(0), m = chunk.gram_size(d);
+      at::Tensor values = thread_buffer(2, c * m).view({c, m});
+      if (chunk.gram) {
+        gram_eigenvalues(stacked.data_ptr<double>(), c, m, d, values.data_ptr<double>());
+      } else {
+        std::vector<char> bad;
+        const at::Tensor gram = chunk_grams(stacked, chunk, bad);
+        symmetric_eigenvalues(gram.data_ptr<double>(), c, m, values.data_ptr<double>());
+        for (int64_t j = 0; j < c; ++j) {
+          if (bad[j]) std::fill(values.data_ptr<double>() + j * m, values.data_ptr<double>() + (j + 1) * m, nan);
+        }
       }
-    }
-    for (int64_t j = 0; j < c; ++j) consume(chunk.members[j], values.data_ptr<double>() + j * m, m);
-  });
-  if (keep == nullptr) return;
-  // The eigen-decompositions the backward needs, by LAPACK on chunks of one size.
-  const std::vector<Chunk> sized = make_chunks(mats, true);
+      for (int64_t j = 0; j < c; ++j) consume(chunk.members[j], values.data_ptr<double>() + j * m, m);
+    });
+    return;
+  }
+  // With the eigenvectors the backward needs: LAPACK on chunks of one size (its eigenvalues are the
+  // ones consumed and kept).
+  const std::vector<Chunk> chunks = make_chunks(mats, true);
   keep->offsets.resize(mats.count());
   int64_t total = 0;
-  for (const Chunk& chunk : sized) {
+  for (const Chunk& chunk : chunks) {
     const int64_t m = chunk.gram_size(d);
     for (const int64_t i : chunk.members) {
       keep->offsets[i] = total;
@@ -194,8 +197,8 @@ void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptS
     }
   }
   keep->data = at::empty({total}, at::kDouble);
-  parallel_tasks(static_cast<int64_t>(sized.size()), [&](int64_t task) {
-    const Chunk& chunk = sized[task];
+  parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
+    const Chunk& chunk = chunks[task];
     std::vector<char> bad;
     const at::Tensor gram = chunk_grams(gather_chunk(mats, chunk), chunk, bad);  // [c, m, m]
     const int64_t c = gram.size(0), m = gram.size(1);
@@ -203,12 +206,14 @@ void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptS
     std::tie(values, vectors) = at::linalg_eigh(gram);
     values = values.contiguous();
     vectors = vectors.contiguous();  // LAPACK's column-major batch -> row-major [c, m, m]
+    std::vector<double> nans(m, nan);
     for (int64_t j = 0; j < c; ++j) {
+      const double* eig = bad[j] ? nans.data() : values.data_ptr<double>() + j * m;
+      consume(chunk.members[j], eig, m);
       double* out = keep->data.data_ptr<double>() + keep->offsets[chunk.members[j]];
       const double* vec = vectors.data_ptr<double>() + j * m * m;
-      const double* eig = values.data_ptr<double>() + j * m;
       for (int64_t e = 0; e < m * m; ++e) out[e] = bad[j] ? nan : vec[e];
-      for (int64_t e = 0; e < m; ++e) out[m * m + e] = bad[j] ? nan : eig[e];
+      std::copy(eig, eig + m, out + m * m);
     }
   });
 }

@@ -50,9 +50,9 @@ struct KeptSpectra {
 // chunk); NaN for a matrix with a non-finite entry. Called from the worker threads, once per
 // matrix: it must only write matrix i's own outputs.
 using SpectrumFn = std::function<void(int64_t i, const double* eigenvalues, int64_t m)>;
-// With `keep`, also the eigen-decompositions the backward needs (one LAPACK eigh per chunk of
-// matrices of one padded size), into *keep; the eigenvalues passed to `consume` are the same bits
-// with or without it.
+// With `keep`, LAPACK eigh instead (one per chunk of matrices of one padded size): its eigenvalues
+// are consumed, and the decompositions the backward needs kept in *keep. The two solvers' eigenvalues
+// agree to rounding (backward stable both), not bit for bit.
 void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptSpectra* keep = nullptr);
 
 // Per matrix i: the weights (one per eigenvalue) and scale of a spectral function whose derivative
