@@ -1,12 +1,15 @@
 // Eigenvalues of many small symmetric float64 matrices, several at once in SIMD lanes.
 //
 // LAPACK's eigvalsh (Householder tridiagonalisation, then a root-free QL) runs one matrix at a
-// time; at m ~ 64 it is latency-bound (a chain of divisions and square roots per rotation) and
-// level-2 BLAS-bound. Here kLanes matrices of the same size go through the same steps together,
-// one matrix per vector lane: Householder reduction to tridiagonal form, then implicit symmetric
-// QR with Wilkinson shifts, each lane deflating on its own. Backward stable like LAPACK's: every
-// eigenvalue is within a small multiple of m * eps * ||A|| of the exact one (tests:
-// python_tests/test_symmetric_eigenvalues.py against torch.linalg.eigvalsh).
+// time; at m ~ 64 it is latency-bound (a chain of divisions per rotation) and level-2 BLAS-bound.
+// Here W matrices (8 under AVX-512, 4 under AVX2, 2 otherwise; one copy of the kernel per
+// instruction set, picked at load time) go through the same steps together, one matrix per vector
+// lane: Householder reduction to tridiagonal form, then implicit symmetric QR with Wilkinson shifts,
+// each lane deflating on its own, two groups' sweeps interleaved. Matrices of different sizes share
+// a group zero-padded. Backward stable like LAPACK's: every eigenvalue is within a small multiple of
+// m eps ||A|| of the exact one (python_tests/test_symmetric_eigenvalues.py, against
+// torch.linalg.eigvalsh). Deterministic on a machine; the AVX2 / AVX-512 copies use fused
+// multiply-adds, so the last bits can differ between machine kinds.
 #pragma once
 
 #include <cstdint>
