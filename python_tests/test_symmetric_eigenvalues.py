@@ -5,6 +5,9 @@ Bound: a backward-stable solver's eigenvalues are within a small multiple of m *
 the exact ones; 8 m eps ||A||_2 here."""
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -168,3 +171,34 @@ def test_bad_argument_is_named():
         solve(torch.zeros(2, 3, 4, dtype=torch.float64))
     with pytest.raises(RuntimeError, match="matrices"):
         _C.gram_eigenvalues(torch.zeros(2, 5, 4, dtype=torch.float64))
+
+
+_EVERY_COPY = """
+import torch
+from sdd_fast import _C
+g = torch.Generator().manual_seed(21)
+a = torch.randn(19, 37, 37, dtype=torch.float64, generator=g)
+a = a + a.transpose(1, 2)
+x = torch.randn(11, 24, 50, dtype=torch.float64, generator=g)
+x[3, 13:] = 0.0
+eps, ok = torch.finfo(torch.float64).eps, True
+for got, expected, m in ((_C.symmetric_eigenvalues(a), torch.linalg.eigvalsh(a), 37),
+                         (_C.gram_eigenvalues(x), torch.linalg.eigvalsh(x @ x.transpose(1, 2)), 24)):
+    norm = expected.abs().amax(dim=1, keepdim=True)
+    ok = ok and bool(((got - expected).abs() <= 8 * m * eps * norm + 2 * 24 * 50 * eps * norm).all())
+print(_C.eigensolver_lanes(), ok)
+"""
+
+
+@pytest.mark.parametrize("lanes", [2, 4, 8])
+def test_every_instruction_set_copy(lanes):
+    """The kernel is compiled once per instruction set and the widest the CPU runs is picked;
+    SDD_CPU_LANES asks for a narrower one, so each copy this machine can run is checked here."""
+    env = {**os.environ, "SDD_CPU_LANES": str(lanes)}
+    out = subprocess.run([sys.executable, "-c", _EVERY_COPY], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    used, ok = out.stdout.split()
+    if int(used) != lanes:
+        assert int(used) < lanes, "a wider copy than asked for"
+        pytest.skip(f"this CPU has no {lanes}-lane copy (got {used})")
+    assert ok == "True"

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -41,6 +42,8 @@ constexpr int W = 2;
 #include "symmetric_eigenvalues_lanes.inc"
 }  // namespace generic
 
+constexpr int kMaxLanes = 8;
+
 // One instruction set's kernel (symmetric_eigenvalues_lanes.inc).
 struct Kernel {
   int lanes;  // W
@@ -49,14 +52,18 @@ struct Kernel {
   void (*solve_pair)(double* d, double* e, int64_t m, bool* failed);
 };
 
+// The widest kernel the CPU runs, or a narrower one if SDD_CPU_LANES (2, 4) asks for it: tests run
+// every copy that way on one machine.
 const Kernel& kernel() {
   static const Kernel picked = [] {
+    const char* cap = std::getenv("SDD_CPU_LANES");
+    const int most = cap != nullptr ? std::atoi(cap) : kMaxLanes;
 #ifdef SDD_X86_LEVELS
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("x86-64-v4")) {
+    if (most >= 8 && __builtin_cpu_supports("x86-64-v4")) {
       return Kernel{avx512::W, avx512::lane_gram, avx512::reduce_group, avx512::solve_pair};
     }
-    if (__builtin_cpu_supports("x86-64-v3")) {
+    if (most >= 4 && __builtin_cpu_supports("x86-64-v3")) {
       return Kernel{avx2::W, avx2::lane_gram, avx2::reduce_group, avx2::solve_pair};
     }
 #endif
@@ -66,7 +73,6 @@ const Kernel& kernel() {
 }
 
 constexpr int kGroupsPerPair = 2;  // the kernels' kGroups
-constexpr int kMaxLanes = 8;
 
 // fill(first, used, a): packed lower triangles [m (m + 1) / 2, W] of matrices first .. first + used
 // - 1 (used <= W) into `a`, the other lanes zero.
@@ -137,6 +143,8 @@ void symmetric_eigenvalues(const double* matrices, int64_t count, int64_t m, dou
     }
   }, values);
 }
+
+int eigensolver_lanes() { return kernel().lanes; }
 
 void gram_eigenvalues(const double* matrices, int64_t count, int64_t rows, int64_t d, double* values) {
   if (count <= 0 || rows <= 0) return;

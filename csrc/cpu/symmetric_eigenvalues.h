@@ -27,5 +27,8 @@ void symmetric_eigenvalues(const double* matrices, int64_t count, int64_t m, dou
 // layout, lower triangle only: half the flops of a full Gram and no [count, rows, rows] buffer.
 void gram_eigenvalues(const double* matrices, int64_t count, int64_t rows, int64_t d, double* values);
 
+// W of the kernel in use: 8, 4 or 2 (at most SDD_CPU_LANES when set, for tests).
+int eigensolver_lanes();
+
 }  // namespace cpu
 }  // namespace sdd
