@@ -1,7 +1,13 @@
 // The Python module sdd_fast._C: loading it registers the ops; it also answers build questions.
 #include <ATen/ATen.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 #include <torch/csrc/utils/pybind.h>  // at::Tensor <-> torch.Tensor
+
+#include <functional>
+#include <optional>
+#include <tuple>
+#include <vector>
 
 #include "cpu/symmetric_eigenvalues.h"
 #include "cpu/work_counters.h"
@@ -11,6 +17,31 @@ bool has_cuda();
 int64_t cuda_version();
 bool has_openmp();
 }  // namespace sdd
+
+namespace {
+
+// (values [count, m], vectors [count, m, m]), zero-filled, with solve(sizes, outputs) writing matrix
+// j's [n, n] vectors and n values (n = sizes[j], m when not given) into a scratch record first.
+std::tuple<at::Tensor, at::Tensor> eigh_outputs(
+    int64_t count, int64_t m, const std::optional<std::vector<int64_t>>& sizes,
+    const std::function<void(const int64_t*, double* const*)>& solve) {
+  std::vector<int64_t> n = sizes.value_or(std::vector<int64_t>(count, m));
+  TORCH_CHECK(static_cast<int64_t>(n.size()) == count, "sizes: expected ", count, " entries, got ", n.size());
+  for (const int64_t size : n) TORCH_CHECK(size >= 1 && size <= m, "sizes: every entry must be in [1, ", m, "]");
+  at::Tensor records = at::empty({count, m * m + m}, at::kDouble);
+  std::vector<double*> outputs(count);
+  for (int64_t j = 0; j < count; ++j) outputs[j] = records.data_ptr<double>() + j * (m * m + m);
+  solve(n.data(), outputs.data());
+  at::Tensor values = at::zeros({count, m}, at::kDouble), vectors = at::zeros({count, m, m}, at::kDouble);
+  for (int64_t j = 0; j < count; ++j) {
+    const at::Tensor record = records[j];
+    vectors[j].narrow(0, 0, n[j]).narrow(1, 0, n[j]).copy_(record.narrow(0, 0, n[j] * n[j]).view({n[j], n[j]}));
+    values[j].narrow(0, 0, n[j]).copy_(record.narrow(0, n[j] * n[j], n[j]));
+  }
+  return {values, vectors};
+}
+
+}  // namespace
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "sdd-fast compiled ops (registered in torch.ops.sdd on import)";
@@ -65,6 +96,38 @@ PYBIND11_MODULE(_C, m) {
       pybind11::arg("matrices"),
       "Eigenvalues (ascending) of symmetric matrices [count, m, m] (CPU, float64; lower triangle read) by the "
       "lane-parallel solver the CPU kernels use: [count, m]. For tests.");
+  m.def(
+      "symmetric_eigh",
+      [](const at::Tensor& matrices, std::optional<std::vector<int64_t>> sizes) {
+        TORCH_CHECK(matrices.dim() == 3 && matrices.size(1) == matrices.size(2) && matrices.device().is_cpu() &&
+                        matrices.scalar_type() == at::kDouble,
+                    "symmetric_eigh: matrices must be a CPU float64 tensor [count, m, m], got ", matrices.sizes(),
+                    " ", matrices.scalar_type(), " on ", matrices.device());
+        const at::Tensor input = matrices.contiguous();
+        return eigh_outputs(input.size(0), input.size(1), sizes, [&](const int64_t* n, double* const* outputs) {
+          sdd::cpu::symmetric_eigh(input.data_ptr<double>(), input.size(0), input.size(1), n, outputs);
+        });
+      },
+      pybind11::arg("matrices"), pybind11::arg("sizes") = pybind11::none(),
+      "(values [count, m], vectors [count, m, m]) of symmetric matrices [count, m, m] (CPU, float64; lower "
+      "triangle read) by the lane-parallel solver with eigenvectors: matrix j's leading sizes[j] block (it must "
+      "be zero outside it) in values[j, :n] (ascending) and vectors[j, :n, :n] (column c for value c), zeros "
+      "elsewhere. For tests.");
+  m.def(
+      "gram_eigh",
+      [](const at::Tensor& matrices, std::optional<std::vector<int64_t>> sizes) {
+        TORCH_CHECK(matrices.dim() == 3 && matrices.size(1) % 4 == 0 && matrices.device().is_cpu() &&
+                        matrices.scalar_type() == at::kDouble,
+                    "gram_eigh: matrices must be a CPU float64 tensor [count, rows, d] with rows a multiple of 4, got ",
+                    matrices.sizes(), " ", matrices.scalar_type(), " on ", matrices.device());
+        const at::Tensor input = matrices.contiguous();
+        return eigh_outputs(input.size(0), input.size(1), sizes, [&](const int64_t* n, double* const* outputs) {
+          sdd::cpu::gram_eigh(input.data_ptr<double>(), input.size(0), input.size(1), input.size(2), n, outputs);
+        });
+      },
+      pybind11::arg("matrices"), pybind11::arg("sizes") = pybind11::none(),
+      "symmetric_eigh for the Grams X X^T of matrices [count, rows, d] (rows % 4 == 0; rows from sizes[j] on "
+      "must be zero), formed and solved as the CPU kernels do. For tests.");
   m.def(
       "gram_eigenvalues",
       [](const at::Tensor& matrices) {

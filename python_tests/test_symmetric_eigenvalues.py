@@ -186,6 +186,11 @@ for got, expected, m in ((_C.symmetric_eigenvalues(a), torch.linalg.eigvalsh(a),
                          (_C.gram_eigenvalues(x), torch.linalg.eigvalsh(x @ x.transpose(1, 2)), 24)):
     norm = expected.abs().amax(dim=1, keepdim=True)
     ok = ok and bool(((got - expected).abs() <= 8 * m * eps * norm + 2 * 24 * 50 * eps * norm).all())
+values, vectors = _C.symmetric_eigh(a)  # the eigenvector steps of the same copy
+residual = torch.linalg.matrix_norm(a @ vectors - vectors * values.unsqueeze(1), ord=2)
+ok = ok and bool((residual <= 16 * 37 * eps * torch.linalg.matrix_norm(a, ord=2)).all())
+ok = ok and bool(((vectors.transpose(1, 2) @ vectors - torch.eye(37, dtype=torch.float64)).abs() <= 16 * 37 * eps).all())
+ok = ok and torch.equal(values, _C.symmetric_eigenvalues(a))
 print(_C.eigensolver_lanes(), ok)
 """
 
@@ -193,7 +198,8 @@ print(_C.eigensolver_lanes(), ok)
 @pytest.mark.parametrize("lanes", [2, 4, 8])
 def test_every_instruction_set_copy(lanes):
     """The kernel is compiled once per instruction set and the widest the CPU runs is picked;
-    SDD_CPU_LANES asks for a narrower one, so each copy this machine can run is checked here."""
+    SDD_CPU_LANES asks for a narrower one, so each copy this machine can run is checked here
+    (eigenvalues, and eigenvectors: residual, orthogonality, the same eigenvalue bits)."""
     env = {**os.environ, "SDD_CPU_LANES": str(lanes)}
     out = subprocess.run([sys.executable, "-c", _EVERY_COPY], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -16,7 +16,7 @@ namespace sdd {
 namespace cpu {
 namespace {
 
-constexpr int64_t kPadMultiple = 4;          // bucket granularity of row counts: LAPACK cost grows as size^3
+constexpr int64_t kPadMultiple = 4;          // rows of a chunk's matrices: a multiple of 4 (lane Gram tiles)
 constexpr int64_t kChunkMatrices = 16;       // matrices per task at most ...
 constexpr int64_t kChunkDoubles = 1 << 19;   // ... and their padded rows at most 4 MiB of float64
 
@@ -44,11 +44,10 @@ void subtract_row_mean(double* rows, int64_t n, int64_t d) {
 
 // Fixed chunks, larger matrices first (the costly tasks start early, which evens out the threads'
 // finishing times); a function of the matrices only, so a forward and a backward cut the same.
-// `by_size`: buckets of one padded row count, members in index order: what the eigenvectors need
-// (a LAPACK eigh costs m^3 of the padded size; kept spectra are laid out by these chunks).
-// Otherwise matrices of one Gram side in order of decreasing rows (ties by index), cut into runs
-// padded to their first (largest) member: the lane-parallel eigenvalue solver then finds full
-// groups even when few matrices share a size.
+// Matrices of one Gram side in order of decreasing rows (ties by index), cut into runs padded to
+// their first (largest) member: the lane-parallel solver then finds full groups even when few
+// matrices share a size. `by_size`: runs of one padded size only (the gradient's products cost
+// m^2 d of the padded size).
 std::vector<Chunk> make_chunks(const RowMatrices& mats, bool by_size) {
   const int64_t d = mats.table.size(1);
   auto capacity = [&](int64_t padded) {
@@ -59,15 +58,13 @@ std::vector<Chunk> make_chunks(const RowMatrices& mats, bool by_size) {
   std::sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
     const bool gx = mats.rows(x) <= d, gy = mats.rows(y) <= d;
     if (gx != gy) return gx < gy;  // covariance side first (the larger matrices)
-    const int64_t rx = by_size ? padded_rows(mats.rows(x)) : mats.rows(x);
-    const int64_t ry = by_size ? padded_rows(mats.rows(y)) : mats.rows(y);
-    return rx != ry ? rx > ry : x < y;
+    return mats.rows(x) != mats.rows(y) ? mats.rows(x) > mats.rows(y) : x < y;
   });
   std::vector<Chunk> chunks;
   for (const int64_t i : order) {
     const bool gram = mats.rows(i) <= d;
     const int64_t padded = padded_rows(mats.rows(i));
-    if (chunks.empty() || chunks.back().gram != gram || (by_size && chunks.back().padded != padded) ||
+    if (chunks.empty() || chunks.back().gram != gram || (by_size && gram && chunks.back().padded != padded) ||
         static_cast<int64_t>(chunks.back().members.size()) >= capacity(chunks.back().padded)) {
       chunks.push_back({gram, padded, {}});
     }
@@ -157,103 +154,137 @@ void RowMatrices::add(const int64_t* rows, int64_t n) {
   offsets.push_back(static_cast<int64_t>(index.size()));
 }
 
+namespace {
+
+// Doubles of matrix i's decomposition record: eigenvectors [m, m], then m eigenvalues, m its smaller
+// side (its rows on the Gram side, d on the covariance side).
+int64_t record_size(const RowMatrices& mats, int64_t i) {
+  const int64_t m = std::min(mats.rows(i), mats.table.size(1));
+  return m * m + m;
+}
+
+// Whether the lane-parallel solver beats LAPACK on a chunk of c matrices of `rows` rows: it runs
+// two groups of W matrices at once whatever c, and its eigenvectors cost ~m^3 per group with a
+// larger constant as m grows (16 Grams, one thread, AVX-512 EPYC: 0.62x LAPACK eigh's time at
+// m = 64, 0.87x at 128, 1.05x at 196).
+bool lanes_pay_off(int64_t c, int64_t rows) {
+  const int64_t pair = 2 * eigensolver_lanes();
+  return rows <= 128 && 4 * c >= 3 * std::min<int64_t>(pair, kChunkMatrices);
+}
+
+// records[j] <- the decomposition of the chunk's member j (record_size doubles): by the
+// lane-parallel solver (each matrix's own rows: the zero padding is left out exactly) where it pays
+// off, else by LAPACK eigh on each matrix's own Gram or covariance; NaN for a matrix with a
+// non-finite entry.
+void decompose_chunk(const RowMatrices& mats, const Chunk& chunk, const at::Tensor& stacked,
+                     const std::vector<double*>& records) {
+  const int64_t c = stacked.size(0), d = stacked.size(2);
+  std::vector<int64_t> sizes(c);
+  for (int64_t j = 0; j < c; ++j) sizes[j] = mats.rows(chunk.members[j]);
+  if (chunk.gram && lanes_pay_off(c, chunk.padded)) {
+    gram_eigh(stacked.data_ptr<double>(), c, chunk.padded, d, sizes.data(), records.data());
+    return;
+  }
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (int64_t j = 0; j < c; ++j) {
+    const at::Tensor rows = stacked[j].narrow(0, 0, sizes[j]);  // [n, d]
+    const at::Tensor gram = chunk.gram ? at::mm(rows, rows.t()) : at::mm(rows.t(), rows);  // [m, m]
+    const int64_t m = gram.size(0);
+    double* out = records[j];
+    if (!at::isfinite(gram).all().item<bool>()) {
+      std::fill(out, out + m * m + m, nan);
+      continue;
+    }
+    at::Tensor values, vectors;
+    std::tie(values, vectors) = at::linalg_eigh(gram);
+    vectors = vectors.contiguous();  // LAPACK's column-major -> row-major [m, m]
+    std::copy(vectors.data_ptr<double>(), vectors.data_ptr<double>() + m * m, out);
+    std::copy(values.data_ptr<double>(), values.data_ptr<double>() + m, out + m * m);
+  }
+}
+
+}  // namespace
+
 void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptSpectra* keep) {
   if (mats.count() <= 0) return;
   const int64_t d = mats.table.size(1);
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  if (keep == nullptr) {
-    // Eigenvalues only: the lane-parallel solver, on chunks mixed by size; NaN for a matrix with a
-    // non-finite entry.
-    const std::vector<Chunk> chunks = make_chunks(mats, false);
-    parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
-      const Chunk& chunk = chunks[task];
-      const at::Tensor stacked = gather_chunk(mats, chunk);  // [c, padded, d]
-      const int64_t c = stacked.size(0), m = chunk.gram_size(d);
-      at::Tensor values = thread_buffer(2, c * m).view({c, m});
-      if (chunk.gram) {
-        gram_eigenvalues(stacked.data_ptr<double>(), c, m, d, values.data_ptr<double>());
-      } else {
-        std::vector<char> bad;
-        const at::Tensor gram = chunk_grams(stacked, chunk, bad);
-        symmetric_eigenvalues(gram.data_ptr<double>(), c, m, values.data_ptr<double>());
-        for (int64_t j = 0; j < c; ++j) {
-          if (bad[j]) std::fill(values.data_ptr<double>() + j * m, values.data_ptr<double>() + (j + 1) * m, nan);
-        }
-      }
-      for (int64_t j = 0; j < c; ++j) consume(chunk.members[j], values.data_ptr<double>() + j * m, m);
-    });
-    return;
-  }
-  // With the eigenvectors the backward needs: LAPACK on chunks of one size (its eigenvalues are the
-  // ones consumed and kept).
-  const std::vector<Chunk> chunks = make_chunks(mats, true);
-  keep->offsets.resize(mats.count());
-  int64_t total = 0;
-  for (const Chunk& chunk : chunks) {
-    const int64_t m = chunk.gram_size(d);
-    for (const int64_t i : chunk.members) {
+  const std::vector<Chunk> chunks = make_chunks(mats, false);
+  if (keep != nullptr) {
+    keep->offsets.resize(mats.count());
+    int64_t total = 0;
+    for (int64_t i = 0; i < mats.count(); ++i) {
       keep->offsets[i] = total;
-      total += m * m + m;
+      total += record_size(mats, i);
     }
+    keep->data = at::empty({total}, at::kDouble);
   }
-  keep->data = at::empty({total}, at::kDouble);
   parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
     const Chunk& chunk = chunks[task];
-    std::vector<char> bad;
-    const at::Tensor gram = chunk_grams(gather_chunk(mats, chunk), chunk, bad);  // [c, m, m]
-    const int64_t c = gram.size(0), m = gram.size(1);
-    at::Tensor values, vectors;  // [c, m], [c, m, m]
-    std::tie(values, vectors) = at::linalg_eigh(gram);
-    values = values.contiguous();
-    vectors = vectors.contiguous();  // LAPACK's column-major batch -> row-major [c, m, m]
-    std::vector<double> nans(m, nan);
-    for (int64_t j = 0; j < c; ++j) {
-      const double* eig = bad[j] ? nans.data() : values.data_ptr<double>() + j * m;
-      consume(chunk.members[j], eig, m);
-      double* out = keep->data.data_ptr<double>() + keep->offsets[chunk.members[j]];
-      const double* vec = vectors.data_ptr<double>() + j * m * m;
-      for (int64_t e = 0; e < m * m; ++e) out[e] = bad[j] ? nan : vec[e];
-      std::copy(eig, eig + m, out + m * m);
+    const at::Tensor stacked = gather_chunk(mats, chunk);  // [c, padded, d]
+    const int64_t c = stacked.size(0), m = chunk.gram_size(d);
+    if (keep != nullptr) {
+      // With the eigenvectors the backward needs, kept per matrix.
+      std::vector<double*> records(c);
+      for (int64_t j = 0; j < c; ++j) records[j] = keep->data.data_ptr<double>() + keep->offsets[chunk.members[j]];
+      decompose_chunk(mats, chunk, stacked, records);
+      for (int64_t j = 0; j < c; ++j) {
+        const int64_t n = std::min(mats.rows(chunk.members[j]), d);
+        consume(chunk.members[j], records[j] + n * n, n);
+      }
+      return;
     }
+    // Eigenvalues only; NaN for a matrix with a non-finite entry.
+    at::Tensor values = thread_buffer(2, c * m).view({c, m});
+    if (chunk.gram) {
+      gram_eigenvalues(stacked.data_ptr<double>(), c, m, d, values.data_ptr<double>());
+    } else {
+      std::vector<char> bad;
+      const at::Tensor gram = chunk_grams(stacked, chunk, bad);
+      symmetric_eigenvalues(gram.data_ptr<double>(), c, m, values.data_ptr<double>());
+      for (int64_t j = 0; j < c; ++j) {
+        if (bad[j]) std::fill(values.data_ptr<double>() + j * m, values.data_ptr<double>() + (j + 1) * m, nan);
+      }
+    }
+    for (int64_t j = 0; j < c; ++j) consume(chunk.members[j], values.data_ptr<double>() + j * m, m);
   });
 }
 
 void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& weight_fn, at::Tensor& grad_table,
                             const KeptSpectra* kept) {
   if (mats.count() <= 0) return;
+  KeptSpectra solved;
+  if (kept == nullptr) {  // solved as a forward that keeps them solves them: the same bits
+    for_each_spectrum(mats, [](int64_t, const double*, int64_t) {}, &solved);
+    kept = &solved;
+  }
+  const int64_t d = mats.table.size(1);
   const std::vector<Chunk> chunks = make_chunks(mats, true);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
     const Chunk& chunk = chunks[task];
-    const int64_t c = static_cast<int64_t>(chunk.members.size());
-    const int64_t m = chunk.gram_size(mats.table.size(1));
-    std::vector<char> bad(c, 0);
-    at::Tensor stacked, values, vectors;  // [c, padded, d], [c, m], [c, m, m]
-    if (kept != nullptr) {
-      stacked = gather_chunk(mats, chunk);
-      values = thread_buffer(2, c * m).view({c, m});
-      vectors = thread_buffer(3, c * m * m).view({c, m, m});
-      for (int64_t j = 0; j < c; ++j) {
-        const double* in = kept->data.data_ptr<double>() + kept->offsets[chunk.members[j]];
-        std::copy(in, in + m * m, vectors.data_ptr<double>() + j * m * m);
-        std::copy(in + m * m, in + m * m + m, values.data_ptr<double>() + j * m);
-      }
-    } else {
-      stacked = gather_chunk(mats, chunk);
-      std::tie(values, vectors) = at::linalg_eigh(chunk_grams(stacked, chunk, bad));
-      vectors = vectors.contiguous();  // the layout of kept vectors: the same products, bit for bit
-    }
-    at::Tensor scaled = at::empty({c, 1, m}, values.options());
-    std::vector<double> nans(m, nan);
+    const int64_t c = static_cast<int64_t>(chunk.members.size()), m = chunk.gram_size(d);
+    // vectors [c, m, m]: member j's [n, n] eigenvectors in its top-left corner, zeros around;
+    // scaled [c, 1, m]: its weights times its scale, zero for the padding.
+    at::Tensor vectors = thread_buffer(3, c * m * m).view({c, m, m});
+    vectors.zero_();
+    at::Tensor scaled = at::zeros({c, 1, m}, vectors.options());
+    std::vector<double> weights(m);
     bool any = false;
     for (int64_t j = 0; j < c; ++j) {
-      double* w = scaled.data_ptr<double>() + j * m;
+      const int64_t n = std::min(mats.rows(chunk.members[j]), d);
+      const double* record = kept->data.data_ptr<double>() + kept->offsets[chunk.members[j]];
+      double* corner = vectors.data_ptr<double>() + j * m * m;
+      for (int64_t r = 0; r < n; ++r) std::copy(record + r * n, record + (r + 1) * n, corner + r * m);
       double scale = 0.0;
-      weight_fn(chunk.members[j], bad[j] ? nans.data() : values.data_ptr<double>() + j * m, m, w, scale);
-      for (int64_t e = 0; e < m; ++e) w[e] = bad[j] ? nan : w[e] * scale;
-      any = any || scale != 0.0 || bad[j];
+      weight_fn(chunk.members[j], record + n * n, n, weights.data(), scale);
+      const bool bad = std::isnan(record[n * n]);  // a matrix with a non-finite entry: NaN throughout
+      double* w = scaled.data_ptr<double>() + j * m;
+      for (int64_t e = 0; e < n; ++e) w[e] = bad ? nan : weights[e] * scale;
+      any = any || scale != 0.0 || bad;
     }
     if (!any) return;  // every matrix of the chunk has a zero gradient
+    const at::Tensor stacked = gather_chunk(mats, chunk);  // [c, padded, d]
     // K = U diag(w) U^T per matrix; the gradient is K A (Gram side) or A K (covariance side).
     const at::Tensor kernel = at::bmm(vectors * scaled, vectors.transpose(1, 2));
     at::Tensor grad = chunk.gram ? at::bmm(kernel, stacked) : at::bmm(stacked, kernel);  // [c, padded, d]

@@ -6,14 +6,16 @@
 // dtype (an fp32 Gram carries eigenvalue noise of ~1e-7 of the largest, so singular values under
 // ~3e-4 of the largest would be lost; real clusters have such directions).
 //
-// Matrices are grouped by Gram side and size (zero rows add only zero eigenvalues) and cut into
-// chunks of up to kChunkMatrices; a chunk is one task of a single parallel region
+// Matrices are grouped by Gram side and cut into chunks of up to kChunkMatrices, in order of
+// decreasing rows, each padded to its largest member (zero rows add only zero eigenvalues, and the
+// solver leaves them out exactly); a chunk is one task of a single parallel region
 // (parallel_tasks.h), run on the task's thread: gather + centre into a per-thread float64 buffer,
-// then either the eigenvalues by the lane-parallel solver, which forms the Grams itself
-// (symmetric_eigenvalues.h; chunks mixed by size so its vector lanes fill), or, where eigenvectors
-// are needed, one Gram bmm and one batched LAPACK eigh (chunks of one size). No [T, d] float64 copy
-// is made; per-thread buffers are kept between calls (no page faults per call). The chunking is
-// fixed, so results do not depend on the thread count or on which thread ran which chunk.
+// then the lane-parallel solver, which forms the Grams itself (symmetric_eigenvalues.h): the
+// eigenvalues, or, where the backward needs them, the eigenvectors too. Chunks of large matrices,
+// or too few to fill the solver's lanes, take LAPACK eigh per matrix instead for eigenvectors (it
+// is faster there). The backward's products run on chunks of one padded size. No [T, d] float64
+// copy is made; per-thread buffers are kept between calls (no page faults per call). The chunking
+// is fixed, so results do not depend on the thread count or on which thread ran which chunk.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -39,30 +41,32 @@ struct RowMatrices {
 
 // Eigen-decompositions a forward keeps for its backward (the backward then skips the Grams and
 // the eigensolver). Matrix i (RowMatrices order): data[offsets[i] ..] holds its eigenvectors
-// [m, m] (row-major, eigenvector j in column j), then its m eigenvalues (ascending).
+// [m, m] (row-major, eigenvector j in column j), then its m eigenvalues (ascending), m its smaller
+// side (min(rows, d)).
 struct KeptSpectra {
   at::Tensor data;               // float64 [total]
   std::vector<int64_t> offsets;  // [count]
 };
 
-// consume(i, eigenvalues, m): the m eigenvalues (ascending) of matrix i zero-padded to m rows (the
-// padding adds zeros at the front; m >= the smaller side: matrices of different sizes share a
-// chunk); NaN for a matrix with a non-finite entry. Called from the worker threads, once per
-// matrix: it must only write matrix i's own outputs.
+// consume(i, eigenvalues, m): the m eigenvalues (ascending) of matrix i, m >= its smaller side
+// (without `keep` it is zero-padded to its chunk's size: the padding adds zeros at the front); NaN
+// for a matrix with a non-finite entry. Called from the worker threads, once per matrix: it must
+// only write matrix i's own outputs.
 using SpectrumFn = std::function<void(int64_t i, const double* eigenvalues, int64_t m)>;
-// With `keep`, LAPACK eigh instead (one per chunk of matrices of one padded size): its eigenvalues
-// are consumed, and the decompositions the backward needs kept in *keep. The two solvers' eigenvalues
-// agree to rounding (backward stable both), not bit for bit.
+// With `keep`, the decompositions the backward needs are kept in *keep too (and m is the smaller
+// side). The lane solver's eigenvalues are the same bits with or without eigenvectors; LAPACK's
+// (large matrices, with `keep`) agree with them to rounding (backward stable both).
 void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptSpectra* keep = nullptr);
 
-// Per matrix i: the weights (one per eigenvalue) and scale of a spectral function whose derivative
-// per singular value is w_j * sigma_j. Called from the worker threads.
+// Per matrix i: the weights (one per eigenvalue; m = its smaller side) and scale of a spectral
+// function whose derivative per singular value is w_j * sigma_j. Called from the worker threads.
 using SpectralWeightFn = std::function<void(int64_t i, const double* eigenvalues, int64_t m, double* weights,
                                             double& scale)>;
 
 // grad_table[index rows of i] += scale_i * (U diag(w_i) U^T A_i or A_i V diag(w_i) V^T), through
 // the centering when mats.centered. grad_table [T, d] like mats.table; matrices must not share rows.
-// With `kept` (from for_each_spectrum on the same matrices), no Gram and no eigensolver are run.
+// With `kept` (from for_each_spectrum on the same matrices), no Gram and no eigensolver are run;
+// without, they are solved as a keeping forward solves them (the same bits).
 void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& weight_fn, at::Tensor& grad_table,
                             const KeptSpectra* kept = nullptr);
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #pragma GCC diagnostic ignored "-Wpsabi"  // wide vector types by value, inlined only
@@ -16,6 +17,11 @@
 namespace sdd {
 namespace cpu {
 namespace {
+
+// Sweeps of the QR iteration whose rotations wait in a buffer before they are applied to the
+// eigenvectors together: Z^T (m^2 W doubles per group, megabytes) then goes through the cache once
+// per this many sweeps instead of once per sweep.
+constexpr int kBufferedSweeps = 8;
 
 // A group is W matrices, one per lane of a native vector: 8 under AVX-512, 4 under AVX2, 2
 // otherwise (vectors wider than the target's, or defined outside its target region, get their
@@ -48,9 +54,13 @@ constexpr int kMaxLanes = 8;
 struct Kernel {
   int lanes;  // W
   void (*lane_gram)(const double* x, int64_t rows, int64_t d, double* a, int lane);
-  void (*reduce_group)(double* a, int64_t m, int g, double* d, double* e, double* scratch);
-  void (*solve_pair)(double* d, double* e, int64_t m, bool* failed);
+  void (*reduce_group)(double* a, int64_t m, int g, double* d, double* e, double* scratch, double* house);
+  void (*solve_pair)(double* d, double* e, int64_t m, bool* failed, double* zt, double* rotations, int vector_groups);
+  void (*back_transform)(const double* house, int64_t m, double* zt);
+  int64_t (*eigenvector_row)(int64_t m);  // doubles between rows of a group's Z^T block
 };
+
+#define SDD_KERNEL(ns) Kernel{ns::W, ns::lane_gram, ns::reduce_group, ns::solve_pair, ns::back_transform, ns::eigenvector_row}
 
 // The widest kernel the CPU runs, or a narrower one if SDD_CPU_LANES (2, 4) asks for it: tests run
 // every copy that way on one machine.
@@ -60,17 +70,15 @@ const Kernel& kernel() {
     const int most = cap != nullptr ? std::atoi(cap) : kMaxLanes;
 #ifdef SDD_X86_LEVELS
     __builtin_cpu_init();
-    if (most >= 8 && __builtin_cpu_supports("x86-64-v4")) {
-      return Kernel{avx512::W, avx512::lane_gram, avx512::reduce_group, avx512::solve_pair};
-    }
-    if (most >= 4 && __builtin_cpu_supports("x86-64-v3")) {
-      return Kernel{avx2::W, avx2::lane_gram, avx2::reduce_group, avx2::solve_pair};
-    }
+    if (most >= 8 && __builtin_cpu_supports("x86-64-v4")) return SDD_KERNEL(avx512);
+    if (most >= 4 && __builtin_cpu_supports("x86-64-v3")) return SDD_KERNEL(avx2);
 #endif
-    return Kernel{generic::W, generic::lane_gram, generic::reduce_group, generic::solve_pair};
+    return SDD_KERNEL(generic);
   }();
   return picked;
 }
+
+#undef SDD_KERNEL
 
 constexpr int kGroupsPerPair = 2;  // the kernels' kGroups
 
@@ -78,25 +86,52 @@ constexpr int kGroupsPerPair = 2;  // the kernels' kGroups
 // - 1 (used <= W) into `a`, the other lanes zero.
 using GroupFill = std::function<void(int64_t first, int64_t used, double* a)>;
 
-// values [count, m] <- the eigenvalues (ascending) of `count` matrices that `fill` packs, a pair of
-// groups at a time: each lane scaled by a power of two (its largest entry into [0.5, 1): no
-// overflow or underflow in the squares, and scaling back is exact), reduced to tridiagonal form;
-// then the pair's QR. A lane with a non-finite entry gets NaN.
-void eigenvalues_by_pairs(int64_t count, int64_t m, const GroupFill& fill, double* values) {
+// Where solve_by_pairs puts its results: eigenvalues only, values [count, m] (ascending); or, with
+// `outputs`, per matrix j its eigenvectors [n_j, n_j] (row-major, column c that of eigenvalue c)
+// then its n_j eigenvalues (ascending) at outputs[j], n_j = sizes[j] (m when sizes is null): the
+// leading n_j x n_j block, the matrix being zero outside it.
+struct Results {
+  double* values = nullptr;
+  const int64_t* sizes = nullptr;
+  double* const* outputs = nullptr;
+};
+
+// The eigen-decompositions of `count` matrices that `fill` packs, a pair of groups at a time: each
+// lane scaled by a power of two (its largest entry into [0.5, 1): no overflow or underflow in the
+// squares, and scaling back is exact), reduced to tridiagonal form; then the pair's QR, with the
+// rotations and reflectors applied to an identity when eigenvectors are asked for. A lane with a
+// non-finite entry gets NaN. The eigenvalues are the same bits with or without eigenvectors.
+void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Results& results) {
   const Kernel& k = kernel();
   const int W = k.lanes, pair = kGroupsPerPair * W;
+  const bool vectors = results.outputs != nullptr;
   const int64_t elements = m * (m + 1) / 2, triangle = elements * W;
+  const int64_t square = vectors ? m * k.eigenvector_row(m) : 0, reflectors = vectors ? triangle : 0;
   thread_local std::vector<double> work;  // kept for the thread's life: no allocation per call
-  const int64_t doubles = triangle + 2 * m * pair + 4 * m * W;
+  const int64_t doubles = triangle + 2 * m * pair + 4 * m * W +
+                          kGroupsPerPair * (square + reflectors) + (vectors ? kBufferedSweeps * m * 2 * pair : 0);
   if (static_cast<int64_t>(work.size()) < doubles) work.resize(doubles);
   double* a = work.data();
   double *d = a + triangle, *e = d + m * pair, *scratch = e + m * pair;
+  double* zt = scratch + 4 * m * W;  // [kGroupsPerPair][m] rows of m Lanes, eigenvector_row(m) apart
+  double* house = zt + kGroupsPerPair * square;   // [kGroupsPerPair][m (m + 1) / 2] Lanes
+  double* rotations = house + kGroupsPerPair * reflectors;  // [kBufferedSweeps][m][kGroupsPerPair][2] Lanes
   const double nan = std::numeric_limits<double>::quiet_NaN();
+  std::vector<std::pair<double, int64_t>> order;
   for (int64_t first = 0; first < count; first += pair) {
     const int64_t used = std::min<int64_t>(pair, count - first);
     double scale[kGroupsPerPair * kMaxLanes];
     bool failed[kGroupsPerPair * kMaxLanes];
-    for (int g = 0; g < kGroupsPerPair; ++g) {
+    const int groups = static_cast<int>((used + W - 1) / W);  // with a matrix: the others stay zero
+    for (int g = groups; g < kGroupsPerPair; ++g) {
+      for (int64_t i = 0; i < m; ++i) {
+        std::fill(d + i * pair + g * W, d + i * pair + (g + 1) * W, 0.0);
+        std::fill(e + i * pair + g * W, e + i * pair + (g + 1) * W, 0.0);
+      }
+      std::fill(scale + g * W, scale + (g + 1) * W, 1.0);
+      std::fill(failed + g * W, failed + (g + 1) * W, false);
+    }
+    for (int g = 0; g < groups; ++g) {
       fill(first + g * W, std::clamp<int64_t>(used - g * W, 0, W), a);
       double largest[kMaxLanes] = {};
       bool finite[kMaxLanes];
@@ -118,39 +153,79 @@ void eigenvalues_by_pairs(int64_t count, int64_t m, const GroupFill& fill, doubl
       for (int64_t at = 0; at < triangle; at += W) {
         for (int l = 0; l < W; ++l) a[at + l] = factor[l] != 0.0 ? a[at + l] * factor[l] : 0.0;
       }
-      k.reduce_group(a, m, g, d, e, scratch);
+      k.reduce_group(a, m, g, d, e, scratch, vectors ? house + g * reflectors : nullptr);
+      // A matrix that is zero outside its leading n x n block (the caller's promise) has a tridiagonal
+      // form zero outside it too, exactly: the block decouples, and rows < n of Z^T end as its
+      // eigenvectors, with zero components beyond n.
+      for (int l = 0; vectors && results.sizes != nullptr && l < W && g * W + l < used; ++l) {
+        const int64_t n = results.sizes[first + g * W + l];
+        TORCH_CHECK(n >= 1 && n <= m, "symmetric eigensolver: size ", n, " of matrix ", first + g * W + l,
+                    " is not in [1, ", m, "]");
+        bool zero = true;
+        for (int64_t r = n; r < m && !failed[g * W + l]; ++r) {
+          zero = zero && d[r * pair + g * W + l] == 0.0 && e[(r - 1) * pair + g * W + l] == 0.0;
+        }
+        TORCH_CHECK(zero, "symmetric eigensolver: matrix ", first + g * W + l, " is not zero outside its leading ",
+                    n, " x ", n, " block");
+      }
     }
-    k.solve_pair(d, e, m, failed);
+    if (vectors) {
+      std::fill(zt, zt + groups * square, 0.0);
+      for (int g = 0; g < groups; ++g) {
+        for (int64_t i = 0; i < m; ++i) {
+          for (int l = 0; l < W; ++l) zt[g * square + i * k.eigenvector_row(m) + i * W + l] = 1.0;
+        }
+      }
+    }
+    k.solve_pair(d, e, m, failed, vectors ? zt : nullptr, rotations, groups);
+    if (!vectors) {
+      for (int64_t lane = 0; lane < used; ++lane) {
+        double* out = results.values + (first + lane) * m;
+        for (int64_t i = 0; i < m; ++i) out[i] = failed[lane] ? nan : d[i * pair + lane] / scale[lane];
+        std::sort(out, out + m);
+      }
+      continue;
+    }
+    for (int g = 0; g < groups; ++g) k.back_transform(house + g * reflectors, m, zt + g * square);
     for (int64_t lane = 0; lane < used; ++lane) {
-      double* out = values + (first + lane) * m;
-      for (int64_t i = 0; i < m; ++i) out[i] = failed[lane] ? nan : d[i * pair + lane] / scale[lane];
-      std::sort(out, out + m);
+      const int64_t j = first + lane, n = results.sizes != nullptr ? results.sizes[j] : m;
+      const int g = static_cast<int>(lane / W), l = static_cast<int>(lane % W);
+      const double* z = zt + g * square + l;  // element (row r, component i) at r row + i W
+      double* out = results.outputs[j];
+      order.resize(n);
+      for (int64_t r = 0; r < n; ++r) order[r] = {d[r * pair + lane], r};
+      std::sort(order.begin(), order.end());
+      for (int64_t c = 0; c < n; ++c) {
+        const double* vector = z + order[c].second * k.eigenvector_row(m);
+        for (int64_t i = 0; i < n; ++i) out[i * n + c] = failed[lane] ? nan : vector[i * W];
+        out[n * n + c] = failed[lane] ? nan : order[c].first / scale[lane];
+      }
     }
   }
 }
 
 }  // namespace
 
-void symmetric_eigenvalues(const double* matrices, int64_t count, int64_t m, double* values) {
-  if (count <= 0 || m <= 0) return;
-  const int W = kernel().lanes;
-  eigenvalues_by_pairs(count, m, [&](int64_t first, int64_t used, double* a) {
+namespace {
+
+// GroupFill packing the lower triangles of matrices [count, m, m] (row-major).
+GroupFill pack_matrices(const double* matrices, int64_t m) {
+  return [matrices, m](int64_t first, int64_t used, double* a) {
+    const int W = kernel().lanes;
     // Element (i, j) of lane l at (i (i + 1) / 2 + j) W + l.
     for (int64_t i = 0, at = 0; i < m; ++i) {
       for (int64_t j = 0; j <= i; ++j, at += W) {
         for (int l = 0; l < W; ++l) a[at + l] = l < used ? matrices[(first + l) * m * m + i * m + j] : 0.0;
       }
     }
-  }, values);
+  };
 }
 
-int eigensolver_lanes() { return kernel().lanes; }
-
-void gram_eigenvalues(const double* matrices, int64_t count, int64_t rows, int64_t d, double* values) {
-  if (count <= 0 || rows <= 0) return;
-  TORCH_CHECK(rows % 4 == 0, "gram_eigenvalues: rows must be a multiple of 4, got ", rows);
-  const Kernel& k = kernel();
-  eigenvalues_by_pairs(count, rows, [&](int64_t first, int64_t used, double* a) {
+// GroupFill forming the Grams X X^T of matrices [count, rows, d] in the solver's layout.
+GroupFill pack_grams(const double* matrices, int64_t rows, int64_t d) {
+  TORCH_CHECK(rows % 4 == 0, "gram eigensolver: rows must be a multiple of 4, got ", rows);
+  return [matrices, rows, d](int64_t first, int64_t used, double* a) {
+    const Kernel& k = kernel();
     for (int l = 0; l < k.lanes; ++l) {
       if (l < used) {
         k.lane_gram(matrices + (first + l) * rows * d, rows, d, a, l);
@@ -158,7 +233,32 @@ void gram_eigenvalues(const double* matrices, int64_t count, int64_t rows, int64
         for (int64_t at = l; at < rows * (rows + 1) / 2 * k.lanes; at += k.lanes) a[at] = 0.0;
       }
     }
-  }, values);
+  };
+}
+
+}  // namespace
+
+void symmetric_eigenvalues(const double* matrices, int64_t count, int64_t m, double* values) {
+  if (count <= 0 || m <= 0) return;
+  solve_by_pairs(count, m, pack_matrices(matrices, m), Results{values});
+}
+
+void symmetric_eigh(const double* matrices, int64_t count, int64_t m, const int64_t* sizes, double* const* outputs) {
+  if (count <= 0 || m <= 0) return;
+  solve_by_pairs(count, m, pack_matrices(matrices, m), Results{nullptr, sizes, outputs});
+}
+
+int eigensolver_lanes() { return kernel().lanes; }
+
+void gram_eigenvalues(const double* matrices, int64_t count, int64_t rows, int64_t d, double* values) {
+  if (count <= 0 || rows <= 0) return;
+  solve_by_pairs(count, rows, pack_grams(matrices, rows, d), Results{values});
+}
+
+void gram_eigh(const double* matrices, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
+               double* const* outputs) {
+  if (count <= 0 || rows <= 0) return;
+  solve_by_pairs(count, rows, pack_grams(matrices, rows, d), Results{nullptr, sizes, outputs});
 }
 
 }  // namespace cpu

@@ -27,6 +27,20 @@ void symmetric_eigenvalues(const double* matrices, int64_t count, int64_t m, dou
 // layout, lower triangle only: half the flops of a full Gram and no [count, rows, rows] buffer.
 void gram_eigenvalues(const double* matrices, int64_t count, int64_t rows, int64_t d, double* values);
 
+// Eigen-decompositions, by the same steps plus the rotations and reflectors applied to an identity
+// (implicit QR with accumulated rotations, then the Householder back-transformation; the eigenvalues
+// are the same bits as above). outputs[j] <- matrix j's eigenvectors [n, n] (row-major, column c
+// that of eigenvalue c), then its n eigenvalues (ascending), n = sizes[j] (m when sizes is null):
+// the decomposition of the leading n x n block of a matrix that is zero outside it (zero-padded
+// rows / columns; checked, exactly, on the tridiagonal form). NaN for a matrix with a non-finite
+// entry or one that does not converge.
+void symmetric_eigh(const double* matrices, int64_t count, int64_t m, const int64_t* sizes, double* const* outputs);
+
+// The same for the Grams X X^T of matrices [count, rows, d] (rows % 4 == 0; rows of matrix j from
+// sizes[j] on must be zero).
+void gram_eigh(const double* matrices, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
+               double* const* outputs);
+
 // W of the kernel in use: 8, 4 or 2 (at most SDD_CPU_LANES when set, for tests).
 int eigensolver_lanes();
 
