@@ -5,8 +5,9 @@
 // not twice differentiable.
 //
 // Plain CPU tensors that require grad take a shorter path: the forward keeps its eigen-
-// decompositions (csrc/cpu/dse_cpu.h) in the autograd context and the backward reuses them, so
-// no Gram is built and no eigensolver runs twice. Everything else (CUDA, fake / functional
+// decompositions and prepared features (csrc/cpu/dse_cpu.h) in the autograd context and the
+// backward reuses them, so no Gram is built, no eigensolver runs twice and the features are not
+// normalised again. Everything else (CUDA, fake / functional
 // tensors under torch.compile or export, vmap) goes through the two ops.
 #include <ATen/TensorSubclassLikeUtils.h>
 #include <ATen/core/LegacyTypeDispatch.h>  // at::AutoDispatchBelowADInplaceOrView
@@ -38,7 +39,6 @@ using DseBackwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, co
                                         const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                         int64_t, int64_t, int64_t, bool);
 constexpr int kInputs = 13;  // dse_forward's arguments and `keep`: backward returns one gradient each
-constexpr int kSpectra = 6;  // tensors of a cpu::DseSpectra
 
 class DseForwardFunction : public torch::autograd::Function<DseForwardFunction> {
  public:
@@ -76,7 +76,7 @@ class DseForwardFunction : public torch::autograd::Function<DseForwardFunction> 
     // create_graph=True: through the op, whose autograd says that it is not twice differentiable.
     if (ctx->saved_data.count("spectra0") > 0 && !at::GradMode::is_enabled()) {
       cpu::DseSpectra spectra;
-      for (int i = 0; i < kSpectra; ++i) spectra.push_back(ctx->saved_data["spectra" + std::to_string(i)].toTensor());
+      for (int i = 0; i < cpu::kDseSpectraTensors; ++i) spectra.push_back(ctx->saved_data["spectra" + std::to_string(i)].toTensor());
       out[0] = cpu::dse_backward(grads[0], s[1], s[0], s[2], s[3], s[4], s[5], s[6],
                                  ctx->saved_data["local_k"].toInt(), ctx->saved_data["global_k"].toInt(),
                                  ctx->saved_data["group"].toInt(), ctx->saved_data["normalize"].toBool(), &spectra);

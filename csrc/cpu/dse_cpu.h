@@ -18,8 +18,10 @@ namespace cpu {
 using DseForward = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
 // Opaque to callers: the kept spectra of M_intra_image, M_intra_batch and M_dim, as tensors (so an
-// autograd context can save them): [data, offsets] for each of the three.
+// autograd context can save them): [data, offsets] for each of the three, then the prepared
+// features and their numbers (scale, mean, ...): kDseSpectraTensors in all.
 using DseSpectra = std::vector<at::Tensor>;
+constexpr int kDseSpectraTensors = 8;
 
 DseForward dse_forward(const at::Tensor& feats, int64_t local_k, int64_t global_k, int64_t group, bool normalize,
                        int64_t iters, double tol, int64_t n_init, c10::string_view seeding, int64_t seed,

@@ -40,6 +40,21 @@ DseSpectra spectra_tensors(const std::vector<KeptSpectra>& parts) {
   return out;
 }
 
+// The prepared features (x and its numbers) as two more tensors of a DseSpectra, and back: the
+// backward then skips the normalisation pass.
+void keep_prepared(const PreparedFeatures& prep, DseSpectra& out) {
+  std::vector<double> numbers = {prep.factor, prep.scale, prep.collapsed ? 1.0 : 0.0};
+  numbers.insert(numbers.end(), prep.mean.begin(), prep.mean.end());
+  out.push_back(prep.x);
+  out.push_back(at::tensor(numbers, at::kDouble));
+}
+
+PreparedFeatures kept_prepared(const DseSpectra& tensors) {
+  const at::Tensor& numbers = tensors[7];
+  const double* n = numbers.data_ptr<double>();
+  return {tensors[6], n[0], std::vector<double>(n + 3, n + numbers.numel()), n[1], n[2] != 0.0, true};
+}
+
 std::vector<KeptSpectra> spectra_parts(const DseSpectra& tensors) {
   std::vector<KeptSpectra> parts(3);
   for (size_t i = 0; i < parts.size(); ++i) {
@@ -241,7 +256,10 @@ DseForward dse_forward(const at::Tensor& feats, int64_t local_k, int64_t global_
     inter_raw = inter_forward(x, shape, centroids, global_out, usable, other);
   }
   const double dim = dim_forward(x, perm, kept_part(parts, kDim));
-  if (keep != nullptr) *keep = spectra_tensors(kept);
+  if (keep != nullptr) {
+    *keep = spectra_tensors(kept);
+    keep_prepared(prep, *keep);
+  }
 
   const double s = prep.collapsed ? 1.0 : prep.scale;
   const double inter = inter_raw / s, intra_image = intra_image_raw / s, intra_batch = intra_batch_raw / s;
@@ -330,7 +348,7 @@ at::Tensor dse_backward(const at::Tensor& grad, const at::Tensor& values, const 
   if (!at::isfinite(v5).all().item<bool>() || !at::isfinite(g5).all().item<bool>()) {
     return at::full_like(feats, std::numeric_limits<double>::quiet_NaN());
   }
-  const PreparedFeatures prep = prepare_features(feats, normalize);
+  const PreparedFeatures prep = kept != nullptr ? kept_prepared(*kept) : prepare_features(feats, normalize);
   if (!prep.finite) return at::full_like(feats, std::numeric_limits<double>::quiet_NaN());
   const at::Tensor& x = prep.x;       // [B, N, d]
   at::Tensor gx = at::zeros_like(x);  // d loss / d x

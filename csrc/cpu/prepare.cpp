@@ -147,7 +147,8 @@ at::Tensor unscale_gradient(const at::Tensor& gx, const PreparedFeatures& prep, 
                             bool normalize) {
   const int64_t d = feats.size(-1), rows = feats.numel() / d;
   const at::Tensor f = feats.contiguous();
-  at::Tensor out = at::empty(feats.sizes(), feats.options());
+  // In place when the dtypes agree: each row of gx is read before it is written.
+  at::Tensor out = gx.scalar_type() == feats.scalar_type() ? gx : at::empty(feats.sizes(), feats.options());
   AT_DISPATCH_FLOATING_TYPES(gx.scalar_type(), "sdd::unscale_gradient", [&] {
     using grad_t = scalar_t;
     const grad_t* g = gx.data_ptr<grad_t>();
@@ -163,15 +164,16 @@ at::Tensor unscale_gradient(const at::Tensor& gx, const PreparedFeatures& prep, 
             for (int64_t j = 0; j < d; ++j) oi[j] = static_cast<scalar_t>(static_cast<grad_t>(gi[j] * prep.factor));
             continue;
           }
-          const double norm = std::sqrt(sum_of_squares(fi, d)), clamped = std::max(norm, kNormEps);
+          // One division per row (a division per element costs more than the rest of the pass).
+          const double norm = std::sqrt(sum_of_squares(fi, d)), inverse = 1.0 / std::max(norm, kNormEps);
           double radial = 0.0;  // unit . g
           for (int64_t j = 0; j < d; ++j) {
-            radial += static_cast<double>(fi[j]) / clamped * (static_cast<double>(gi[j]) * prep.factor);
+            radial += static_cast<double>(fi[j]) * inverse * (static_cast<double>(gi[j]) * prep.factor);
           }
           for (int64_t j = 0; j < d; ++j) {
             const double gj = static_cast<double>(gi[j]) * prep.factor;
-            const double value = norm > kNormEps ? (gj - static_cast<double>(fi[j]) / clamped * radial) / clamped
-                                                 : gj / kNormEps;
+            const double value = norm > kNormEps ? (gj - static_cast<double>(fi[j]) * inverse * radial) * inverse
+                                                 : gj * inverse;
             oi[j] = static_cast<scalar_t>(static_cast<grad_t>(value));
           }
         }

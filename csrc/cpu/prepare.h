@@ -27,7 +27,8 @@ PreparedFeatures prepare_features(const at::Tensor& feats, bool normalize);
 void add_scale_gradient(const PreparedFeatures& prep, double coeff, at::Tensor& gx);
 
 // d loss / d feats (feats' dtype) from d loss / d x (gx, x's dtype): through the rescaling and,
-// if asked, the normalisation x = f / max(||f||, eps).
+// if asked, the normalisation x = f / max(||f||, eps). Written into gx (and gx returned) when
+// feats has x's dtype.
 at::Tensor unscale_gradient(const at::Tensor& gx, const PreparedFeatures& prep, const at::Tensor& feats,
                             bool normalize);
 

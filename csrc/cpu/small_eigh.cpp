@@ -30,15 +30,23 @@ struct Chunk {
 
 int64_t padded_rows(int64_t rows) { return (rows + kPadMultiple - 1) / kPadMultiple * kPadMultiple; }
 
-// rows [n, d] (float64) minus their mean row.
-void subtract_row_mean(double* rows, int64_t n, int64_t d) {
-  std::vector<double> mean(d, 0.0);
+// mean [d] <- the float64 mean of rows [n, d].
+template <typename scalar_t>
+void row_mean(const scalar_t* rows, int64_t n, int64_t d, std::vector<double>& mean) {
+  mean.assign(d, 0.0);
   for (int64_t r = 0; r < n; ++r) {
-    for (int64_t c = 0; c < d; ++c) mean[c] += rows[r * d + c];
+    for (int64_t c = 0; c < d; ++c) mean[c] += static_cast<double>(rows[r * d + c]);
   }
   for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
+}
+
+// rows [n, d] minus their (float64) mean row.
+template <typename scalar_t>
+void subtract_row_mean(scalar_t* rows, int64_t n, int64_t d) {
+  std::vector<double> mean;
+  row_mean(rows, n, d, mean);
   for (int64_t r = 0; r < n; ++r) {
-    for (int64_t c = 0; c < d; ++c) rows[r * d + c] -= mean[c];
+    for (int64_t c = 0; c < d; ++c) rows[r * d + c] = static_cast<scalar_t>(rows[r * d + c] - mean[c]);
   }
 }
 
@@ -73,11 +81,13 @@ std::vector<Chunk> make_chunks(const RowMatrices& mats, bool by_size) {
   return chunks;
 }
 
-// A thread's float64 buffer of at least `numel` elements, kept for the thread's life.
-at::Tensor thread_buffer(int slot, int64_t numel) {
-  thread_local at::Tensor buffers[4];
+// A thread's buffer of at least `numel` elements (float64, or `dtype`), kept for the thread's life.
+at::Tensor thread_buffer(int slot, int64_t numel, at::ScalarType dtype = at::kDouble) {
+  thread_local at::Tensor buffers[5];
   at::Tensor& buffer = buffers[slot];
-  if (!buffer.defined() || buffer.numel() < numel) buffer = at::empty({numel}, at::kDouble);
+  if (!buffer.defined() || buffer.numel() < numel || buffer.scalar_type() != dtype) {
+    buffer = at::empty({numel}, dtype);
+  }
   return buffer.narrow(0, 0, numel);
 }
 
@@ -132,17 +142,46 @@ at::Tensor chunk_grams(const at::Tensor& stacked, const Chunk& chunk, std::vecto
   return gram;
 }
 
-// grad_table[rows of i] += grad [n, d] (float64), minus its row mean first when centered (the
-// gradient through the centering).
+// The chunk's matrices [c, padded, d] in the table's own dtype (centered in float64 if asked, zero
+// rows below) in a thread buffer: the float32 operand of the backward's products.
+at::Tensor gather_chunk_as_table(const RowMatrices& mats, const Chunk& chunk) {
+  const int64_t c = static_cast<int64_t>(chunk.members.size()), d = mats.table.size(1), slot = chunk.padded * d;
+  at::Tensor stacked = thread_buffer(4, c * slot, mats.table.scalar_type()).view({c, chunk.padded, d});
+  AT_DISPATCH_FLOATING_TYPES(mats.table.scalar_type(), "sdd::gather_as_table", [&] {
+    const scalar_t* table = mats.table.data_ptr<scalar_t>();
+    std::vector<double> mean(d, 0.0);
+    for (int64_t j = 0; j < c; ++j) {
+      const int64_t i = chunk.members[j], n = mats.rows(i);
+      const int64_t* rows = mats.index.data() + mats.offsets[i];
+      scalar_t* out = stacked.data_ptr<scalar_t>() + j * slot;
+      if (mats.centered) {
+        std::fill(mean.begin(), mean.end(), 0.0);
+        for (int64_t r = 0; r < n; ++r) {
+          for (int64_t col = 0; col < d; ++col) mean[col] += static_cast<double>(table[rows[r] * d + col]);
+        }
+        for (int64_t col = 0; col < d; ++col) mean[col] /= static_cast<double>(n);
+      }
+      for (int64_t r = 0; r < n; ++r) {
+        const scalar_t* src = table + rows[r] * d;
+        for (int64_t col = 0; col < d; ++col) out[r * d + col] = static_cast<scalar_t>(src[col] - mean[col]);
+      }
+      std::fill(out + n * d, out + slot, scalar_t(0));
+    }
+  });
+  return stacked;
+}
+
+// grad_table[rows of i] += grad [n, d] (grad_table's dtype), minus its row mean first when centered
+// (the gradient through the centering).
 template <typename scalar_t>
-void scatter(const RowMatrices& mats, int64_t i, double* grad, at::Tensor& grad_table) {
+void scatter(const RowMatrices& mats, int64_t i, scalar_t* grad, at::Tensor& grad_table) {
   const int64_t d = grad_table.size(1), n = mats.rows(i);
   const int64_t* rows = mats.index.data() + mats.offsets[i];
   if (mats.centered) subtract_row_mean(grad, n, d);
   scalar_t* out = grad_table.data_ptr<scalar_t>();
   for (int64_t r = 0; r < n; ++r) {
     scalar_t* dst = out + rows[r] * d;
-    for (int64_t c = 0; c < d; ++c) dst[c] += static_cast<scalar_t>(grad[r * d + c]);
+    for (int64_t c = 0; c < d; ++c) dst[c] += grad[r * d + c];
   }
 }
 
@@ -284,13 +323,15 @@ void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& wei
       any = any || scale != 0.0 || bad;
     }
     if (!any) return;  // every matrix of the chunk has a zero gradient
-    const at::Tensor stacked = gather_chunk(mats, chunk);  // [c, padded, d]
-    // K = U diag(w) U^T per matrix; the gradient is K A (Gram side) or A K (covariance side).
-    const at::Tensor kernel = at::bmm(vectors * scaled, vectors.transpose(1, 2));
+    // K = U diag(w) U^T per matrix (float64); the gradient is K A (Gram side) or A K (covariance
+    // side), in the table's dtype: a float32 gradient takes float32 products (rounding ~sqrt(m) eps32
+    // relative, under the SPEC's float32 tolerances) at twice the float64 rate.
+    const at::Tensor stacked = gather_chunk_as_table(mats, chunk);  // [c, padded, d]
+    const at::Tensor kernel = at::bmm(vectors * scaled, vectors.transpose(1, 2)).to(stacked.scalar_type());
     at::Tensor grad = chunk.gram ? at::bmm(kernel, stacked) : at::bmm(stacked, kernel);  // [c, padded, d]
     AT_DISPATCH_FLOATING_TYPES(grad_table.scalar_type(), "sdd::scatter", [&] {
       for (int64_t j = 0; j < c; ++j) {
-        scatter<scalar_t>(mats, chunk.members[j], grad.select(0, j).data_ptr<double>(), grad_table);
+        scatter<scalar_t>(mats, chunk.members[j], grad.select(0, j).data_ptr<scalar_t>(), grad_table);
       }
     });
   });
