@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 #include <tuple>
+#include <utility>
 
 #include "parallel_tasks.h"
 #include "symmetric_eigenvalues.h"
@@ -211,6 +212,20 @@ bool lanes_pay_off(int64_t c, int64_t rows) {
   return rows <= 128 && 4 * c >= 3 * std::min<int64_t>(pair, kChunkMatrices);
 }
 
+// The tasks of a decomposition with eigenvectors: make_chunks' chunks where the lanes pay off, one
+// task per matrix elsewhere (LAPACK runs per matrix there: the large ones spread over the threads).
+std::vector<Chunk> decomposition_chunks(const RowMatrices& mats) {
+  std::vector<Chunk> tasks;
+  for (Chunk& chunk : make_chunks(mats, false)) {
+    if (chunk.gram && lanes_pay_off(static_cast<int64_t>(chunk.members.size()), chunk.padded)) {
+      tasks.push_back(std::move(chunk));
+      continue;
+    }
+    for (const int64_t i : chunk.members) tasks.push_back({chunk.gram, padded_rows(mats.rows(i)), {i}});
+  }
+  return tasks;
+}
+
 // records[j] <- the decomposition of the chunk's member j (record_size doubles): by the
 // lane-parallel solver (each matrix's own rows: the zero padding is left out exactly) where it pays
 // off, else by LAPACK eigh on each matrix's own Gram or covariance; NaN for a matrix with a
@@ -248,7 +263,7 @@ void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptS
   if (mats.count() <= 0) return;
   const int64_t d = mats.table.size(1);
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  const std::vector<Chunk> chunks = make_chunks(mats, false);
+  const std::vector<Chunk> chunks = keep != nullptr ? decomposition_chunks(mats) : make_chunks(mats, false);
   if (keep != nullptr) {
     keep->offsets.resize(mats.count());
     int64_t total = 0;
