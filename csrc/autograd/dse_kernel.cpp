@@ -12,6 +12,7 @@
 #include <ATen/TensorSubclassLikeUtils.h>
 #include <ATen/core/LegacyTypeDispatch.h>  // at::AutoDispatchBelowADInplaceOrView
 #include <ATen/core/Tensor.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <c10/util/Optional.h>
 #include <c10/util/string_view.h>
 #include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
@@ -75,8 +76,13 @@ class DseForwardFunction : public torch::autograd::Function<DseForwardFunction> 
     const variable_list s = ctx->get_saved_variables();  // feats, values, local, global, centroids, other, perm
     // create_graph=True: through the op, whose autograd says that it is not twice differentiable.
     if (ctx->saved_data.count("spectra0") > 0 && !at::GradMode::is_enabled()) {
+      // A direct call, not through the dispatcher: the kernel's own products must not be autocast
+      // (a backward inside torch.autocast), as the op's autocast kernel ensures (csrc/autocast.cpp).
+      const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
       cpu::DseSpectra spectra;
-      for (int i = 0; i < cpu::kDseSpectraTensors; ++i) spectra.push_back(ctx->saved_data["spectra" + std::to_string(i)].toTensor());
+      for (int i = 0; i < cpu::kDseSpectraTensors; ++i) {
+        spectra.push_back(ctx->saved_data["spectra" + std::to_string(i)].toTensor());
+      }
       out[0] = cpu::dse_backward(grads[0], s[1], s[0], s[2], s[3], s[4], s[5], s[6],
                                  ctx->saved_data["local_k"].toInt(), ctx->saved_data["global_k"].toInt(),
                                  ctx->saved_data["group"].toInt(), ctx->saved_data["normalize"].toBool(), &spectra);

@@ -60,7 +60,8 @@ struct Kernel {
   int64_t (*eigenvector_row)(int64_t m);  // doubles between rows of a group's Z^T block
 };
 
-#define SDD_KERNEL(ns) Kernel{ns::W, ns::lane_gram, ns::reduce_group, ns::solve_pair, ns::back_transform, ns::eigenvector_row}
+#define SDD_KERNEL(ns) \
+  Kernel { ns::W, ns::lane_gram, ns::reduce_group, ns::solve_pair, ns::back_transform, ns::eigenvector_row }
 
 // The widest kernel the CPU runs, or a narrower one if SDD_CPU_LANES (2, 4) asks for it: tests run
 // every copy that way on one machine.
