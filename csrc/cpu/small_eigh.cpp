@@ -19,7 +19,7 @@ namespace {
 
 constexpr int64_t kPadMultiple = 4;          // rows of a chunk's matrices: a multiple of 4 (lane Gram tiles)
 constexpr int64_t kChunkMatrices = 16;       // matrices per task at most ...
-constexpr int64_t kChunkDoubles = 1 << 19;   // ... and their padded rows at most 4 MiB of float64
+constexpr int64_t kChunkDoubles = 1 << 20;   // ... and their padded rows at most 8 MiB of float64
 
 struct Chunk {
   bool gram;                    // A A^T (rows <= d) or A^T A
@@ -55,7 +55,7 @@ void subtract_row_mean(scalar_t* rows, int64_t n, int64_t d) {
 // finishing times); a function of the matrices only, so a forward and a backward cut the same.
 // Matrices of one Gram side in order of decreasing rows (ties by index), cut into runs padded to
 // their first (largest) member: the lane-parallel solver then finds full groups even when few
-// matrices share a size. `by_size`: runs of one padded size only (the gradient's products cost
+// matrices share a size (a run ends where the rows fall to 3/4 of its first's). `by_size`: runs of one padded size only (the gradient's products cost
 // m^2 d of the padded size).
 std::vector<Chunk> make_chunks(const RowMatrices& mats, bool by_size) {
   const int64_t d = mats.table.size(1);
@@ -73,8 +73,11 @@ std::vector<Chunk> make_chunks(const RowMatrices& mats, bool by_size) {
   for (const int64_t i : order) {
     const bool gram = mats.rows(i) <= d;
     const int64_t padded = padded_rows(mats.rows(i));
+    // A matrix of at most 3/4 the chunk's rows starts a new one: padded into it, it would cost the
+    // solver > 2.4x its own size's m^3.
     if (chunks.empty() || chunks.back().gram != gram || (by_size && gram && chunks.back().padded != padded) ||
-        static_cast<int64_t>(chunks.back().members.size()) >= capacity(chunks.back().padded)) {
+        static_cast<int64_t>(chunks.back().members.size()) >= capacity(chunks.back().padded) ||
+        4 * padded <= 3 * chunks.back().padded) {
       chunks.push_back({gram, padded, {}});
     }
     chunks.back().members.push_back(i);
@@ -205,11 +208,13 @@ int64_t record_size(const RowMatrices& mats, int64_t i) {
 
 // Whether the lane-parallel solver beats LAPACK on a chunk of c matrices of `rows` rows: it runs
 // two groups of W matrices at once whatever c, and its eigenvectors cost ~m^3 per group with a
-// larger constant as m grows (16 Grams, one thread, AVX-512 EPYC: 0.62x LAPACK eigh's time at
-// m = 64, 0.87x at 128, 1.05x at 196).
+// larger constant as m grows. Measured (16 Grams formed and decomposed, one thread, AVX-512 EPYC),
+// its time over LAPACK's (Gram bmm + eigh): 0.5 at m = 64, 0.6 at 96, 0.7 at 128-160, 0.85 at
+// 196, 1.07 at 256; so a pair must be at least 5/8 full up to 96 rows, 7/8 up to 192.
 bool lanes_pay_off(int64_t c, int64_t rows) {
-  const int64_t pair = 2 * eigensolver_lanes();
-  return rows <= 128 && 4 * c >= 3 * std::min<int64_t>(pair, kChunkMatrices);
+  const int64_t pair = std::min<int64_t>(2 * eigensolver_lanes(), kChunkMatrices);
+  if (rows <= 96) return 8 * c >= 5 * pair;
+  return rows <= 192 && 8 * c >= 7 * pair;
 }
 
 // The tasks of a decomposition with eigenvectors: make_chunks' chunks where the lanes pay off, one
