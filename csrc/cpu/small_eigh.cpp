@@ -19,7 +19,7 @@ namespace {
 
 constexpr int64_t kPadMultiple = 4;          // rows of a chunk's matrices: a multiple of 4 (lane Gram tiles)
 constexpr int64_t kChunkMatrices = 16;       // matrices per task at most ...
-constexpr int64_t kChunkDoubles = 1 << 20;   // ... and their padded rows at most 8 MiB of float64
+constexpr int64_t kChunkDoubles = 1 << 19;   // ... and their padded rows at most 4 MiB (Cut::kVectors: 8)
 
 struct Chunk {
   bool gram;                    // A A^T (rows <= d) or A^T A
@@ -51,16 +51,21 @@ void subtract_row_mean(scalar_t* rows, int64_t n, int64_t d) {
   }
 }
 
+// How make_chunks cuts: for eigenvalues only, for eigen-decompositions (the lanes pay off only on
+// near-full groups there, so chunks may hold more and end where padding would cost too much), or
+// in runs of one padded size (the backward's products cost m^2 d of the padded size).
+enum class Cut { kValues, kVectors, kBySize };
+
 // Fixed chunks, larger matrices first (the costly tasks start early, which evens out the threads'
 // finishing times); a function of the matrices only, so a forward and a backward cut the same.
 // Matrices of one Gram side in order of decreasing rows (ties by index), cut into runs padded to
 // their first (largest) member: the lane-parallel solver then finds full groups even when few
-// matrices share a size (a run ends where the rows fall to 3/4 of its first's). `by_size`: runs of one padded size only (the gradient's products cost
-// m^2 d of the padded size).
-std::vector<Chunk> make_chunks(const RowMatrices& mats, bool by_size) {
+// matrices share a size.
+std::vector<Chunk> make_chunks(const RowMatrices& mats, Cut cut) {
   const int64_t d = mats.table.size(1);
+  const int64_t doubles = cut == Cut::kVectors ? 2 * kChunkDoubles : kChunkDoubles;
   auto capacity = [&](int64_t padded) {
-    return std::clamp<int64_t>(kChunkDoubles / std::max<int64_t>(1, padded * d), 1, kChunkMatrices);
+    return std::clamp<int64_t>(doubles / std::max<int64_t>(1, padded * d), 1, kChunkMatrices);
   };
   std::vector<int64_t> order(mats.count());
   for (int64_t i = 0; i < mats.count(); ++i) order[i] = i;
@@ -73,13 +78,14 @@ std::vector<Chunk> make_chunks(const RowMatrices& mats, bool by_size) {
   for (const int64_t i : order) {
     const bool gram = mats.rows(i) <= d;
     const int64_t padded = padded_rows(mats.rows(i));
-    // A matrix of at most 3/4 the chunk's rows starts a new one: padded into it, it would cost the
-    // solver > 2.4x its own size's m^3.
-    if (chunks.empty() || chunks.back().gram != gram || (by_size && gram && chunks.back().padded != padded) ||
-        static_cast<int64_t>(chunks.back().members.size()) >= capacity(chunks.back().padded) ||
-        4 * padded <= 3 * chunks.back().padded) {
-      chunks.push_back({gram, padded, {}});
-    }
+    const bool full = !chunks.empty() && static_cast<int64_t>(chunks.back().members.size()) >=
+                                             capacity(chunks.back().padded);
+    // kBySize: one size per chunk. kVectors: a matrix of at most 3/4 the chunk's rows starts a new
+    // one (padded into it, it would cost the solver > 2.4x its own size's m^3).
+    const bool other_size = !chunks.empty() && gram &&
+                            ((cut == Cut::kBySize && chunks.back().padded != padded) ||
+                             (cut == Cut::kVectors && 4 * padded <= 3 * chunks.back().padded));
+    if (chunks.empty() || chunks.back().gram != gram || full || other_size) chunks.push_back({gram, padded, {}});
     chunks.back().members.push_back(i);
   }
   return chunks;
@@ -221,7 +227,7 @@ bool lanes_pay_off(int64_t c, int64_t rows) {
 // task per matrix elsewhere (LAPACK runs per matrix there: the large ones spread over the threads).
 std::vector<Chunk> decomposition_chunks(const RowMatrices& mats) {
   std::vector<Chunk> tasks;
-  for (Chunk& chunk : make_chunks(mats, false)) {
+  for (Chunk& chunk : make_chunks(mats, Cut::kVectors)) {
     if (chunk.gram && lanes_pay_off(static_cast<int64_t>(chunk.members.size()), chunk.padded)) {
       tasks.push_back(std::move(chunk));
       continue;
@@ -268,7 +274,7 @@ void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptS
   if (mats.count() <= 0) return;
   const int64_t d = mats.table.size(1);
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  const std::vector<Chunk> chunks = keep != nullptr ? decomposition_chunks(mats) : make_chunks(mats, false);
+  const std::vector<Chunk> chunks = keep != nullptr ? decomposition_chunks(mats) : make_chunks(mats, Cut::kValues);
   if (keep != nullptr) {
     keep->offsets.resize(mats.count());
     int64_t total = 0;
@@ -318,7 +324,7 @@ void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& wei
     kept = &solved;
   }
   const int64_t d = mats.table.size(1);
-  const std::vector<Chunk> chunks = make_chunks(mats, true);
+  const std::vector<Chunk> chunks = make_chunks(mats, Cut::kBySize);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
     const Chunk& chunk = chunks[task];
