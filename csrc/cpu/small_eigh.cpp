@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <tuple>
 #include <utility>
@@ -31,21 +30,14 @@ struct Chunk {
 
 int64_t padded_rows(int64_t rows) { return (rows + kPadMultiple - 1) / kPadMultiple * kPadMultiple; }
 
-// mean [d] <- the float64 mean of rows [n, d].
+// rows [n, d] minus their (float64) mean row.
 template <typename scalar_t>
-void row_mean(const scalar_t* rows, int64_t n, int64_t d, std::vector<double>& mean) {
-  mean.assign(d, 0.0);
+void subtract_row_mean(scalar_t* rows, int64_t n, int64_t d) {
+  std::vector<double> mean(d, 0.0);
   for (int64_t r = 0; r < n; ++r) {
     for (int64_t c = 0; c < d; ++c) mean[c] += static_cast<double>(rows[r * d + c]);
   }
   for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
-}
-
-// rows [n, d] minus their (float64) mean row.
-template <typename scalar_t>
-void subtract_row_mean(scalar_t* rows, int64_t n, int64_t d) {
-  std::vector<double> mean;
-  row_mean(rows, n, d, mean);
   for (int64_t r = 0; r < n; ++r) {
     for (int64_t c = 0; c < d; ++c) rows[r * d + c] = static_cast<scalar_t>(rows[r * d + c] - mean[c]);
   }
@@ -101,33 +93,44 @@ at::Tensor thread_buffer(int slot, int64_t numel, at::ScalarType dtype = at::kDo
   return buffer.narrow(0, 0, numel);
 }
 
-// stacked [c, padded, d] <- the chunk's matrices (float64, centered if asked, zero rows below).
-template <typename scalar_t>
-void gather(const RowMatrices& mats, const Chunk& chunk, double* stacked) {
+// stacked [c, padded, d] (out_t) <- the chunk's matrices, centered in float64 if asked, zero rows below.
+template <typename in_t, typename out_t>
+void gather(const RowMatrices& mats, const Chunk& chunk, out_t* stacked) {
   const int64_t d = mats.table.size(1), slot = chunk.padded * d;
-  const scalar_t* table = mats.table.data_ptr<scalar_t>();
+  const in_t* table = mats.table.data_ptr<in_t>();
+  std::vector<double> mean(d, 0.0);
   for (size_t j = 0; j < chunk.members.size(); ++j) {
     const int64_t i = chunk.members[j], n = mats.rows(i);
     const int64_t* rows = mats.index.data() + mats.offsets[i];
-    double* out = stacked + j * slot;
-    for (int64_t r = 0; r < n; ++r) {
-      const scalar_t* src = table + rows[r] * d;
-      double* dst = out + r * d;
-      for (int64_t c = 0; c < d; ++c) dst[c] = static_cast<double>(src[c]);
+    out_t* out = stacked + j * slot;
+    if (mats.centered) {
+      std::fill(mean.begin(), mean.end(), 0.0);
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t c = 0; c < d; ++c) mean[c] += static_cast<double>(table[rows[r] * d + c]);
+      }
+      for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
     }
-    if (mats.centered) subtract_row_mean(out, n, d);
-    std::memset(out + n * d, 0, (slot - n * d) * sizeof(double));
+    for (int64_t r = 0; r < n; ++r) {
+      const in_t* src = table + rows[r] * d;
+      for (int64_t c = 0; c < d; ++c) out[r * d + c] = static_cast<out_t>(static_cast<double>(src[c]) - mean[c]);
+    }
+    std::fill(out + n * d, out + slot, out_t(0));
   }
 }
 
-// The chunk's matrices [c, padded, d] (float64, centered if asked, zero rows below) in a thread buffer.
-at::Tensor gather_chunk(const RowMatrices& mats, const Chunk& chunk) {
+// The chunk's matrices [c, padded, d] (centered in float64 if asked, zero rows below) in a thread
+// buffer, as float64 (the Grams) or in the table's own dtype (the operand of the backward's products).
+at::Tensor gather_chunk(const RowMatrices& mats, const Chunk& chunk, at::ScalarType dtype = at::kDouble) {
   const int64_t c = static_cast<int64_t>(chunk.members.size()), d = mats.table.size(1);
-  at::Tensor stacked = thread_buffer(0, c * chunk.padded * d).view({c, chunk.padded, d});
+  at::Tensor stacked = thread_buffer(dtype == at::kDouble ? 0 : 4, c * chunk.padded * d, dtype);
   AT_DISPATCH_FLOATING_TYPES(mats.table.scalar_type(), "sdd::gather", [&] {
-    gather<scalar_t>(mats, chunk, stacked.data_ptr<double>());
+    if (dtype == at::kDouble) {
+      gather<scalar_t, double>(mats, chunk, stacked.data_ptr<double>());
+    } else {
+      gather<scalar_t, scalar_t>(mats, chunk, stacked.data_ptr<scalar_t>());
+    }
   });
-  return stacked;
+  return stacked.view({c, chunk.padded, d});
 }
 
 // The Grams [c, m, m] of the chunk's gathered matrices `stacked` [c, padded, d] in a thread buffer; a
@@ -150,35 +153,6 @@ at::Tensor chunk_grams(const at::Tensor& stacked, const Chunk& chunk, std::vecto
     if (bad[j]) std::fill(gj, gj + m * m, 0.0);
   }
   return gram;
-}
-
-// The chunk's matrices [c, padded, d] in the table's own dtype (centered in float64 if asked, zero
-// rows below) in a thread buffer: the float32 operand of the backward's products.
-at::Tensor gather_chunk_as_table(const RowMatrices& mats, const Chunk& chunk) {
-  const int64_t c = static_cast<int64_t>(chunk.members.size()), d = mats.table.size(1), slot = chunk.padded * d;
-  at::Tensor stacked = thread_buffer(4, c * slot, mats.table.scalar_type()).view({c, chunk.padded, d});
-  AT_DISPATCH_FLOATING_TYPES(mats.table.scalar_type(), "sdd::gather_as_table", [&] {
-    const scalar_t* table = mats.table.data_ptr<scalar_t>();
-    std::vector<double> mean(d, 0.0);
-    for (int64_t j = 0; j < c; ++j) {
-      const int64_t i = chunk.members[j], n = mats.rows(i);
-      const int64_t* rows = mats.index.data() + mats.offsets[i];
-      scalar_t* out = stacked.data_ptr<scalar_t>() + j * slot;
-      if (mats.centered) {
-        std::fill(mean.begin(), mean.end(), 0.0);
-        for (int64_t r = 0; r < n; ++r) {
-          for (int64_t col = 0; col < d; ++col) mean[col] += static_cast<double>(table[rows[r] * d + col]);
-        }
-        for (int64_t col = 0; col < d; ++col) mean[col] /= static_cast<double>(n);
-      }
-      for (int64_t r = 0; r < n; ++r) {
-        const scalar_t* src = table + rows[r] * d;
-        for (int64_t col = 0; col < d; ++col) out[r * d + col] = static_cast<scalar_t>(src[col] - mean[col]);
-      }
-      std::fill(out + n * d, out + slot, scalar_t(0));
-    }
-  });
-  return stacked;
 }
 
 // grad_table[rows of i] += grad [n, d] (grad_table's dtype), minus its row mean first when centered
@@ -352,7 +326,7 @@ void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& wei
     // K = U diag(w) U^T per matrix (float64); the gradient is K A (Gram side) or A K (covariance
     // side), in the table's dtype: a float32 gradient takes float32 products (rounding ~sqrt(m) eps32
     // relative, under the SPEC's float32 tolerances) at twice the float64 rate.
-    const at::Tensor stacked = gather_chunk_as_table(mats, chunk);  // [c, padded, d]
+    const at::Tensor stacked = gather_chunk(mats, chunk, mats.table.scalar_type());  // [c, padded, d]
     const at::Tensor kernel = at::bmm(vectors * scaled, vectors.transpose(1, 2)).to(stacked.scalar_type());
     at::Tensor grad = chunk.gram ? at::bmm(kernel, stacked) : at::bmm(stacked, kernel);  // [c, padded, d]
     AT_DISPATCH_FLOATING_TYPES(grad_table.scalar_type(), "sdd::scatter", [&] {

@@ -205,10 +205,6 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
   }
 }
 
-}  // namespace
-
-namespace {
-
 // GroupFill packing the lower triangles of matrices [count, m, m] (row-major).
 GroupFill pack_matrices(const double* matrices, int64_t m) {
   return [matrices, m](int64_t first, int64_t used, double* a) {
