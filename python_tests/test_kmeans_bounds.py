@@ -89,3 +89,14 @@ def test_dse_identical_with_plain_lloyd():
         plain = torch.ops.sdd.dse_forward(x, 3, 24, 8, True, 20, 1e-4, 1, "greedy", 0, None, None)
     for a, b in zip(bounded, plain):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e-12, 1e15])
+def test_same_labels_as_plain_lloyd_at_extreme_scales(scale):
+    # float32 Hamerly bounds come from float32 distances with an error bound; squares that
+    # underflow (1e-20: ~1e-42 per column) must still leave them upper bounds
+    for seed in range(3):
+        x = _clustered(torch.float32, seed) * scale
+        bounded, plain, _, _ = _both(x, 12, iters=50, tol=0.0, seed=seed)
+        for a, b in zip(bounded, plain):
+            assert torch.equal(a, b)

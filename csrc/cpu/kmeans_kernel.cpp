@@ -46,7 +46,7 @@ class KmeansSolver {
     const double u = std::numeric_limits<scalar_t>::epsilon() / 2.0;
     const double du = static_cast<double>(d_ + 2) * u;
     dot_error_ = 1.5 * du / (1.0 - du);
-    scratch_rows_ = at::empty({M_, d_}, x_.options());
+    if constexpr (!std::is_same_v<scalar_t, float>) scratch_rows_ = at::empty({M_, d_}, x_.options());  // gathers
     scratch_dots_ = at::empty({opt_.k, M_}, x_.options());
   }
 
@@ -102,9 +102,7 @@ class KmeansSolver {
     }
     for (int64_t i = 0; i < M_; ++i) {
       if (!dirty[labels[i]]) continue;
-      double* s = &sums_[labels[i] * d_];
-      const scalar_t* xi = data_ + i * d_;
-      for (int64_t j = 0; j < d_; ++j) s[j] += xi[j];
+      add_row(&sums_[labels[i] * d_], data_ + i * d_, d_);
       ++counts_[labels[i]];
     }
     double shift = 0.0;
@@ -161,16 +159,29 @@ class KmeansSolver {
       lower_[i] -= a == far ? second : drift_[far];
       const double bound = std::max(lower_[i], half_gap_[a]) * (1.0 - kMargin);
       if (upper_[i] * (1.0 + kMargin) < bound) continue;
-      upper_[i] = std::sqrt(squared_distance(data_ + i * d_, c + a * d_, d_));
+      upper_[i] = std::sqrt(distance_bound(data_ + i * d_, c + a * d_));
       if (upper_[i] * (1.0 + kMargin) < bound) continue;
       need_.push_back(i);
     }
     const int64_t n = static_cast<int64_t>(need_.size());
     if (n == 0) return;
-    const at::Tensor index = at::from_blob(need_.data(), {n}, at::kLong);
-    at::Tensor rows = scratch_rows_.narrow(0, 0, n);
-    at::index_select_out(rows, x_, 0, index);
-    rank_rows(rows, need_.data(), n, centroids, labels);
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      rank_rows(x_, need_.data(), n, centroids, labels);  // row_dots reads the points where they lie
+    } else {
+      at::Tensor rows = scratch_rows_.narrow(0, 0, n);
+      at::index_select_out(rows, x_, 0, at::from_blob(need_.data(), {n}, at::kLong));
+      rank_rows(rows, need_.data(), n, centroids, labels);
+    }
+  }
+
+  // ||a - b||^2 or more: float32 arithmetic with its error bound; a float64 table takes the float64
+  // distance, whose rounding kMargin covers.
+  double distance_bound(const scalar_t* a, const scalar_t* b) const {
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      return squared_distance_bound(a, b, d_);
+    } else {
+      return squared_distance(a, b, d_);
+    }
   }
 
   // Squared norms of the centroids and the largest norm, for rank_rows' distances and error bound.
@@ -180,8 +191,9 @@ class KmeansSolver {
     for (double norm : c_norms_) max_c_norm_ = std::max(max_c_norm_, std::sqrt(norm));
   }
 
-  // Labels (and fresh bounds) of n points: rows [n, d] are the points `points` (nullptr: all, in
-  // order). Squared distances come from one GEMM, ||x||^2 + ||c||^2 - 2 x.c; when the best and
+  // Labels (and fresh bounds) of n points `points` (nullptr: all, in order); rows [n, d] are those
+  // points (float64), or all of x (float32: row_dots picks them). Squared distances come from one
+  // GEMM-like product, ||x||^2 + ||c||^2 - 2 x.c; when the best and
   // second best are closer than twice its error bound, the centroids within reach are ranked again
   // by exact float64 distances, so a label is always the exact nearest centroid (ties: lowest index).
   void rank_rows(const at::Tensor& rows, const int64_t* points, int64_t n, const at::Tensor& centroids,
@@ -190,7 +202,11 @@ class KmeansSolver {
     const scalar_t* c = centroids.data_ptr<scalar_t>();
     // dots [k, n] = C X^T: for these skinny products MKL is faster writing the transposed result.
     at::Tensor dots = scratch_dots_.view(-1).narrow(0, 0, k * n).view({k, n});
-    at::mm_out(dots, centroids, rows.t());
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      row_dots(c, k, data_, points, n, d_, dots.data_ptr<float>());
+    } else {
+      at::mm_out(dots, centroids, rows.t());
+    }
     const scalar_t* dot = dots.data_ptr<scalar_t>();
     approx_.resize(k);
     int64_t rechecked = 0;
@@ -294,7 +310,7 @@ class KmeansSolver {
       if constexpr (std::is_same_v<scalar_t, float>) {
         // A few rows against many points: no gather, no GEMM packing (about half the time).
         seed_dots_.resize(n_candidates * n);
-        few_row_dots(rows, n_candidates, data_, need_.data(), n, d_, seed_dots_.data());
+        row_dots(rows, n_candidates, data_, need_.data(), n, d_, seed_dots_.data());
         dot = seed_dots_.data();
       } else if (n > 0) {
         at::Tensor gathered = scratch_rows_.narrow(0, 0, n);
@@ -344,7 +360,7 @@ class KmeansSolver {
   std::vector<int64_t> counts_, need_;
   std::vector<float> seed_dots_;  // float32 seeding: [candidates, needed points] dot products
   double max_c_norm_ = 0.0;
-  at::Tensor scratch_rows_, scratch_dots_;  // [M, d] gathered points, [k, M] their dot products
+  at::Tensor scratch_rows_, scratch_dots_;  // [M, d] gathered points (float64), [k, M] dot products
 };
 
 }  // namespace
