@@ -2,15 +2,11 @@
 
 #include <limits>
 
+#include "clones.h"
+
 namespace sdd {
 namespace cpu {
 namespace {
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define SDD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define SDD_CLONES
-#endif
 
 constexpr int kSums = 16;  // four independent vector accumulators of four doubles
 

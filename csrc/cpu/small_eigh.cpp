@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "parallel_tasks.h"
+#include "row_gather.h"
 #include "symmetric_eigenvalues.h"
 
 namespace sdd {
@@ -29,19 +30,6 @@ struct Chunk {
 };
 
 int64_t padded_rows(int64_t rows) { return (rows + kPadMultiple - 1) / kPadMultiple * kPadMultiple; }
-
-// rows [n, d] minus their (float64) mean row.
-template <typename scalar_t>
-void subtract_row_mean(scalar_t* rows, int64_t n, int64_t d) {
-  std::vector<double> mean(d, 0.0);
-  for (int64_t r = 0; r < n; ++r) {
-    for (int64_t c = 0; c < d; ++c) mean[c] += static_cast<double>(rows[r * d + c]);
-  }
-  for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
-  for (int64_t r = 0; r < n; ++r) {
-    for (int64_t c = 0; c < d; ++c) rows[r * d + c] = static_cast<scalar_t>(rows[r * d + c] - mean[c]);
-  }
-}
 
 // How make_chunks cuts: for eigenvalues only, for eigen-decompositions (the lanes pay off only on
 // near-full groups there, so chunks may hold more and end where padding would cost too much), or
@@ -93,29 +81,34 @@ at::Tensor thread_buffer(int slot, int64_t numel, at::ScalarType dtype = at::kDo
   return buffer.narrow(0, 0, numel);
 }
 
-// stacked [c, padded, d] (out_t) <- the chunk's matrices, centered in float64 if asked, zero rows below.
+// out [padded, d] (out_t) <- matrix i, centered in float64 if asked, zero rows below; mean: [d] scratch.
+template <typename in_t, typename out_t>
+void gather_member(const RowMatrices& mats, int64_t i, int64_t padded, double* mean, out_t* out) {
+  const int64_t d = mats.table.size(1), n = mats.rows(i);
+  gather_rows(mats.table.data_ptr<in_t>(), mats.index.data() + mats.offsets[i], n, d, mats.centered, mean, out);
+  std::fill(out + n * d, out + padded * d, out_t(0));
+}
+
+// stacked [c, padded, d] (out_t) <- the chunk's matrices (gather_member).
 template <typename in_t, typename out_t>
 void gather(const RowMatrices& mats, const Chunk& chunk, out_t* stacked) {
-  const int64_t d = mats.table.size(1), slot = chunk.padded * d;
-  const in_t* table = mats.table.data_ptr<in_t>();
-  std::vector<double> mean(d, 0.0);
+  std::vector<double> mean(mats.table.size(1));
   for (size_t j = 0; j < chunk.members.size(); ++j) {
-    const int64_t i = chunk.members[j], n = mats.rows(i);
-    const int64_t* rows = mats.index.data() + mats.offsets[i];
-    out_t* out = stacked + j * slot;
-    if (mats.centered) {
-      std::fill(mean.begin(), mean.end(), 0.0);
-      for (int64_t r = 0; r < n; ++r) {
-        for (int64_t c = 0; c < d; ++c) mean[c] += static_cast<double>(table[rows[r] * d + c]);
-      }
-      for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
-    }
-    for (int64_t r = 0; r < n; ++r) {
-      const in_t* src = table + rows[r] * d;
-      for (int64_t c = 0; c < d; ++c) out[r * d + c] = static_cast<out_t>(static_cast<double>(src[c]) - mean[c]);
-    }
-    std::fill(out + n * d, out + slot, out_t(0));
+    gather_member<in_t, out_t>(mats, chunk.members[j], chunk.padded, mean.data(), stacked + j * chunk.padded * mean.size());
   }
+}
+
+// The chunk's matrices as a GramSource: member j gathered (float64) into the solver's buffer just
+// before its Gram, so it is formed and read in cache. mean: [d] scratch.
+GramSource chunk_source(const RowMatrices& mats, const Chunk& chunk, std::vector<double>& mean) {
+  return [&mats, &chunk, &mean](int64_t j, double* buffer) -> const double* {
+    if (mats.table.scalar_type() == at::kFloat) {
+      gather_member<float, double>(mats, chunk.members[j], chunk.padded, mean.data(), buffer);
+    } else {
+      gather_member<double, double>(mats, chunk.members[j], chunk.padded, mean.data(), buffer);
+    }
+    return buffer;
+  };
 }
 
 // The chunk's matrices [c, padded, d] (centered in float64 if asked, zero rows below) in a thread
@@ -158,15 +151,9 @@ at::Tensor chunk_grams(const at::Tensor& stacked, const Chunk& chunk, std::vecto
 // grad_table[rows of i] += grad [n, d] (grad_table's dtype), minus its row mean first when centered
 // (the gradient through the centering).
 template <typename scalar_t>
-void scatter(const RowMatrices& mats, int64_t i, scalar_t* grad, at::Tensor& grad_table) {
-  const int64_t d = grad_table.size(1), n = mats.rows(i);
-  const int64_t* rows = mats.index.data() + mats.offsets[i];
-  if (mats.centered) subtract_row_mean(grad, n, d);
-  scalar_t* out = grad_table.data_ptr<scalar_t>();
-  for (int64_t r = 0; r < n; ++r) {
-    scalar_t* dst = out + rows[r] * d;
-    for (int64_t c = 0; c < d; ++c) dst[c] += grad[r * d + c];
-  }
+void scatter(const RowMatrices& mats, int64_t i, scalar_t* grad, at::Tensor& grad_table, std::vector<double>& mean) {
+  scatter_rows(grad, mats.index.data() + mats.offsets[i], mats.rows(i), grad_table.size(1), mats.centered,
+               mean.data(), grad_table.data_ptr<scalar_t>());
 }
 
 }  // namespace
@@ -215,15 +202,16 @@ std::vector<Chunk> decomposition_chunks(const RowMatrices& mats) {
 // lane-parallel solver (each matrix's own rows: the zero padding is left out exactly) where it pays
 // off, else by LAPACK eigh on each matrix's own Gram or covariance; NaN for a matrix with a
 // non-finite entry.
-void decompose_chunk(const RowMatrices& mats, const Chunk& chunk, const at::Tensor& stacked,
-                     const std::vector<double*>& records) {
-  const int64_t c = stacked.size(0), d = stacked.size(2);
+void decompose_chunk(const RowMatrices& mats, const Chunk& chunk, const std::vector<double*>& records) {
+  const int64_t c = static_cast<int64_t>(chunk.members.size()), d = mats.table.size(1);
   std::vector<int64_t> sizes(c);
   for (int64_t j = 0; j < c; ++j) sizes[j] = mats.rows(chunk.members[j]);
   if (chunk.gram && lanes_pay_off(c, chunk.padded)) {
-    gram_eigh(stacked.data_ptr<double>(), c, chunk.padded, d, sizes.data(), records.data());
+    std::vector<double> mean(d);
+    gram_eigh(chunk_source(mats, chunk, mean), c, chunk.padded, d, sizes.data(), records.data());
     return;
   }
+  const at::Tensor stacked = gather_chunk(mats, chunk);  // [c, padded, d]
   const double nan = std::numeric_limits<double>::quiet_NaN();
   for (int64_t j = 0; j < c; ++j) {
     const at::Tensor rows = stacked[j].narrow(0, 0, sizes[j]);  // [n, d]
@@ -260,13 +248,12 @@ void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptS
   }
   parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
     const Chunk& chunk = chunks[task];
-    const at::Tensor stacked = gather_chunk(mats, chunk);  // [c, padded, d]
-    const int64_t c = stacked.size(0), m = chunk.gram_size(d);
+    const int64_t c = static_cast<int64_t>(chunk.members.size()), m = chunk.gram_size(d);
     if (keep != nullptr) {
       // With the eigenvectors the backward needs, kept per matrix.
       std::vector<double*> records(c);
       for (int64_t j = 0; j < c; ++j) records[j] = keep->data.data_ptr<double>() + keep->offsets[chunk.members[j]];
-      decompose_chunk(mats, chunk, stacked, records);
+      decompose_chunk(mats, chunk, records);
       for (int64_t j = 0; j < c; ++j) {
         const int64_t n = std::min(mats.rows(chunk.members[j]), d);
         consume(chunk.members[j], records[j] + n * n, n);
@@ -276,10 +263,11 @@ void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptS
     // Eigenvalues only; NaN for a matrix with a non-finite entry.
     at::Tensor values = thread_buffer(2, c * m).view({c, m});
     if (chunk.gram) {
-      gram_eigenvalues(stacked.data_ptr<double>(), c, m, d, values.data_ptr<double>());
+      std::vector<double> mean(d);
+      gram_eigenvalues(chunk_source(mats, chunk, mean), c, m, d, values.data_ptr<double>());
     } else {
       std::vector<char> bad;
-      const at::Tensor gram = chunk_grams(stacked, chunk, bad);
+      const at::Tensor gram = chunk_grams(gather_chunk(mats, chunk), chunk, bad);  // [c, padded, d] -> [c, d, d]
       symmetric_eigenvalues(gram.data_ptr<double>(), c, m, values.data_ptr<double>());
       for (int64_t j = 0; j < c; ++j) {
         if (bad[j]) std::fill(values.data_ptr<double>() + j * m, values.data_ptr<double>() + (j + 1) * m, nan);
@@ -329,9 +317,10 @@ void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& wei
     const at::Tensor stacked = gather_chunk(mats, chunk, mats.table.scalar_type());  // [c, padded, d]
     const at::Tensor kernel = at::bmm(vectors * scaled, vectors.transpose(1, 2)).to(stacked.scalar_type());
     at::Tensor grad = chunk.gram ? at::bmm(kernel, stacked) : at::bmm(stacked, kernel);  // [c, padded, d]
+    std::vector<double> mean(d);
     AT_DISPATCH_FLOATING_TYPES(grad_table.scalar_type(), "sdd::scatter", [&] {
       for (int64_t j = 0; j < c; ++j) {
-        scatter<scalar_t>(mats, chunk.members[j], grad.select(0, j).data_ptr<scalar_t>(), grad_table);
+        scatter<scalar_t>(mats, chunk.members[j], grad.select(0, j).data_ptr<scalar_t>(), grad_table, mean);
       }
     });
   });

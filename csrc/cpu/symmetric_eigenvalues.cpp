@@ -218,19 +218,26 @@ GroupFill pack_matrices(const double* matrices, int64_t m) {
   };
 }
 
-// GroupFill forming the Grams X X^T of matrices [count, rows, d] in the solver's layout.
-GroupFill pack_grams(const double* matrices, int64_t rows, int64_t d) {
+// GroupFill forming the Grams X X^T of the `source`'s matrices [rows, d] in the solver's layout.
+GroupFill pack_grams(const GramSource& source, int64_t rows, int64_t d) {
   TORCH_CHECK(rows % 4 == 0, "gram eigensolver: rows must be a multiple of 4, got ", rows);
-  return [matrices, rows, d](int64_t first, int64_t used, double* a) {
+  return [&source, rows, d](int64_t first, int64_t used, double* a) {
     const Kernel& k = kernel();
+    thread_local std::vector<double> buffer;  // one matrix at a time: it stays in cache for its Gram
+    if (static_cast<int64_t>(buffer.size()) < rows * d) buffer.resize(rows * d);
     for (int l = 0; l < k.lanes; ++l) {
       if (l < used) {
-        k.lane_gram(matrices + (first + l) * rows * d, rows, d, a, l);
+        k.lane_gram(source(first + l, buffer.data()), rows, d, a, l);
       } else {
         for (int64_t at = l; at < rows * (rows + 1) / 2 * k.lanes; at += k.lanes) a[at] = 0.0;
       }
     }
   };
+}
+
+// The matrices [count, rows, d] of an array, as a GramSource (no copy).
+GramSource stacked_source(const double* matrices, int64_t rows, int64_t d) {
+  return [matrices, rows, d](int64_t j, double*) { return matrices + j * rows * d; };
 }
 
 }  // namespace
@@ -247,15 +254,24 @@ void symmetric_eigh(const double* matrices, int64_t count, int64_t m, const int6
 
 int eigensolver_lanes() { return kernel().lanes; }
 
-void gram_eigenvalues(const double* matrices, int64_t count, int64_t rows, int64_t d, double* values) {
+void gram_eigenvalues(const GramSource& source, int64_t count, int64_t rows, int64_t d, double* values) {
   if (count <= 0 || rows <= 0) return;
-  solve_by_pairs(count, rows, pack_grams(matrices, rows, d), Results{values});
+  solve_by_pairs(count, rows, pack_grams(source, rows, d), Results{values});
+}
+
+void gram_eigh(const GramSource& source, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
+               double* const* outputs) {
+  if (count <= 0 || rows <= 0) return;
+  solve_by_pairs(count, rows, pack_grams(source, rows, d), Results{nullptr, sizes, outputs});
+}
+
+void gram_eigenvalues(const double* matrices, int64_t count, int64_t rows, int64_t d, double* values) {
+  gram_eigenvalues(stacked_source(matrices, rows, d), count, rows, d, values);
 }
 
 void gram_eigh(const double* matrices, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
                double* const* outputs) {
-  if (count <= 0 || rows <= 0) return;
-  solve_by_pairs(count, rows, pack_grams(matrices, rows, d), Results{nullptr, sizes, outputs});
+  gram_eigh(stacked_source(matrices, rows, d), count, rows, d, sizes, outputs);
 }
 
 }  // namespace cpu

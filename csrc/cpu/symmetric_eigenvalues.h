@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 namespace sdd {
 namespace cpu {
@@ -39,6 +40,13 @@ void symmetric_eigh(const double* matrices, int64_t count, int64_t m, const int6
 // The same for the Grams X X^T of matrices [count, rows, d] (rows % 4 == 0; rows of matrix j from
 // sizes[j] on must be zero).
 void gram_eigh(const double* matrices, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
+               double* const* outputs);
+
+// Matrix j [rows, d] of a Gram solve: a pointer to its rows, or to `buffer` [rows, d] after filling
+// it (then each matrix is formed just before its Gram, while it is in cache).
+using GramSource = std::function<const double*(int64_t j, double* buffer)>;
+void gram_eigenvalues(const GramSource& source, int64_t count, int64_t rows, int64_t d, double* values);
+void gram_eigh(const GramSource& source, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
                double* const* outputs);
 
 // W of the kernel in use: 8, 4 or 2 (at most SDD_CPU_LANES when set, for tests).
