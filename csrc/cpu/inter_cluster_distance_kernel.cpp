@@ -6,13 +6,33 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kernels.h"
+#include "row_products.h"  // row_dots, squared_distance
 #include "tensor_utils.h"
 
 namespace sdd {
 namespace cpu {
+
+namespace {
+
+// [k, M] dot products of the centroids [k, d] with the points x [M, d]: row_dots in float32 (no
+// GEMM packing), MKL in float64 (its faster layout for this skinny product).
+template <typename scalar_t>
+at::Tensor centroid_dots(const at::Tensor& x, const at::Tensor& centroids) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    const int64_t k = centroids.size(0), M = x.size(0), d = x.size(1);
+    at::Tensor dots = at::empty({k, M}, x.options());
+    row_dots(centroids.data_ptr<float>(), k, x.data_ptr<float>(), nullptr, M, d, dots.data_ptr<float>());
+    return dots;
+  } else {
+    return at::mm(centroids, x.t());
+  }
+}
+
+}  // namespace
 
 double nearest_other_centroid(const at::Tensor& x, const at::Tensor& centroids, const int64_t* labels,
                               const std::vector<bool>& usable, int64_t* other) {
@@ -22,7 +42,7 @@ double nearest_other_centroid(const at::Tensor& x, const at::Tensor& centroids, 
     const scalar_t* xd = x.data_ptr<scalar_t>();
     const scalar_t* cd = centroids.data_ptr<scalar_t>();
     const std::vector<double> c_norms = squared_norms(cd, k, d);
-    const at::Tensor dots = at::mm(centroids, x.t());  // [k, M]: MKL's faster layout for this skinny product
+    const at::Tensor dots = centroid_dots<scalar_t>(x, centroids);  // [k, M]
     const scalar_t* dot = dots.data_ptr<scalar_t>();
     for (int64_t i = 0; i < M; ++i) {
       int64_t best = -1;
@@ -34,12 +54,7 @@ double nearest_other_centroid(const at::Tensor& x, const at::Tensor& centroids, 
       }
       other[i] = best;
       if (best < 0) continue;
-      double sq = 0.0;
-      for (int64_t j = 0; j < d; ++j) {
-        const double diff = static_cast<double>(xd[i * d + j]) - cd[best * d + j];
-        sq += diff * diff;
-      }
-      total += std::sqrt(sq);
+      total += std::sqrt(squared_distance(xd + i * d, cd + best * d, d));
     }
   });
   return total / static_cast<double>(M);
@@ -58,12 +73,9 @@ void nearest_other_centroid_backward(const at::Tensor& x, const at::Tensor& cent
     for (int64_t i = 0; i < M; ++i) {
       const int64_t c = other[i];
       if (c < 0) continue;
-      double sq = 0.0;
-      for (int64_t j = 0; j < d; ++j) {
-        diff[j] = static_cast<double>(xd[i * d + j]) - cd[c * d + j];
-        sq += diff[j] * diff[j];
-      }
+      const double sq = squared_distance(xd + i * d, cd + c * d, d);  // the forward's value
       if (!(sq > 0.0)) continue;  // a point on the centroid: subgradient 0
+      for (int64_t j = 0; j < d; ++j) diff[j] = static_cast<double>(xd[i * d + j]) - cd[c * d + j];
       const double coeff = grad_mean / static_cast<double>(M) / std::sqrt(sq);
       for (int64_t j = 0; j < d; ++j) {
         gx[i * d + j] += static_cast<scalar_t>(coeff * diff[j]);

@@ -21,7 +21,8 @@ inline at::Tensor tensor_from(const std::vector<double>& values, const at::Tenso
 // sum_j (row[j] - center[j])^2 (center null: 0) in float64, in 8 running sums combined in a fixed
 // order: a vectorisable loop, not one serial chain of additions; the same rounding on any machine.
 template <typename scalar_t>
-double sum_of_squares(const scalar_t* row, int64_t d, const double* center = nullptr) {
+inline __attribute__((always_inline)) double sum_of_squares_inline(const scalar_t* row, int64_t d,
+                                                                   const double* center) {
   double lanes[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
   int64_t j = 0;
   for (; j + 8 <= d; j += 8) {
@@ -35,6 +36,15 @@ double sum_of_squares(const scalar_t* row, int64_t d, const double* center = nul
     lanes[j % 8] += x * x;
   }
   return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
+// float32 / float64 rows: the per-instruction-set copies of row_norms.cpp (the same rounding).
+double sum_of_squares(const float* row, int64_t d, const double* center = nullptr);
+double sum_of_squares(const double* row, int64_t d, const double* center = nullptr);
+
+template <typename scalar_t>
+double sum_of_squares(const scalar_t* row, int64_t d, const double* center = nullptr) {
+  return sum_of_squares_inline(row, d, center);
 }
 
 // ||row||^2 of `count` contiguous rows of length d, accumulated in float64.
