@@ -20,17 +20,25 @@ inline at::Tensor tensor_from(const std::vector<double>& values, const at::Tenso
 
 // sum_j (row[j] - center[j])^2 (center null: 0) in float64, in 8 running sums combined in a fixed
 // order: a vectorisable loop, not one serial chain of additions; the same rounding on any machine.
+typedef double EightDoubles __attribute__((vector_size(8 * sizeof(double))));
+
 template <typename scalar_t>
 inline __attribute__((always_inline)) double sum_of_squares_inline(const scalar_t* row, int64_t d,
                                                                    const double* center) {
-  double lanes[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  EightDoubles sums = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};  // lane l: the columns j = l mod 8
   int64_t j = 0;
   for (; j + 8 <= d; j += 8) {
-    for (int l = 0; l < 8; ++l) {
-      const double x = static_cast<double>(row[j + l]) - (center != nullptr ? center[j + l] : 0.0);
-      lanes[l] += x * x;
+    EightDoubles x;
+    for (int l = 0; l < 8; ++l) x[l] = static_cast<double>(row[j + l]);
+    if (center != nullptr) {
+      EightDoubles c;
+      __builtin_memcpy(&c, center + j, sizeof(c));
+      x -= c;
     }
+    sums += x * x;
   }
+  double lanes[8];
+  __builtin_memcpy(lanes, &sums, sizeof(lanes));
   for (; j < d; ++j) {
     const double x = static_cast<double>(row[j]) - (center != nullptr ? center[j] : 0.0);
     lanes[j % 8] += x * x;
