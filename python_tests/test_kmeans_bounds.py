@@ -70,10 +70,12 @@ def test_bounds_prune_most_distances_on_clustered_data():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_labels_are_the_exact_nearest_centroid(dtype):
-    # near ties: points halfway between two centroids up to a few fp32 ulps
-    x = _random(2, 300, 64, dtype, 5)
-    centroids, labels, _ = sdd_fast.kmeans(x, 16, iters=30, tol=0.0)
+@pytest.mark.parametrize(("k", "dim", "points"), [(16, 64, 300), (3, 37, 301), (5, 19, 299), (9, 40, 302)])
+def test_labels_are_the_exact_nearest_centroid(dtype, k, dim, points):
+    # near ties: points halfway between two centroids up to a few fp32 ulps; k and dim cover every
+    # row block and column tail of the float32 dot kernel, points every last partial block
+    x = _random(2, points, dim, dtype, 5)
+    centroids, labels, _ = sdd_fast.kmeans(x, k, iters=30, tol=0.0)
     exact = torch.cdist(x.double(), centroids.double()).square()
     best = exact.min(dim=2, keepdim=True).values
     expected = (exact == best).int().argmax(dim=2)  # lowest index among the exact minima
