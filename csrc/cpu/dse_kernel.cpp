@@ -128,14 +128,14 @@ std::vector<std::vector<bool>> cluster_all(const at::Tensor& x, const DseShape& 
         usable[g].resize(options.global.k);
         for (int64_t c = 0; c < options.global.k; ++c) usable[g][c] = counts[c] > 0;
       } else {
-        kmeans_problem(points, options.global, common::RandomStream::kGlobalKmeansSeeding, g, cg, rows);
+        kmeans_problem(points, options.global, common::RandomStream::kGlobalKmeansSeeding, g, cg, rows, false);
       }
       return;
     }
     const int64_t b = task - G;
     at::Tensor scratch = at::empty({options.local.k, d}, x.options());  // centroids [k, d], unused
     kmeans_problem(x.select(0, b), options.local, common::RandomStream::kKmeansSeeding, b, scratch,
-                   local_labels.data_ptr<int64_t>() + b * N);
+                   local_labels.data_ptr<int64_t>() + b * N, false);
   });
   return usable;
 }

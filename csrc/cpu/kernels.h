@@ -18,10 +18,11 @@ namespace cpu {
 
 // ---- k-means ---------------------------------------------------------------------------
 // Lloyd's k-means after k-means++ seeding (SPEC "k-means"). Writes centroids [k, d],
-// labels [M] and returns the inertia. Draws come from (seed, stream, problem).
+// labels [M] and returns the inertia (NaN when not asked for and n_init is 1: a pass over the
+// points saved). Draws come from (seed, stream, problem).
 double kmeans_problem(const at::Tensor& x, const KmeansOptions& options,
                       common::RandomStream stream, int64_t problem, at::Tensor& centroids,
-                      int64_t* labels);
+                      int64_t* labels, bool want_inertia = true);
 
 // Means of labelled clusters: centroids [k, d] (zero rows for empty clusters), counts [k].
 void cluster_means(const at::Tensor& x, const int64_t* labels, int64_t k, at::Tensor& centroids,

@@ -50,8 +50,9 @@ class KmeansSolver {
     scratch_dots_ = at::empty({opt_.k, M_}, x_.options());
   }
 
-  // One seeding + Lloyd run; writes centroids [k, d] and labels [M]; returns the inertia.
-  double run(int64_t init, at::Tensor& centroids, int64_t* labels) {
+  // One seeding + Lloyd run; writes centroids [k, d] and labels [M]; returns the inertia (NaN
+  // without want_inertia).
+  double run(int64_t init, at::Tensor& centroids, int64_t* labels, bool want_inertia) {
     const int64_t k = opt_.k;
     seed_centroids(init, centroids);
     scalar_t* c = centroids.data_ptr<scalar_t>();
@@ -84,6 +85,7 @@ class KmeansSolver {
     work.kmeans_runs.fetch_add(1, std::memory_order_relaxed);
     work.lloyd_iterations.fetch_add(updates, std::memory_order_relaxed);
     work.lloyd_point_iterations.fetch_add((updates + 1) * M_, std::memory_order_relaxed);
+    if (!want_inertia) return std::numeric_limits<double>::quiet_NaN();
     double inertia = 0.0;
     for (int64_t i = 0; i < M_; ++i) inertia += squared_distance(data_ + i * d_, c + labels[i] * d_, d_);
     return inertia;
@@ -143,11 +145,11 @@ class KmeansSolver {
     double second = 0.0;
     for (int64_t cl = 0; cl < k; ++cl) second = cl != far ? std::max(second, drift_[cl]) : second;
     constexpr double kMargin = 1e-9;  // relative: covers the fp64 rounding of bounds and distances
-    // Half the distance from each centroid to its nearest other one (fp64).
+    // Half the distance from each centroid to its nearest other one, or less (distance_bounds).
     half_gap_.assign(k, std::numeric_limits<double>::infinity());
     for (int64_t a = 0; a < k; ++a) {
       for (int64_t b = a + 1; b < k; ++b) {
-        const double half = 0.5 * std::sqrt(squared_distance(c + a * d_, c + b * d_, d_));
+        const double half = 0.5 * std::sqrt(distance_bounds(c + a * d_, c + b * d_).lower);
         half_gap_[a] = std::min(half_gap_[a], half);
         half_gap_[b] = std::min(half_gap_[b], half);
       }
@@ -159,7 +161,7 @@ class KmeansSolver {
       lower_[i] -= a == far ? second : drift_[far];
       const double bound = std::max(lower_[i], half_gap_[a]) * (1.0 - kMargin);
       if (upper_[i] * (1.0 + kMargin) < bound) continue;
-      upper_[i] = std::sqrt(distance_bound(data_ + i * d_, c + a * d_));
+      upper_[i] = std::sqrt(distance_bounds(data_ + i * d_, c + a * d_).upper);
       if (upper_[i] * (1.0 + kMargin) < bound) continue;
       need_.push_back(i);
     }
@@ -174,13 +176,14 @@ class KmeansSolver {
     }
   }
 
-  // ||a - b||^2 or more: float32 arithmetic with its error bound; a float64 table takes the float64
-  // distance, whose rounding kMargin covers.
-  double distance_bound(const scalar_t* a, const scalar_t* b) const {
+  // Bounds of ||a - b||^2: float32 arithmetic with its error bound; a float64 table takes the float64
+  // distance for both, whose rounding kMargin covers.
+  DistanceBounds distance_bounds(const scalar_t* a, const scalar_t* b) const {
     if constexpr (std::is_same_v<scalar_t, float>) {
-      return squared_distance_bound(a, b, d_);
+      return squared_distance_bounds(a, b, d_);
     } else {
-      return squared_distance(a, b, d_);
+      const double exact = squared_distance(a, b, d_);
+      return {exact, exact};
     }
   }
 
@@ -367,18 +370,18 @@ class KmeansSolver {
 
 double kmeans_problem(const at::Tensor& x, const KmeansOptions& options,
                       common::RandomStream stream, int64_t problem, at::Tensor& centroids,
-                      int64_t* labels) {
+                      int64_t* labels, bool want_inertia) {
   double best_inertia = 0.0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sdd::kmeans", [&] {
     KmeansSolver<scalar_t> solver(x, options, stream, problem);
     if (options.n_init == 1) {
-      best_inertia = solver.run(0, centroids, labels);
+      best_inertia = solver.run(0, centroids, labels, want_inertia);
       return;
     }
     at::Tensor trial_centroids = at::empty_like(centroids);
     std::vector<int64_t> trial_labels(x.size(0));
     for (int64_t init = 0; init < options.n_init; ++init) {
-      const double inertia = solver.run(init, trial_centroids, trial_labels.data());
+      const double inertia = solver.run(init, trial_centroids, trial_labels.data(), true);  // picks the run
       if (init == 0 || inertia < best_inertia) {  // ties: the earlier run
         best_inertia = inertia;
         centroids.copy_(trial_centroids);

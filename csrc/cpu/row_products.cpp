@@ -1,5 +1,6 @@
 #include "row_products.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "clones.h"
@@ -132,7 +133,7 @@ SDD_CLONES void row_dots(const float* rows, int64_t n_rows, const float* x, cons
 SDD_CLONES double squared_distance(const float* a, const float* b, int64_t d) { return distance(a, b, d); }
 SDD_CLONES double squared_distance(const double* a, const double* b, int64_t d) { return distance(a, b, d); }
 
-SDD_CLONES double squared_distance_bound(const float* a, const float* b, int64_t d) {
+SDD_CLONES DistanceBounds squared_distance_bounds(const float* a, const float* b, int64_t d) {
   const int64_t body = d / 16 * 16;
   Floats acc = {};
   for (int64_t c = 0; c < body; c += 16) {
@@ -143,11 +144,14 @@ SDD_CLONES double squared_distance_bound(const float* a, const float* b, int64_t
   for (int l = 0; l < 16; ++l) sum += acc[l];
   for (int64_t c = body; c < d; ++c) sum += (a[c] - b[c]) * (a[c] - b[c]);
   // Each difference is off by at most u relative, each term and partial sum rounds at most d + 2
-  // times in a chain: the exact value is within (1 + u)^(d + 4) - 1 < 2 (d + 4) u of the sum's; an
-  // underflowing (or flushed) step adds at most the smallest normal float.
+  // times in a chain: the exact value and the sum are within a factor (1 + u)^(d + 4), i.e. within
+  // 2 (d + 4) u relative, of each other; an underflowing (or flushed) step adds at most the smallest
+  // normal float.
   const double u = 0.5 * static_cast<double>(std::numeric_limits<float>::epsilon());
-  const double steps = static_cast<double>(d + 4);
-  return static_cast<double>(sum) * (1.0 + 2.0 * steps * u) + steps * std::numeric_limits<float>::min();
+  const double steps = static_cast<double>(d + 4), relative = 2.0 * steps * u;
+  const double absolute = steps * std::numeric_limits<float>::min();
+  const double value = static_cast<double>(sum);
+  return {std::max(0.0, value * (1.0 - relative) - absolute), value * (1.0 + relative) + absolute};
 }
 
 SDD_CLONES void add_row(double* sums, const float* row, int64_t d) {

@@ -16,11 +16,13 @@ namespace cpu {
 double squared_distance(const float* a, const float* b, int64_t d);
 double squared_distance(const double* a, const double* b, int64_t d);
 
-// An upper bound of the exact squared distance ||a - b||^2, from float32 differences and sums (one
-// 16-lane accumulator, then its lanes), scaled by 1 + 2 (d + 4) u: over the exact value for any
-// rounding of those steps, and within ~5e-5 relative of it at d = 384. For bounds (Hamerly's upper
-// bounds), never for reported values.
-double squared_distance_bound(const float* a, const float* b, int64_t d);
+// Bounds of the exact squared distance ||a - b||^2 from float32 differences and sums (one 16-lane
+// accumulator, then its lanes): lower <= exact <= upper for any rounding of those steps, each within
+// ~5e-5 relative of it at d = 384. For Hamerly's bounds, never for reported values.
+struct DistanceBounds {
+  double lower, upper;
+};
+DistanceBounds squared_distance_bounds(const float* a, const float* b, int64_t d);
 
 // sums [d] += row [d] in float64, element by element (the same bits in every copy).
 void add_row(double* sums, const float* row, int64_t d);
