@@ -1,6 +1,7 @@
 // k-means on the CPU: greedy / D^2 / D k-means++ seeding from Philox draws, then Lloyd
-// iterations with early stop. One problem per task; distances go through BLAS
-// (||x||^2 - 2 x.c + ||c||^2), exact differences are used for reported quantities.
+// iterations with early stop. One problem per task; distances come from dot products
+// (||x||^2 - 2 x.c + ||c||^2: row_dots in float32, BLAS in float64), exact differences are used for
+// reported quantities.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -110,7 +111,8 @@ class KmeansSolver {
     double shift = 0.0;
     for (int64_t cl = 0; cl < k; ++cl) {
       drift_[cl] = 0.0;
-      if (!dirty[cl] || counts_[cl] == 0) continue;  // unchanged sums give the same mean; an empty cluster keeps its centroid
+      // Unchanged sums give the same mean; an empty cluster keeps its centroid.
+      if (!dirty[cl] || counts_[cl] == 0) continue;
       double moved = 0.0;
       for (int64_t j = 0; j < d_; ++j) {
         const scalar_t updated = static_cast<scalar_t>(sums_[cl * d_ + j] / counts_[cl]);
@@ -124,7 +126,7 @@ class KmeansSolver {
     return shift;
   }
 
-  // Nearest centroid of every point (ties: lowest index), from one GEMM of all points.
+  // Nearest centroid of every point (ties: lowest index), from the dot products of all points.
   void assign_all(const at::Tensor& centroids, int64_t* labels) {
     prepare_centroids(centroids);
     rank_rows(x_, nullptr, M_, centroids, labels);
@@ -203,7 +205,7 @@ class KmeansSolver {
                  int64_t* labels) {
     const int64_t k = opt_.k;
     const scalar_t* c = centroids.data_ptr<scalar_t>();
-    // dots [k, n] = C X^T: for these skinny products MKL is faster writing the transposed result.
+    // dots [k, n] = C X^T (float64: MKL is faster writing this skinny product transposed).
     at::Tensor dots = scratch_dots_.view(-1).narrow(0, 0, k * n).view({k, n});
     if constexpr (std::is_same_v<scalar_t, float>) {
       row_dots(c, k, data_, points, n, d_, dots.data_ptr<float>());

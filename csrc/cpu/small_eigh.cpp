@@ -92,9 +92,10 @@ void gather_member(const RowMatrices& mats, int64_t i, int64_t padded, double* m
 // stacked [c, padded, d] (out_t) <- the chunk's matrices (gather_member).
 template <typename in_t, typename out_t>
 void gather(const RowMatrices& mats, const Chunk& chunk, out_t* stacked) {
-  std::vector<double> mean(mats.table.size(1));
+  const int64_t d = mats.table.size(1);
+  std::vector<double> mean(d);
   for (size_t j = 0; j < chunk.members.size(); ++j) {
-    gather_member<in_t, out_t>(mats, chunk.members[j], chunk.padded, mean.data(), stacked + j * chunk.padded * mean.size());
+    gather_member<in_t, out_t>(mats, chunk.members[j], chunk.padded, mean.data(), stacked + j * chunk.padded * d);
   }
 }
 
