@@ -73,7 +73,7 @@ std::vector<Chunk> make_chunks(const RowMatrices& mats, Cut cut) {
 
 // A thread's buffer of at least `numel` elements (float64, or `dtype`), kept for the thread's life.
 at::Tensor thread_buffer(int slot, int64_t numel, at::ScalarType dtype = at::kDouble) {
-  thread_local at::Tensor buffers[9];
+  thread_local at::Tensor buffers[5];
   at::Tensor& buffer = buffers[slot];
   if (!buffer.defined() || buffer.numel() < numel || buffer.scalar_type() != dtype) {
     buffer = at::empty({numel}, dtype);
@@ -295,9 +295,8 @@ void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& wei
     // vectors [c, m, m]: member j's [n, n] eigenvectors U in its top-left corner, zeros around;
     // weighted: U diag(w) there, w its weights times its scale.
     at::Tensor vectors = thread_buffer(3, c * m * m).view({c, m, m});
-    at::Tensor weighted = thread_buffer(5, c * m * m).view({c, m, m});
     vectors.zero_();
-    weighted.zero_();
+    at::Tensor weighted = at::zeros({c, m, m}, vectors.options());
     std::vector<double> weights(m);
     bool any = false;
     for (int64_t j = 0; j < c; ++j) {
@@ -321,18 +320,9 @@ void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& wei
     // K = U diag(w) U^T per matrix (float64); the gradient is K A (Gram side) or A K (covariance
     // side), in the table's dtype: a float32 gradient takes float32 products (rounding ~sqrt(m) eps32
     // relative, under the SPEC's float32 tolerances) at twice the float64 rate.
-    // Every product into a thread buffer: no allocation (and no fresh pages) per chunk.
     const at::Tensor stacked = gather_chunk(mats, chunk, mats.table.scalar_type());  // [c, padded, d]
-    const at::ScalarType dtype = stacked.scalar_type();
-    at::Tensor kernel = thread_buffer(6, c * m * m).view({c, m, m});
-    at::bmm_out(kernel, weighted, vectors.transpose(1, 2));
-    if (dtype != at::kDouble) kernel = thread_buffer(7, c * m * m, dtype).view({c, m, m}).copy_(kernel);
-    at::Tensor grad = thread_buffer(8, c * chunk.padded * d, dtype).view({c, chunk.padded, d});
-    if (chunk.gram) {
-      at::bmm_out(grad, kernel, stacked);
-    } else {
-      at::bmm_out(grad, stacked, kernel);
-    }
+    const at::Tensor kernel = at::bmm(weighted, vectors.transpose(1, 2)).to(stacked.scalar_type());
+    const at::Tensor grad = chunk.gram ? at::bmm(kernel, stacked) : at::bmm(stacked, kernel);  // [c, padded, d]
     std::vector<double> mean(d);
     AT_DISPATCH_FLOATING_TYPES(grad_table.scalar_type(), "sdd::scatter", [&] {
       for (int64_t j = 0; j < c; ++j) {
