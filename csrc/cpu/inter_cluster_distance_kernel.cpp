@@ -6,33 +6,14 @@
 
 #include <cmath>
 #include <limits>
-#include <type_traits>
 #include <vector>
 
 #include "kernels.h"
-#include "row_products.h"  // row_dots, squared_distance
+#include "row_products.h"  // squared_distance
 #include "tensor_utils.h"
 
 namespace sdd {
 namespace cpu {
-
-namespace {
-
-// [k, M] dot products of the centroids [k, d] with the points x [M, d]: row_dots in float32 (no
-// GEMM packing), MKL in float64 (its faster layout for this skinny product).
-template <typename scalar_t>
-at::Tensor centroid_dots(const at::Tensor& x, const at::Tensor& centroids) {
-  if constexpr (std::is_same_v<scalar_t, float>) {
-    const int64_t k = centroids.size(0), M = x.size(0), d = x.size(1);
-    at::Tensor dots = at::empty({k, M}, x.options());
-    row_dots(centroids.data_ptr<float>(), k, x.data_ptr<float>(), nullptr, M, d, dots.data_ptr<float>());
-    return dots;
-  } else {
-    return at::mm(centroids, x.t());
-  }
-}
-
-}  // namespace
 
 double nearest_other_centroid(const at::Tensor& x, const at::Tensor& centroids, const int64_t* labels,
                               const std::vector<bool>& usable, int64_t* other) {
@@ -42,7 +23,8 @@ double nearest_other_centroid(const at::Tensor& x, const at::Tensor& centroids, 
     const scalar_t* xd = x.data_ptr<scalar_t>();
     const scalar_t* cd = centroids.data_ptr<scalar_t>();
     const std::vector<double> c_norms = squared_norms(cd, k, d);
-    const at::Tensor dots = centroid_dots<scalar_t>(x, centroids);  // [k, M]
+    at::Tensor dots = at::empty({k, M}, x.options());
+    point_dots(centroids, x, nullptr, M, dots);
     const scalar_t* dot = dots.data_ptr<scalar_t>();
     for (int64_t i = 0; i < M; ++i) {
       int64_t best = -1;

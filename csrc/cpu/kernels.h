@@ -24,6 +24,11 @@ double kmeans_problem(const at::Tensor& x, const KmeansOptions& options,
                       common::RandomStream stream, int64_t problem, at::Tensor& centroids,
                       int64_t* labels, bool want_inertia = true);
 
+// dots [r, n] (contiguous) <- rows [r, d] . the points x[points[j]] (points null: x's first n rows),
+// x [M, d]: row_dots in float32 (the points read where they lie, no GEMM packing), gathered points
+// and BLAS in float64. The k-means distances and the inter-cluster distance's take them.
+void point_dots(const at::Tensor& rows, const at::Tensor& x, const int64_t* points, int64_t n, at::Tensor& dots);
+
 // Means of labelled clusters: centroids [k, d] (zero rows for empty clusters), counts [k].
 void cluster_means(const at::Tensor& x, const int64_t* labels, int64_t k, at::Tensor& centroids,
                    std::vector<int64_t>& counts);

@@ -47,7 +47,6 @@ class KmeansSolver {
     const double u = std::numeric_limits<scalar_t>::epsilon() / 2.0;
     const double du = static_cast<double>(d_ + 2) * u;
     dot_error_ = 1.5 * du / (1.0 - du);
-    if constexpr (!std::is_same_v<scalar_t, float>) scratch_rows_ = at::empty({M_, d_}, x_.options());  // gathers
     scratch_dots_ = at::empty({opt_.k, M_}, x_.options());
   }
 
@@ -129,7 +128,7 @@ class KmeansSolver {
   // Nearest centroid of every point (ties: lowest index), from the dot products of all points.
   void assign_all(const at::Tensor& centroids, int64_t* labels) {
     prepare_centroids(centroids);
-    rank_rows(x_, nullptr, M_, centroids, labels);
+    rank_rows(nullptr, M_, centroids, labels);
   }
 
   // Hamerly's bounds (SIAM SDM 2010): upper_[i] >= ||x_i - c_label||, lower_[i] <= the distance to
@@ -168,14 +167,7 @@ class KmeansSolver {
       need_.push_back(i);
     }
     const int64_t n = static_cast<int64_t>(need_.size());
-    if (n == 0) return;
-    if constexpr (std::is_same_v<scalar_t, float>) {
-      rank_rows(x_, need_.data(), n, centroids, labels);  // row_dots reads the points where they lie
-    } else {
-      at::Tensor rows = scratch_rows_.narrow(0, 0, n);
-      at::index_select_out(rows, x_, 0, at::from_blob(need_.data(), {n}, at::kLong));
-      rank_rows(rows, need_.data(), n, centroids, labels);
-    }
+    if (n > 0) rank_rows(need_.data(), n, centroids, labels);
   }
 
   // Bounds of ||a - b||^2: float32 arithmetic with its error bound; a float64 table takes the float64
@@ -196,22 +188,15 @@ class KmeansSolver {
     for (double norm : c_norms_) max_c_norm_ = std::max(max_c_norm_, std::sqrt(norm));
   }
 
-  // Labels (and fresh bounds) of n points `points` (nullptr: all, in order); rows [n, d] are those
-  // points (float64), or all of x (float32: row_dots picks them). Squared distances come from one
-  // GEMM-like product, ||x||^2 + ||c||^2 - 2 x.c; when the best and
+  // Labels (and fresh bounds) of n points `points` (nullptr: all, in order). Squared distances come
+  // from their dot products with the centroids, ||x||^2 + ||c||^2 - 2 x.c; when the best and
   // second best are closer than twice its error bound, the centroids within reach are ranked again
   // by exact float64 distances, so a label is always the exact nearest centroid (ties: lowest index).
-  void rank_rows(const at::Tensor& rows, const int64_t* points, int64_t n, const at::Tensor& centroids,
-                 int64_t* labels) {
+  void rank_rows(const int64_t* points, int64_t n, const at::Tensor& centroids, int64_t* labels) {
     const int64_t k = opt_.k;
     const scalar_t* c = centroids.data_ptr<scalar_t>();
-    // dots [k, n] = C X^T (float64: MKL is faster writing this skinny product transposed).
     at::Tensor dots = scratch_dots_.view(-1).narrow(0, 0, k * n).view({k, n});
-    if constexpr (std::is_same_v<scalar_t, float>) {
-      row_dots(c, k, data_, points, n, d_, dots.data_ptr<float>());
-    } else {
-      at::mm_out(dots, centroids, rows.t());
-    }
+    point_dots(centroids, x_, points, n, dots);
     const scalar_t* dot = dots.data_ptr<scalar_t>();
     approx_.resize(k);
     int64_t rechecked = 0;
@@ -286,6 +271,7 @@ class KmeansSolver {
     std::vector<double> cumulative(M_), trial(M_), best_closest(M_), to_seeds(n_candidates * k);
     std::vector<int64_t> candidates(n_candidates), slot(M_);
     at::Tensor candidate_rows = at::empty({n_candidates, d_}, x_.options());
+    at::Tensor candidate_dots = at::empty({n_candidates * M_}, x_.options());  // [n_candidates, n] per step
     scalar_t* rows = candidate_rows.data_ptr<scalar_t>();
     for (int64_t step = 1; step < k; ++step) {
       double running = 0.0;
@@ -310,19 +296,9 @@ class KmeansSolver {
         if (needed) need_.push_back(i);
       }
       const int64_t n = static_cast<int64_t>(need_.size());
-      const scalar_t* dot = nullptr;  // [n_candidates, n]
-      at::Tensor dots;
-      if constexpr (std::is_same_v<scalar_t, float>) {
-        // A few rows against many points: no gather, no GEMM packing (about half the time).
-        seed_dots_.resize(n_candidates * n);
-        row_dots(rows, n_candidates, data_, need_.data(), n, d_, seed_dots_.data());
-        dot = seed_dots_.data();
-      } else if (n > 0) {
-        at::Tensor gathered = scratch_rows_.narrow(0, 0, n);
-        at::index_select_out(gathered, x_, 0, at::from_blob(need_.data(), {n}, at::kLong));
-        dots = at::mm(candidate_rows, gathered.t());
-        dot = dots.data_ptr<scalar_t>();
-      }
+      at::Tensor dots = candidate_dots.narrow(0, 0, n_candidates * n).view({n_candidates, n});
+      point_dots(candidate_rows, x_, need_.data(), n, dots);
+      const scalar_t* dot = dots.data_ptr<scalar_t>();
       work_counters().seeding_full.fetch_add(M_ * n_candidates, std::memory_order_relaxed);
       work_counters().seeding_computed.fetch_add(n * n_candidates, std::memory_order_relaxed);
       const std::vector<double> cand_norms = squared_norms(rows, n_candidates, d_);
@@ -363,12 +339,24 @@ class KmeansSolver {
   // Per run: Hamerly bounds [M], centroid moves / norms / half gaps [k], sums [k, d], counts [k].
   std::vector<double> upper_, lower_, drift_, c_norms_, half_gap_, sums_, approx_;
   std::vector<int64_t> counts_, need_;
-  std::vector<float> seed_dots_;  // float32 seeding: [candidates, needed points] dot products
   double max_c_norm_ = 0.0;
-  at::Tensor scratch_rows_, scratch_dots_;  // [M, d] gathered points (float64), [k, M] dot products
+  at::Tensor scratch_dots_;  // [k, M] dot products
 };
 
 }  // namespace
+
+void point_dots(const at::Tensor& rows, const at::Tensor& x, const int64_t* points, int64_t n, at::Tensor& dots) {
+  if (n <= 0) return;
+  if (x.scalar_type() == at::kFloat) {
+    row_dots(rows.data_ptr<float>(), rows.size(0), x.data_ptr<float>(), points, n, x.size(1), dots.data_ptr<float>());
+    return;
+  }
+  const at::NoGradGuard no_grad;  // inputs that require grad (the inter-cluster distance's) and an out= product
+  const at::Tensor picked = points != nullptr
+                                ? at::index_select(x, 0, at::from_blob(const_cast<int64_t*>(points), {n}, at::kLong))
+                                : x.narrow(0, 0, n);
+  at::mm_out(dots, rows, picked.t());  // [r, n]: MKL is faster writing this skinny product transposed
+}
 
 double kmeans_problem(const at::Tensor& x, const KmeansOptions& options,
                       common::RandomStream stream, int64_t problem, at::Tensor& centroids,

@@ -4,7 +4,6 @@
 #include <ATen/Dispatch.h>
 
 #include <cmath>
-#include <type_traits>
 
 #include "../inputs/features.h"  // kNormEps, kCollapseFraction
 #include "../inputs/options.h"   // compute_dtype
@@ -68,14 +67,7 @@ PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType
       const in_t* fi = src + i * d;
       out_t* xi = x + i * d;
       const double norm = normalize ? std::max(std::sqrt(sum_of_squares(fi, d)), kNormEps) : 1.0;
-      if constexpr (std::is_same_v<in_t, out_t>) {
-        normalized_row(fi, d, norm, factor, xi, sums);  // float32 / float64: per-ISA copies, the same bits
-      } else {
-        for (int64_t j = 0; j < d; ++j) {
-          xi[j] = static_cast<out_t>(static_cast<double>(fi[j]) / norm * factor);
-          sums[j] += static_cast<double>(xi[j]);
-        }
-      }
+      normalized_row(fi, d, norm, factor, xi, sums);
       norm_sums[chunk] += std::sqrt(sum_of_squares(xi, d));
     }
   });
@@ -97,19 +89,6 @@ PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType
   out.scale /= static_cast<double>(rows);
   out.collapsed = out.scale <= kCollapseFraction * mean_norm;
   return out;
-}
-
-// unscaled_row (per-ISA copies) when the gradient and the features are both float32 or both
-// float64; false (nothing done) otherwise.
-template <typename grad_t, typename scalar_t>
-bool unscaled_row_if_native(const grad_t* g, const scalar_t* f, int64_t d, double factor, scalar_t* out) {
-  if constexpr (std::is_same_v<grad_t, scalar_t> &&
-                (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>)) {
-    unscaled_row(g, f, d, std::sqrt(sum_of_squares(f, d)), factor, out);
-    return true;
-  } else {
-    return false;
-  }
 }
 
 }  // namespace
@@ -178,23 +157,12 @@ at::Tensor unscale_gradient(const at::Tensor& gx, const PreparedFeatures& prep, 
           const grad_t* gi = g + i * d;
           const scalar_t* fi = fd + i * d;
           scalar_t* oi = o + i * d;
-          if (normalize && unscaled_row_if_native(gi, fi, d, prep.factor, oi)) continue;
           if (!normalize) {
             for (int64_t j = 0; j < d; ++j) oi[j] = static_cast<scalar_t>(static_cast<grad_t>(gi[j] * prep.factor));
             continue;
           }
           // One division per row (a division per element costs more than the rest of the pass).
-          const double norm = std::sqrt(sum_of_squares(fi, d)), inverse = 1.0 / std::max(norm, kNormEps);
-          double radial = 0.0;  // unit . g
-          for (int64_t j = 0; j < d; ++j) {
-            radial += static_cast<double>(fi[j]) * inverse * (static_cast<double>(gi[j]) * prep.factor);
-          }
-          for (int64_t j = 0; j < d; ++j) {
-            const double gj = static_cast<double>(gi[j]) * prep.factor;
-            const double value = norm > kNormEps ? (gj - static_cast<double>(fi[j]) * inverse * radial) * inverse
-                                                 : gj * inverse;
-            oi[j] = static_cast<scalar_t>(static_cast<grad_t>(value));
-          }
+          unscaled_row(gi, fi, d, std::sqrt(sum_of_squares(fi, d)), prep.factor, oi);
         }
       });
     });
