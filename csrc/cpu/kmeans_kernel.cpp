@@ -59,6 +59,8 @@ class KmeansSolver {
     const bool bounded = !plain_lloyd().load(std::memory_order_relaxed);
     upper_.assign(M_, 0.0);
     lower_.assign(M_, 0.0);
+    elkan_.assign(M_ * k, 0.0);
+    moved_.assign(k, 0.0);
     drift_.assign(k, 0.0);
     sums_.assign(k * d_, 0.0);
     counts_.assign(k, 0);
@@ -92,6 +94,9 @@ class KmeansSolver {
   }
 
  private:
+  static constexpr double kMargin = 1e-9;  // relative: covers the fp64 rounding of bounds and distances
+  static constexpr double kEps = std::numeric_limits<double>::epsilon();
+
   // Means of the clusters from `labels`: only the dirty clusters' sums are taken again (from zero,
   // points in index order: the sum plain Lloyd takes every iteration, bit for bit). Writes each
   // centroid's movement to drift_ and returns the squared Frobenius norm of the total shift.
@@ -127,30 +132,40 @@ class KmeansSolver {
 
   // Nearest centroid of every point (ties: lowest index), from the dot products of all points.
   void assign_all(const at::Tensor& centroids, int64_t* labels) {
+    work_counters().distances_full.fetch_add(M_ * opt_.k, std::memory_order_relaxed);
     prepare_centroids(centroids);
     rank_rows(nullptr, M_, centroids, labels);
   }
 
-  // Hamerly's bounds (SIAM SDM 2010): upper_[i] >= ||x_i - c_label||, lower_[i] <= the distance to
-  // every other centroid. After the centroids move by drift_, a point keeps its label without any
-  // distance when upper < max(lower, half the distance from its centroid to the nearest other one);
-  // else its upper bound is made exact and the test repeated; the rest get every distance. Bounds
-  // are strict and carry the rounding margins, so a kept label is the exact nearest centroid, the
-  // one plain Lloyd picks: both give identical labels and centroids.
+  // Bounds (Hamerly, SIAM SDM 2010; Elkan, ICML 2003): upper_[i] >= ||x_i - c_label||, lower_[i] <= the
+  // distance to every other centroid, and per centroid c, elkan_[i k + c] - moved_[c] <= ||x_i - c||
+  // (stored with the centroids' cumulative movement at the time, so that a move costs nothing per
+  // point). After the centroids move by drift_, a point keeps its label without any distance when
+  // upper < max(lower, half the distance from its centroid to the nearest other one); else its upper
+  // bound is made exact and the test repeated; else every other centroid c is tested on its own:
+  // it is no closer when upper < its lower bound or upper < half the distance between the two
+  // centroids. The centroids not ruled out get their distances one by one (settle), or, after a near
+  // tie, every centroid its distance (rank_rows). Bounds are strict and carry the rounding margins,
+  // so a kept label is the exact nearest centroid, the one plain Lloyd picks: both give identical
+  // labels and centroids.
   void assign_bounded(const at::Tensor& centroids, int64_t* labels) {
     const int64_t k = opt_.k;
+    work_counters().distances_full.fetch_add(M_ * k, std::memory_order_relaxed);
     prepare_centroids(centroids);
     const scalar_t* c = centroids.data_ptr<scalar_t>();
     int64_t far = 0;  // the centroid that moved most, and the largest and second largest moves
     for (int64_t cl = 1; cl < k; ++cl) far = drift_[cl] > drift_[far] ? cl : far;
     double second = 0.0;
     for (int64_t cl = 0; cl < k; ++cl) second = cl != far ? std::max(second, drift_[cl]) : second;
-    constexpr double kMargin = 1e-9;  // relative: covers the fp64 rounding of bounds and distances
-    // Half the distance from each centroid to its nearest other one, or less (distance_bounds).
+    for (int64_t cl = 0; cl < k; ++cl) moved_[cl] += drift_[cl];
+    // Half the distance between every two centroids, or less (distance_bounds), [k, k]; and from each
+    // centroid to its nearest other one.
     half_gap_.assign(k, std::numeric_limits<double>::infinity());
+    half_between_.assign(k * k, 0.0);
     for (int64_t a = 0; a < k; ++a) {
       for (int64_t b = a + 1; b < k; ++b) {
         const double half = 0.5 * std::sqrt(distance_bounds(c + a * d_, c + b * d_).lower);
+        half_between_[a * k + b] = half_between_[b * k + a] = half;
         half_gap_[a] = std::min(half_gap_[a], half);
         half_gap_[b] = std::min(half_gap_[b], half);
       }
@@ -162,12 +177,68 @@ class KmeansSolver {
       lower_[i] -= a == far ? second : drift_[far];
       const double bound = std::max(lower_[i], half_gap_[a]) * (1.0 - kMargin);
       if (upper_[i] * (1.0 + kMargin) < bound) continue;
-      upper_[i] = std::sqrt(distance_bounds(data_ + i * d_, c + a * d_).upper);
+      const DistanceBounds own = distance_bounds(data_ + i * d_, c + a * d_);
+      upper_[i] = std::sqrt(own.upper);
       if (upper_[i] * (1.0 + kMargin) < bound) continue;
-      need_.push_back(i);
+      const double reach = upper_[i] * (1.0 + kMargin);
+      double ruled_out = std::numeric_limits<double>::infinity();  // a lower bound, for lower_
+      candidates_.clear();
+      for (int64_t cl = 0; cl < k; ++cl) {
+        if (cl == a) continue;
+        // Each term a lower bound of ||x_i - c_cl||: the stored one less the moves since (and the
+        // rounding of the two sums), and by the triangle inequality ||c_a - c_cl|| - ||x_i - c_a||.
+        const double stored = elkan_[i * k + cl] - moved_[cl];
+        const double from_point = stored - 4.0 * kEps * (elkan_[i * k + cl] + moved_[cl]);
+        const double from_centroids = 2.0 * half_between_[a * k + cl] - upper_[i];
+        const double other = std::max(from_point, from_centroids) * (1.0 - kMargin);
+        if (reach < other) {
+          ruled_out = std::min(ruled_out, other);
+        } else {
+          candidates_.push_back(cl);
+        }
+      }
+      if (candidates_.empty()) {
+        lower_[i] = std::max(lower_[i], ruled_out);
+        continue;
+      }
+      if (!settle(i, own, ruled_out, c, labels)) need_.push_back(i);
     }
     const int64_t n = static_cast<int64_t>(need_.size());
     if (n > 0) rank_rows(need_.data(), n, centroids, labels);
+  }
+
+  // Point i, whose centroid's distance bounds are `own`, against the centroids in candidates_ (the
+  // others are farther than its centroid, and at least `ruled_out` away): each distance in float32
+  // with its error bound. When one of them is nearer than all the others even with the errors, it is
+  // the exact nearest centroid: label and bounds are set, true returned. A near tie returns false,
+  // and the point is ranked against every centroid (rank_rows).
+  bool settle(int64_t i, const DistanceBounds& own, double ruled_out, const scalar_t* c, int64_t* labels) {
+    const int64_t k = opt_.k, a = labels[i], count = static_cast<int64_t>(candidates_.size());
+    candidate_bounds_.resize(count);
+    int64_t best = -1;  // index into candidates_, -1: the own centroid
+    double best_upper = own.upper;
+    for (int64_t j = 0; j < count; ++j) {
+      candidate_bounds_[j] = distance_bounds(data_ + i * d_, c + candidates_[j] * d_);
+      if (candidate_bounds_[j].upper < best_upper) {
+        best_upper = candidate_bounds_[j].upper;
+        best = j;
+      }
+    }
+    work_counters().distances_computed.fetch_add(count, std::memory_order_relaxed);
+    double nearest_other = best >= 0 ? own.lower : std::numeric_limits<double>::infinity();  // squared
+    for (int64_t j = 0; j < count; ++j) {
+      if (j != best) nearest_other = std::min(nearest_other, candidate_bounds_[j].lower);
+    }
+    if (!(best_upper < nearest_other)) return false;
+    double* elkan = elkan_.data() + i * k;
+    for (int64_t j = 0; j < count; ++j) {
+      elkan[candidates_[j]] = std::sqrt(std::max(0.0, candidate_bounds_[j].lower)) + moved_[candidates_[j]];
+    }
+    elkan[a] = std::sqrt(std::max(0.0, own.lower)) + moved_[a];
+    labels[i] = best >= 0 ? candidates_[best] : a;
+    upper_[i] = std::sqrt(best_upper);
+    lower_[i] = std::min(ruled_out, std::sqrt(std::max(0.0, nearest_other)));
+    return true;
   }
 
   // Bounds of ||a - b||^2: float32 arithmetic with its error bound; a float64 table takes the float64
@@ -229,9 +300,12 @@ class KmeansSolver {
       labels[i] = best;
       upper_[i] = std::sqrt(std::max(0.0, best_sq));
       lower_[i] = std::sqrt(std::max(0.0, other_sq));  // k == 1: +inf, no other centroid
+      // Per centroid: approx_ - err is at most the squared distance (for the rechecked ones, the
+      // exact one); stored plus the centroids' movement so far (assign_bounded).
+      double* elkan = elkan_.data() + i * k;
+      for (int64_t cl = 0; cl < k; ++cl) elkan[cl] = std::sqrt(std::max(0.0, approx_[cl] - err)) + moved_[cl];
     }
     WorkCounters& work = work_counters();
-    work.distances_full.fetch_add(M_ * k, std::memory_order_relaxed);
     work.distances_computed.fetch_add(n * k, std::memory_order_relaxed);
     work.exact_rechecks.fetch_add(rechecked, std::memory_order_relaxed);
   }
@@ -336,9 +410,11 @@ class KmeansSolver {
   std::vector<double> x_norms_;
   double threshold_;   // early stop when the centroid shift falls under it
   double dot_error_;   // relative error bound of a GEMM dot product (see the constructor)
-  // Per run: Hamerly bounds [M], centroid moves / norms / half gaps [k], sums [k, d], counts [k].
-  std::vector<double> upper_, lower_, drift_, c_norms_, half_gap_, sums_, approx_;
-  std::vector<int64_t> counts_, need_;
+  // Per run: Hamerly bounds [M], Elkan bounds [M, k], centroid moves (last, cumulative) / norms / half
+  // gaps [k], half distances between centroids [k, k], sums [k, d], counts [k].
+  std::vector<double> upper_, lower_, elkan_, drift_, moved_, c_norms_, half_gap_, half_between_, sums_, approx_;
+  std::vector<int64_t> counts_, need_, candidates_;  // candidates_: the centroids a point may be nearer to
+  std::vector<DistanceBounds> candidate_bounds_;
   double max_c_norm_ = 0.0;
   at::Tensor scratch_dots_;  // [k, M] dot products
 };

@@ -18,7 +18,7 @@ double squared_distance(const double* a, const double* b, int64_t d);
 
 // Bounds of the exact squared distance ||a - b||^2 from float32 differences and sums (one 16-lane
 // accumulator, then its lanes): lower <= exact <= upper for any rounding of those steps, each within
-// ~5e-5 relative of it at d = 384. For Hamerly's bounds, never for reported values.
+// ~5e-5 relative of it at d = 384. For k-means' bounds, never for reported values.
 struct DistanceBounds {
   double lower, upper;
 };
