@@ -69,6 +69,30 @@ def test_bounds_prune_most_distances_on_clustered_data():
     assert bounded_work["distances_computed"] - first_pass < 0.5 * (plain_work["distances_full"] - first_pass)
 
 
+def test_first_assignment_from_the_seeding_at_near_ties():
+    """iters=0: the labels are the first assignment, to the seeds, which the bounded kernel takes
+    from the seeding's own float32 distances and bounds. Midpoints between a few data points are
+    near-equidistant from two of them, within the distances' rounding: the labels must still be
+    plain Lloyd's, the exact nearest seed (lowest index on ties)."""
+    g = torch.Generator().manual_seed(11)
+    near_ties = 0
+    for _ in range(12):
+        base = torch.randn(3, 12, 24, generator=g)
+        pairs = torch.randint(0, 12, (3, 600, 2), generator=g)
+        ends = [torch.gather(base, 1, pairs[..., e : e + 1].expand(-1, -1, 24)) for e in (0, 1)]
+        x = torch.cat([base, 0.5 * (ends[0] + ends[1])], dim=1)
+        for seed in range(10):
+            bounded, plain, _, _ = _both(x, 12, iters=0, tol=0.0, seed=seed)
+            for a, b in zip(bounded, plain):
+                assert torch.equal(a, b)
+            exact = torch.cdist(x.double(), bounded[0].double()).square()
+            nearest = exact.min(dim=2, keepdim=True).values
+            assert torch.equal(bounded[1], (exact == nearest).int().argmax(dim=2))
+            two = exact.topk(2, dim=2, largest=False).values
+            near_ties += int((two[..., 1] - two[..., 0] < 1e-6 * two[..., 0]).sum())
+    assert near_ties >= 50  # the data does make near ties
+
+
 def test_per_centroid_bounds_prune_where_clusters_overlap():
     """Structured features at the metric's global k: many centroids at similar distances, where one
     lower bound per point (Hamerly) keeps about half the distances and per-centroid bounds (Elkan)

@@ -54,19 +54,23 @@ class KmeansSolver {
   // without want_inertia).
   double run(int64_t init, at::Tensor& centroids, int64_t* labels, bool want_inertia) {
     const int64_t k = opt_.k;
-    seed_centroids(init, centroids);
-    scalar_t* c = centroids.data_ptr<scalar_t>();
     const bool bounded = !plain_lloyd().load(std::memory_order_relaxed);
     upper_.assign(M_, 0.0);
     lower_.assign(M_, 0.0);
-    elkan_.assign(M_ * k, 0.0);
+    elkan_.assign(M_ * k, 0.0);  // the seeding fills it
     moved_.assign(k, 0.0);
+    seed_centroids(init, centroids);
+    scalar_t* c = centroids.data_ptr<scalar_t>();
     drift_.assign(k, 0.0);
     sums_.assign(k * d_, 0.0);
     counts_.assign(k, 0);
     std::vector<char> dirty(k, 1);  // clusters whose members changed since their sum was taken
     std::vector<int64_t> previous(M_);
-    assign_all(centroids, labels);
+    if (bounded) {
+      assign_from_seeding(centroids, labels);
+    } else {
+      assign_all(centroids, labels);
+    }
     int64_t updates = 0;
     for (int64_t it = 0; it < opt_.iters; ++it) {
       const double shift = update_centroids(c, labels, dirty);
@@ -135,6 +139,32 @@ class KmeansSolver {
     work_counters().distances_full.fetch_add(M_ * opt_.k, std::memory_order_relaxed);
     prepare_centroids(centroids);
     rank_rows(nullptr, M_, centroids, labels);
+  }
+
+  // The first assignment, to the seeds, from what the seeding learnt: each point's nearest seed as
+  // far as its computed distances tell (owner_, closest_ within slack_) and a lower bound of its
+  // distance to every other seed (elkan_). Where the seed is nearer than every other even with the
+  // errors, it is the exact nearest; the other points are ranked against every seed (rank_rows).
+  void assign_from_seeding(const at::Tensor& centroids, int64_t* labels) {
+    const int64_t k = opt_.k;
+    work_counters().distances_full.fetch_add(M_ * k, std::memory_order_relaxed);
+    prepare_centroids(centroids);
+    need_.clear();
+    for (int64_t i = 0; i < M_; ++i) {
+      const int64_t a = owner_[i];
+      const double upper = std::sqrt(closest_[i] + slack_[i]);
+      double other = std::numeric_limits<double>::infinity();
+      for (int64_t cl = 0; cl < k; ++cl) other = cl != a ? std::min(other, elkan_[i * k + cl]) : other;
+      if (upper * (1.0 + kMargin) < other * (1.0 - kMargin)) {
+        labels[i] = a;
+        upper_[i] = upper;
+        lower_[i] = other * (1.0 - kMargin);
+      } else {
+        need_.push_back(i);
+      }
+    }
+    const int64_t n = static_cast<int64_t>(need_.size());
+    if (n > 0) rank_rows(need_.data(), n, centroids, labels);
   }
 
   // Bounds (Hamerly, SIAM SDM 2010; Elkan, ICML 2003): upper_[i] >= ||x_i - c_label||, lower_[i] <= the
@@ -326,19 +356,25 @@ class KmeansSolver {
   // distances' error bound): such pairs skip the product, and only the points some candidate may
   // win get one GEMM (of their gathered rows). The trial distances of the skipped pairs would have
   // been >= the current ones, so every potential, and the chosen seeds, are those of the full loop.
+  // Each point's nearest seed, that distance and a lower bound of its distance to every other seed
+  // are kept for the first assignment (owner_, closest_, slack_, elkan_: assign_from_seeding).
   void seed_centroids(int64_t init, at::Tensor& centroids) {
     const int64_t k = opt_.k;
     scalar_t* c = centroids.data_ptr<scalar_t>();
     const int64_t first = std::min<int64_t>(M_ - 1, static_cast<int64_t>(draw(init, 0, 0) * M_));
     std::copy(data_ + first * d_, data_ + (first + 1) * d_, c);
-    std::vector<double> closest(M_), slack(M_);
+    std::vector<double>& closest = closest_;
+    std::vector<double>& slack = slack_;
+    closest.resize(M_);
+    slack.resize(M_);
     for (int64_t i = 0; i < M_; ++i) closest[i] = squared_distance(data_ + i * d_, c, d_);
     // slack_i bounds the error of a computed squared distance of point i to any point, twice over
     // (GEMM dot products: dot_error_ ||x_i|| ||x_j||; see the constructor).
     double largest_norm = 0.0;
     for (double norm : x_norms_) largest_norm = std::max(largest_norm, std::sqrt(norm));
     for (int64_t i = 0; i < M_; ++i) slack[i] = 4.0 * dot_error_ * std::sqrt(x_norms_[i]) * largest_norm + 1e-300;
-    std::vector<int64_t> owner(M_, 0);  // the chosen seed nearest each point (as far as closest[] knows)
+    std::vector<int64_t>& owner = owner_;  // the chosen seed nearest each point (as far as closest[] knows)
+    owner.assign(M_, 0);
 
     const int64_t n_candidates =
         opt_.seeding == Seeding::kGreedy ? 2 + static_cast<int64_t>(std::log(static_cast<double>(k))) : 1;
@@ -394,8 +430,22 @@ class KmeansSolver {
           best_closest.swap(trial);
         }
       }
+      // For the first assignment (assign_from_seeding), each point's lower bound of its distance to the
+      // new seed: from the product where it was taken, else by the triangle inequality through its
+      // seed; and, where the new seed wins the point, to the seed it leaves.
       for (int64_t i = 0; i < M_; ++i) {
-        if (best_closest[i] < closest[i]) owner[i] = step;
+        double lower;
+        if (slot[i] >= 0) {
+          const double sq = std::max(0.0, x_norms_[i] - 2.0 * dot[best * n + slot[i]] + cand_norms[best]);
+          lower = std::sqrt(std::max(0.0, sq - slack[i]));
+        } else {
+          lower = std::max(0.0, to_seeds[best * k + owner[i]] - std::sqrt(closest[i] + slack[i]));
+        }
+        elkan_[i * k + step] = lower;
+        if (best_closest[i] < closest[i]) {
+          elkan_[i * k + owner[i]] = std::sqrt(std::max(0.0, closest[i] - slack[i]));
+          owner[i] = step;
+        }
       }
       closest.swap(best_closest);
       std::copy(rows + best * d_, rows + (best + 1) * d_, c + step * d_);
@@ -413,6 +463,9 @@ class KmeansSolver {
   // Per run: Hamerly bounds [M], Elkan bounds [M, k], centroid moves (last, cumulative) / norms / half
   // gaps [k], half distances between centroids [k, k], sums [k, d], counts [k].
   std::vector<double> upper_, lower_, elkan_, drift_, moved_, c_norms_, half_gap_, half_between_, sums_, approx_;
+  // The seeding's nearest seed of every point, its squared distance and that distance's error bound [M].
+  std::vector<int64_t> owner_;
+  std::vector<double> closest_, slack_;
   std::vector<int64_t> counts_, need_, candidates_;  // candidates_: the centroids a point may be nearer to
   std::vector<DistanceBounds> candidate_bounds_;
   double max_c_norm_ = 0.0;
