@@ -55,7 +55,8 @@ struct Kernel {
   int lanes;  // W
   void (*lane_gram)(const double* x, int64_t rows, int64_t d, double* a, int lane);
   void (*reduce_group)(double* a, int64_t m, int g, double* d, double* e, double* scratch, double* house);
-  void (*solve_pair)(double* d, double* e, int64_t m, bool* failed, double* zt, double* rotations, int vector_groups);
+  void (*solve_pair)(double* d, double* e, int64_t m, bool* failed, double* zt, double* rotations, int vector_groups,
+                     const double* known, double* taken);
   void (*back_transform)(const double* house, int64_t m, double* zt);
   int64_t (*eigenvector_row)(int64_t m);  // doubles between rows of a group's Z^T block
 };
@@ -109,16 +110,21 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
   const int64_t elements = m * (m + 1) / 2, triangle = elements * W;
   const int64_t square = vectors ? m * k.eigenvector_row(m) : 0, reflectors = vectors ? triangle : 0;
   thread_local std::vector<double> work;  // kept for the thread's life: no allocation per call
-  const int64_t doubles = triangle + 2 * m * pair + 4 * m * W +
-                          kGroupsPerPair * (square + reflectors) + (vectors ? kBufferedSweeps * m * 2 * pair : 0);
+  const int64_t doubles = triangle + 2 * m * pair + 4 * m * W + kGroupsPerPair * (square + reflectors) +
+                          (vectors ? kBufferedSweeps * m * 2 * pair + 5 * m * pair : 0);
   if (static_cast<int64_t>(work.size()) < doubles) work.resize(doubles);
   double* a = work.data();
   double *d = a + triangle, *e = d + m * pair, *scratch = e + m * pair;
   double* zt = scratch + 4 * m * W;  // [kGroupsPerPair][m] rows of m Lanes, eigenvector_row(m) apart
   double* house = zt + kGroupsPerPair * square;   // [kGroupsPerPair][m (m + 1) / 2] Lanes
   double* rotations = house + kGroupsPerPair * reflectors;  // [kBufferedSweeps][m][kGroupsPerPair][2] Lanes
+  // With eigenvectors: the eigenvalues found first, without them: values, e_copy [m][pair] (d, e's
+  // layout), then known, taken [pair][m] (solve_pair).
+  double* values = rotations + (vectors ? kBufferedSweeps * m * 2 * pair : 0);
+  double *e_copy = values + m * pair, *known = e_copy + m * pair, *taken = known + m * pair;
   const double nan = std::numeric_limits<double>::quiet_NaN();
   std::vector<std::pair<double, int64_t>> order;
+  std::vector<double> sorted_values;
   for (int64_t first = 0; first < count; first += pair) {
     const int64_t used = std::min<int64_t>(pair, count - first);
     double scale[kGroupsPerPair * kMaxLanes];
@@ -178,7 +184,18 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
         }
       }
     }
-    k.solve_pair(d, e, m, failed, vectors ? zt : nullptr, rotations, groups);
+    if (vectors) {
+      // The eigenvalues first (the same bits as without eigenvectors), then the QR with rotations
+      // shifted by them: far fewer sweeps, hence rotations (tridiagonal_qr).
+      std::copy(d, d + m * pair, values);
+      std::copy(e, e + m * pair, e_copy);
+      k.solve_pair(values, e_copy, m, failed, nullptr, rotations, groups, nullptr, nullptr);
+      for (int l = 0; l < pair; ++l) {
+        for (int64_t i = 0; i < m; ++i) known[l * m + i] = values[i * pair + l];
+        std::sort(known + l * m, known + (l + 1) * m);
+      }
+    }
+    k.solve_pair(d, e, m, failed, vectors ? zt : nullptr, rotations, groups, vectors ? known : nullptr, taken);
     if (!vectors) {
       for (int64_t lane = 0; lane < used; ++lane) {
         double* out = results.values + (first + lane) * m;
@@ -193,13 +210,18 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
       const int g = static_cast<int>(lane / W), l = static_cast<int>(lane % W);
       const double* z = zt + g * square + l;  // element (row r, component i) at r row + i W
       double* out = results.outputs[j];
+      // Positions < n hold the leading block's eigenvalues in both solves (it decouples exactly):
+      // the eigenvectors in the order of their QR's values, the eigenvalues those found without them.
       order.resize(n);
       for (int64_t r = 0; r < n; ++r) order[r] = {d[r * pair + lane], r};
       std::sort(order.begin(), order.end());
+      sorted_values.resize(n);
+      for (int64_t r = 0; r < n; ++r) sorted_values[r] = values[r * pair + lane];
+      std::sort(sorted_values.begin(), sorted_values.end());
       for (int64_t c = 0; c < n; ++c) {
         const double* vector = z + order[c].second * k.eigenvector_row(m);
         for (int64_t i = 0; i < n; ++i) out[i * n + c] = failed[lane] ? nan : vector[i * W];
-        out[n * n + c] = failed[lane] ? nan : order[c].first / scale[lane];
+        out[n * n + c] = failed[lane] ? nan : sorted_values[c] / scale[lane];
       }
     }
   }

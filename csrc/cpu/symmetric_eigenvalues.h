@@ -28,9 +28,10 @@ void symmetric_eigenvalues(const double* matrices, int64_t count, int64_t m, dou
 // layout, lower triangle only: half the flops of a full Gram and no [count, rows, rows] buffer.
 void gram_eigenvalues(const double* matrices, int64_t count, int64_t rows, int64_t d, double* values);
 
-// Eigen-decompositions, by the same steps plus the rotations and reflectors applied to an identity
-// (implicit QR with accumulated rotations, then the Householder back-transformation; the eigenvalues
-// are the same bits as above). outputs[j] <- matrix j's eigenvectors [n, n] (row-major, column c
+// Eigen-decompositions: the eigenvalues by the same steps (the same bits as above), then the QR
+// again with its rotations applied to an identity, shifted by those eigenvalues (about one sweep per
+// eigenvalue instead of ~1.7: 40% fewer rotations on the headline call's matrices), then the
+// Householder back-transformation. outputs[j] <- matrix j's eigenvectors [n, n] (row-major, column c
 // that of eigenvalue c), then its n eigenvalues (ascending), n = sizes[j] (m when sizes is null):
 // the decomposition of the leading n x n block of a matrix that is zero outside it (zero-padded
 // rows / columns; checked, exactly, on the tridiagonal form). NaN for a matrix with a non-finite
