@@ -45,7 +45,8 @@ std::vector<Chunk> make_chunks(const RowMatrices& mats, Cut cut) {
   const int64_t d = mats.table.size(1);
   const int64_t doubles = cut == Cut::kVectors ? 2 * kChunkDoubles : kChunkDoubles;
   auto capacity = [&](int64_t padded) {
-    return std::clamp<int64_t>(doubles / std::max<int64_t>(1, padded * d), 1, kChunkMatrices);
+    const int64_t most = cut == Cut::kVectors && padded > 160 ? eigensolver_lanes() : kChunkMatrices;  // one group
+    return std::clamp<int64_t>(doubles / std::max<int64_t>(1, padded * d), 1, most);
   };
   std::vector<int64_t> order(mats.count());
   for (int64_t i = 0; i < mats.count(); ++i) order[i] = i;
@@ -174,15 +175,21 @@ int64_t record_size(const RowMatrices& mats, int64_t i) {
   return m * m + m;
 }
 
-// Whether the lane-parallel solver beats LAPACK on a chunk of c matrices of `rows` rows: it runs
-// two groups of W matrices at once whatever c, and its eigenvectors cost ~m^3 per group with a
-// larger constant as m grows. Measured (16 Grams formed and decomposed, one thread, AVX-512 EPYC),
-// its time over LAPACK's (Gram bmm + eigh): 0.5 at m = 64, 0.6 at 96, 0.7 at 128-160, 0.85 at
-// 196, 1.07 at 256; so a pair must be at least 5/8 full up to 96 rows, 7/8 up to 192.
+// Whether the lane-parallel solver beats LAPACK on a chunk of c matrices of `rows` rows: it runs a
+// group of W matrices at the cost of a full one whatever its lanes hold, and its eigenvectors cost
+// ~m^3 per group with a larger constant as m grows. Measured (c centred clusters of structured
+// features formed and decomposed, one thread, AVX-512 EPYC; python_tests' payoff table in the
+// commit), its time over LAPACK's (Gram mm + eigh per matrix) at c = 2 / 4 / 8 / 16 of a 16-lane
+// pair: 0.9-1.25 / 0.55-0.7 / 0.35-0.45 / 0.3-0.45 up to 96 rows; 1.7-1.9 / 0.9-1.0 / 0.55-0.6 /
+// 0.5-0.6 at 128-160; 2.5 / 1.3 / 0.7 / 0.7 at 192-224; at 256, 0.83 for 5 and 0.57 for 8; at 320
+// and 384 only a full group pays (0.85-0.95). So a chunk goes to the lanes from 3/16 of a pair up
+// to 96 rows, 5/16 up to 160, 7/16 up to 256; never beyond (decomposition_chunks cuts chunks of
+// more than 160 rows at one group).
 bool lanes_pay_off(int64_t c, int64_t rows) {
   const int64_t pair = std::min<int64_t>(2 * eigensolver_lanes(), kChunkMatrices);
-  if (rows <= 96) return 8 * c >= 5 * pair;
-  return rows <= 192 && 8 * c >= 7 * pair;
+  if (rows <= 96) return 16 * c >= 3 * pair;
+  if (rows <= 160) return 16 * c >= 5 * pair;
+  return rows <= 256 && 16 * c >= 7 * pair;
 }
 
 // The tasks of a decomposition with eigenvectors: make_chunks' chunks where the lanes pay off, one
@@ -295,8 +302,7 @@ void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& wei
     // vectors [c, m, m]: member j's [n, n] eigenvectors U in its top-left corner, zeros around;
     // weighted: U diag(w) there, w its weights times its scale.
     at::Tensor vectors = thread_buffer(3, c * m * m).view({c, m, m});
-    vectors.zero_();
-    at::Tensor weighted = at::zeros({c, m, m}, vectors.options());
+    at::Tensor weighted = at::empty({c, m, m}, vectors.options());
     std::vector<double> weights(m);
     bool any = false;
     for (int64_t j = 0; j < c; ++j) {
@@ -308,12 +314,16 @@ void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& wei
       for (int64_t e = 0; e < n; ++e) weights[e] = bad ? nan : weights[e] * scale;
       double* corner = vectors.data_ptr<double>() + j * m * m;
       double* weighted_corner = weighted.data_ptr<double>() + j * m * m;
-      for (int64_t r = 0; r < n; ++r) {
+      for (int64_t r = 0; r < n; ++r) {  // each element written once: zeros around the corner
         for (int64_t e = 0; e < n; ++e) {
           corner[r * m + e] = record[r * n + e];
           weighted_corner[r * m + e] = record[r * n + e] * weights[e];
         }
+        std::fill(corner + r * m + n, corner + (r + 1) * m, 0.0);
+        std::fill(weighted_corner + r * m + n, weighted_corner + (r + 1) * m, 0.0);
       }
+      std::fill(corner + n * m, corner + m * m, 0.0);
+      std::fill(weighted_corner + n * m, weighted_corner + m * m, 0.0);
       any = any || scale != 0.0 || bad;
     }
     if (!any) return;  // every matrix of the chunk has a zero gradient
