@@ -179,11 +179,13 @@ int64_t record_size(const RowMatrices& mats, int64_t i) {
 // group of W matrices at the cost of a full one whatever its lanes hold, and its eigenvectors cost
 // ~m^3 per group with a larger constant as m grows. Measured (c centred clusters of structured
 // features formed and decomposed, one thread, AVX-512 EPYC, 2026-12-01), its time over LAPACK's
-// (Gram mm + eigh per matrix) at c = 2 / 4 / 8 / 16 of a 16-lane pair: 0.9-1.25 / 0.55-0.7 / 0.35-0.45 / 0.3-0.45 up to 96 rows; 1.7-1.9 / 0.9-1.0 / 0.55-0.6 /
-// 0.5-0.6 at 128-160; 2.5 / 1.3 / 0.7 / 0.7 at 192-224; at 256, 0.83 for 5 and 0.57 for 8; at 320
-// and 384 only a full group pays (0.85-0.95). So a chunk goes to the lanes from 3/16 of a pair up
-// to 96 rows, 5/16 up to 160, 7/16 up to 256; never beyond (decomposition_chunks cuts chunks of
-// more than 160 rows at one group).
+// (Gram mm + eigh per matrix) at c = 2 / 4 / 8 / 16 of a 16-lane pair:
+//   up to 96 rows   0.9-1.25 / 0.55-0.7 / 0.35-0.45 / 0.3-0.45
+//   128-160 rows    1.7-1.9 / 0.9-1.0 / 0.55-0.6 / 0.5-0.6
+//   192-224 rows    2.5 / 1.3 / 0.7 / 0.7
+// at 256 rows 0.83 for c = 5 and 0.57 for 8; at 320 and 384 only a full group pays (0.85-0.95).
+// So a chunk goes to the lanes from 3/16 of a pair up to 96 rows, 5/16 up to 160, 7/16 up to 256,
+// never beyond (decomposition_chunks cuts chunks of more than 160 rows at one group).
 bool lanes_pay_off(int64_t c, int64_t rows) {
   const int64_t pair = std::min<int64_t>(2 * eigensolver_lanes(), kChunkMatrices);
   if (rows <= 96) return 16 * c >= 3 * pair;
