@@ -123,6 +123,26 @@ def test_gradient_matches_reference_autograd(device, dtype):
     assert norm_rel_err(ours.grad, ref_in.grad) <= 1e-3
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradient_matches_reference_at_large_clusters(dtype):
+    """d = 300 and clusters of 100-340 points: Gram-side eigen-decompositions of every kind the CPU
+    backward uses (the lane solver's full pairs, its one-group chunks of ~256 rows, LAPACK past 256
+    rows and for small chunks), against autograd through the float64 reference."""
+    from sdd_fast.core.synthetic import structured_feats
+
+    opts = dict(local_k=3, global_k=8, group=16)
+    feats = structured_feats(48, 96, 300).double()
+    local, glob, _ = dse_labels(feats, **opts)
+    sizes = torch.cat([torch.bincount(row[row >= 0]) for row in glob])
+    assert int((sizes > 200).sum()) >= 8 and int((sizes > 256).sum()) >= 1
+    weights = torch.tensor([1.0, -0.3, 0.7, 0.2, -1.1], dtype=torch.float64)
+    ref_in = feats.clone().requires_grad_()
+    (reference.dse(ref_in, local_labels=local, global_labels=glob, **opts) * weights).sum().backward()
+    ours = feats.to(dtype).requires_grad_()
+    (call_dse(ours, local_labels=local, global_labels=glob, **opts) * weights.to(dtype)).sum().backward()
+    assert norm_rel_err(ours.grad, ref_in.grad) <= (1e-4 if dtype == torch.float32 else 1e-10)
+
+
 def test_gradcheck_with_given_labels():
     """Finite differences of intra_image, intra_batch and dim. (inter and dse hold the
     centroids constant by definition, which finite differences cannot; the reference

@@ -115,7 +115,7 @@ def test_zero_padded_matrices_are_decomposed_on_their_block():
         assert torch.equal(merged, padded[j])
 
 
-@pytest.mark.parametrize("rows,d", [(4, 3), (12, 13), (64, 384), (68, 50)])
+@pytest.mark.parametrize("rows,d", [(4, 3), (12, 13), (64, 384), (68, 50), (224, 256)])
 def test_gram_eigh(rows, d):
     """The Grams X X^T formed in the solver's layout, some matrices zero-padded below their rows."""
     g = torch.Generator().manual_seed(rows + d)
