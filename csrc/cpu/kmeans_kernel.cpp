@@ -201,6 +201,7 @@ class KmeansSolver {
       }
     }
     need_.clear();
+    int64_t evaluated = 0;  // distances taken here (own centroids, candidates), counted once at the end
     for (int64_t i = 0; i < M_; ++i) {
       const int64_t a = labels[i];
       upper_[i] += drift_[a];
@@ -208,6 +209,7 @@ class KmeansSolver {
       const double bound = std::max(lower_[i], half_gap_[a]) * (1.0 - kMargin);
       if (upper_[i] * (1.0 + kMargin) < bound) continue;
       const DistanceBounds own = distance_bounds(data_ + i * d_, c + a * d_);
+      ++evaluated;
       upper_[i] = std::sqrt(own.upper);
       if (upper_[i] * (1.0 + kMargin) < bound) continue;
       const double reach = upper_[i] * (1.0 + kMargin);
@@ -231,8 +233,10 @@ class KmeansSolver {
         lower_[i] = std::max(lower_[i], ruled_out);
         continue;
       }
+      evaluated += static_cast<int64_t>(candidates_.size());
       if (!settle(i, own, ruled_out, c, labels)) need_.push_back(i);
     }
+    work_counters().distances_computed.fetch_add(evaluated, std::memory_order_relaxed);
     const int64_t n = static_cast<int64_t>(need_.size());
     if (n > 0) rank_rows(need_.data(), n, centroids, labels);
   }
@@ -254,7 +258,6 @@ class KmeansSolver {
         best = j;
       }
     }
-    work_counters().distances_computed.fetch_add(count, std::memory_order_relaxed);
     double nearest_other = best >= 0 ? own.lower : std::numeric_limits<double>::infinity();  // squared
     for (int64_t j = 0; j < count; ++j) {
       if (j != best) nearest_other = std::min(nearest_other, candidate_bounds_[j].lower);
