@@ -247,7 +247,7 @@ class KmeansSolver {
   // the exact nearest centroid: label and bounds are set, true returned. A near tie returns false,
   // and the point is ranked against every centroid (rank_rows).
   bool settle(int64_t i, const DistanceBounds& own, double ruled_out, const scalar_t* c, int64_t* labels) {
-    const int64_t k = opt_.k, a = labels[i], count = static_cast<int64_t>(candidates_.size());
+    const int64_t a = labels[i], count = static_cast<int64_t>(candidates_.size());
     candidate_bounds_.resize(count);
     int64_t best = -1;  // index into candidates_, -1: the own centroid
     double best_upper = own.upper;
@@ -263,15 +263,18 @@ class KmeansSolver {
       if (j != best) nearest_other = std::min(nearest_other, candidate_bounds_[j].lower);
     }
     if (!(best_upper < nearest_other)) return false;
-    double* elkan = elkan_.data() + i * k;
-    for (int64_t j = 0; j < count; ++j) {
-      elkan[candidates_[j]] = std::sqrt(std::max(0.0, candidate_bounds_[j].lower)) + moved_[candidates_[j]];
-    }
-    elkan[a] = std::sqrt(std::max(0.0, own.lower)) + moved_[a];
+    for (int64_t j = 0; j < count; ++j) keep_lower(i, candidates_[j], candidate_bounds_[j].lower);
+    keep_lower(i, a, own.lower);
     labels[i] = best >= 0 ? candidates_[best] : a;
     upper_[i] = std::sqrt(best_upper);
     lower_[i] = std::min(ruled_out, std::sqrt(std::max(0.0, nearest_other)));
     return true;
+  }
+
+  // elkan_ <- a lower bound of ||x_i - c_cl|| from one of its square, `squared` (negative: 0), stored
+  // with the centroid's movement so far (assign_bounded).
+  void keep_lower(int64_t i, int64_t cl, double squared) {
+    elkan_[i * opt_.k + cl] = std::sqrt(std::max(0.0, squared)) + moved_[cl];
   }
 
   // Bounds of ||a - b||^2: float32 arithmetic with its error bound; a float64 table takes the float64
@@ -335,8 +338,7 @@ class KmeansSolver {
       lower_[i] = std::sqrt(std::max(0.0, other_sq));  // k == 1: +inf, no other centroid
       // Per centroid: approx_ - err is at most the squared distance (for the rechecked ones, the
       // exact one); stored plus the centroids' movement so far (assign_bounded).
-      double* elkan = elkan_.data() + i * k;
-      for (int64_t cl = 0; cl < k; ++cl) elkan[cl] = std::sqrt(std::max(0.0, approx_[cl] - err)) + moved_[cl];
+      for (int64_t cl = 0; cl < k; ++cl) keep_lower(i, cl, approx_[cl] - err);
     }
     WorkCounters& work = work_counters();
     work.distances_computed.fetch_add(n * k, std::memory_order_relaxed);
@@ -437,16 +439,14 @@ class KmeansSolver {
       // new seed: from the product where it was taken, else by the triangle inequality through its
       // seed; and, where the new seed wins the point, to the seed it leaves.
       for (int64_t i = 0; i < M_; ++i) {
-        double lower;
         if (slot[i] >= 0) {
           const double sq = std::max(0.0, x_norms_[i] - 2.0 * dot[best * n + slot[i]] + cand_norms[best]);
-          lower = std::sqrt(std::max(0.0, sq - slack[i]));
-        } else {
-          lower = std::max(0.0, to_seeds[best * k + owner[i]] - std::sqrt(closest[i] + slack[i]));
+          keep_lower(i, step, sq - slack[i]);
+        } else {  // no centroid has moved yet: the bound is stored as it is
+          elkan_[i * k + step] = std::max(0.0, to_seeds[best * k + owner[i]] - std::sqrt(closest[i] + slack[i]));
         }
-        elkan_[i * k + step] = lower;
         if (best_closest[i] < closest[i]) {
-          elkan_[i * k + owner[i]] = std::sqrt(std::max(0.0, closest[i] - slack[i]));
+          keep_lower(i, owner[i], closest[i] - slack[i]);
           owner[i] = step;
         }
       }

@@ -20,6 +20,7 @@ namespace {
 constexpr int64_t kPadMultiple = 4;          // rows of a chunk's matrices: a multiple of 4 (lane Gram tiles)
 constexpr int64_t kChunkMatrices = 16;       // matrices per task at most ...
 constexpr int64_t kChunkDoubles = 1 << 19;   // ... and their padded rows at most 4 MiB (Cut::kVectors: 8)
+constexpr int64_t kOneGroupRows = 160;      // decompositions of more rows: one group of W per chunk (lanes_pay_off)
 
 struct Chunk {
   bool gram;                    // A A^T (rows <= d) or A^T A
@@ -45,7 +46,7 @@ std::vector<Chunk> make_chunks(const RowMatrices& mats, Cut cut) {
   const int64_t d = mats.table.size(1);
   const int64_t doubles = cut == Cut::kVectors ? 2 * kChunkDoubles : kChunkDoubles;
   auto capacity = [&](int64_t padded) {
-    const int64_t most = cut == Cut::kVectors && padded > 160 ? eigensolver_lanes() : kChunkMatrices;  // one group
+    const int64_t most = cut == Cut::kVectors && padded > kOneGroupRows ? eigensolver_lanes() : kChunkMatrices;
     return std::clamp<int64_t>(doubles / std::max<int64_t>(1, padded * d), 1, most);
   };
   std::vector<int64_t> order(mats.count());
@@ -185,11 +186,11 @@ int64_t record_size(const RowMatrices& mats, int64_t i) {
 //   192-224 rows    2.5 / 1.3 / 0.7 / 0.7
 // at 256 rows 0.83 for c = 5 and 0.57 for 8; at 320 and 384 only a full group pays (0.85-0.95).
 // So a chunk goes to the lanes from 3/16 of a pair up to 96 rows, 5/16 up to 160, 7/16 up to 256,
-// never beyond (decomposition_chunks cuts chunks of more than 160 rows at one group).
+// never beyond (make_chunks cuts chunks of more than kOneGroupRows at one group).
 bool lanes_pay_off(int64_t c, int64_t rows) {
   const int64_t pair = std::min<int64_t>(2 * eigensolver_lanes(), kChunkMatrices);
   if (rows <= 96) return 16 * c >= 3 * pair;
-  if (rows <= 160) return 16 * c >= 5 * pair;
+  if (rows <= kOneGroupRows) return 16 * c >= 5 * pair;
   return rows <= 256 && 16 * c >= 7 * pair;
 }
 

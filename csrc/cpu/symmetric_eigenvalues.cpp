@@ -111,7 +111,7 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
   const int64_t square = vectors ? m * k.eigenvector_row(m) : 0, reflectors = vectors ? triangle : 0;
   thread_local std::vector<double> work;  // kept for the thread's life: no allocation per call
   const int64_t doubles = triangle + 2 * m * pair + 4 * m * W + kGroupsPerPair * (square + reflectors) +
-                          (vectors ? kBufferedSweeps * m * 2 * pair + 5 * m * pair : 0);
+                          (vectors ? kBufferedSweeps * m * 2 * pair + 4 * m * pair : 0);
   if (static_cast<int64_t>(work.size()) < doubles) work.resize(doubles);
   double* a = work.data();
   double *d = a + triangle, *e = d + m * pair, *scratch = e + m * pair;
