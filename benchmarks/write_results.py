@@ -201,6 +201,21 @@ class Run:
 
 
 # ---- one section ---------------------------------------------------------------------------------
+def baselines_against_roofline(run: Run, dse: dict, work: dict):
+    """One sentence: each speed-up target's baseline forward in units of the headline roofline, and
+    what the target then asks of sdd_fast in those units (None without baseline rows)."""
+    roof, size = run.roofline_ms(FWD), (work["B"], work["N"], work["d"])
+    parts = []
+    for name, kind, p, goal, *baseline in TARGETS["cpu"]:
+        impl = baseline[0] if baseline else TARGET_BASELINE
+        found = dse.get((impl, p, *size))
+        if kind != "speedup" or p != FWD or found is None:
+            continue
+        parts.append(f"{impl} {fmt_ms(found[0])} = {found[0] / roof:.1f}x it, so >= {goal:.0f}x over it asks for "
+                     f"{fmt_ms(found[0] / goal)} = {found[0] / goal / roof:.2f}x the roofline")
+    return "The baselines' forward against the same roofline: " + "; ".join(parts) + "." if parts else None
+
+
 def roofline_lines(run: Run) -> list:
     """The roofline of the headline call: peaks, counted work, Lloyd iterations, time / roofline."""
     peaks, work = run.peaks(), run.work()
@@ -215,6 +230,7 @@ def roofline_lines(run: Run) -> list:
         rows.append((p, f"{flops['fp32'] / 1e9:.2f}", f"{flops['fp64'] / 1e9:.2f}", fmt_ms(roof),
                      fmt_ms(ours[0]) if ours else "—", f"{ours[0] / roof:.2f}x" if ours else "—"))
     pruned = 1 - c["distances_computed"] / c["distances_full"] if c["distances_full"] else 0.0
+    against = baselines_against_roofline(run, dse, work)
     return ([f"### Roofline (B={work['B']}, N={work['N']}, d={work['d']})", "",
              f"GEMM peaks on {run.machine.get('cpu_threads', 2)} threads, this run: fp32 {peaks['fp32']:.1f} GFLOP/s, "
              f"fp64 {peaks['fp64']:.1f} GFLOP/s (best of the rounds of a 2048 x 2048 product). Work counted by "
@@ -227,7 +243,8 @@ def roofline_lines(run: Run) -> list:
                f"{c['exact_rechecks']} near ties re-ranked in fp64"
                + (f"; the greedy seeding took {c['seeding_computed']:,} of the {c['seeding_full']:,} point-candidate "
                   f"products (the rest pruned by the triangle inequality; the roofline counts them all)"
-                  if c.get("seeding_full") else "") + ".", ""])
+                  if c.get("seeding_full") else "") + ".", ""]
+            + ([against, ""] if against else []))
 
 
 def _headline_status(kind, value, goal):
@@ -444,8 +461,28 @@ def split_sections(text: str) -> dict:
     return sections
 
 
+KEPT_RE = re.compile(r"^\*Kept from an earlier run.*\n\n", re.MULTILINE)
+RUN_RE = re.compile(r"^Run (.*?), commit `([^`]*)`", re.MULTILINE)
+
+
+def mark_kept(text: str, run: Run) -> str:
+    """A section this run did not measure, with one line saying so when it is of another commit."""
+    text = KEPT_RE.sub("", text)
+    found = RUN_RE.search(text)
+    commit = run.machine.get("commit", "?")
+    if found is None or found.group(2) == commit:
+        return text
+    heading, _, rest = text.partition("\n\n")
+    return (f"{heading}\n\n*Kept from an earlier run ({found.group(1)}, commit `{found.group(2)}`): the run of "
+            f"{run.machine.get('date_utc', '?')} (commit `{commit}`) did not measure this device, so these numbers "
+            f"are of the code at that earlier commit.*\n\n{rest}")
+
+
 def merge(old_text: str, runs: list) -> str:
     sections = split_sections(old_text)
+    measured = {run.heading() for run in runs}
+    for heading in set(sections) - measured:
+        sections[heading] = mark_kept(sections[heading], runs[0])
     for run in runs:
         sections[run.heading()] = section(run).rstrip() + "\n\n"
     order = sorted(sections, key=lambda k: (not k.startswith("CPU"), k))  # CPU sections first

@@ -1,0 +1,38 @@
+"""benchmarks/write_results.py: a section another device wrote is kept and marked as of its own
+commit; the baselines are stated in units of the roofline."""
+
+import os
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+write_results = pytest.importorskip("write_results")
+
+OTHER = ("## CPU: Some CPU (AVX2), 2 threads\n\nRun 2026-01-01 10:00 UTC, commit `aaaa`, full mode.\n"
+         "Host: Some CPU.\n\n| measure | value |\n|---|---|\n| dse forward | 500 ms |\n\n")
+
+
+def _run(commit):
+    return SimpleNamespace(machine={"commit": commit, "date_utc": "2026-02-02 12:00 UTC"},
+                           roofline_ms=lambda _pass: 50.0)
+
+
+def test_kept_section_of_another_commit_is_marked_once():
+    marked = write_results.mark_kept(OTHER, _run("bbbb"))
+    assert marked.count("*Kept from an earlier run") == 1
+    assert "commit `aaaa`" in marked.split("\n\n")[1] and "commit `bbbb`" in marked.split("\n\n")[1]
+    assert marked.startswith("## CPU: Some CPU (AVX2), 2 threads\n\n*Kept")
+    again = write_results.mark_kept(marked, _run("cccc"))  # a later run replaces the line
+    assert again.count("*Kept from an earlier run") == 1 and "commit `cccc`" in again
+    assert write_results.mark_kept(marked, _run("aaaa")) == OTHER  # rerun at its own commit: no line
+
+
+def test_baselines_in_units_of_the_roofline():
+    size = (64, 196, 384)
+    dse = {("torch-batched", "forward", *size): (600.0, 3, None), ("published", "forward", *size): (900.0, 2, None)}
+    line = write_results.baselines_against_roofline(_run("x"), dse, {"B": 64, "N": 196, "d": 384})
+    assert "torch-batched 600 ms = 12.0x it, so >= 10x over it asks for 60.0 ms = 1.20x the roofline" in line
+    assert "published 900 ms = 18.0x it, so >= 30x over it asks for 30.0 ms = 0.60x the roofline" in line
+    assert write_results.baselines_against_roofline(_run("x"), {}, {"B": 64, "N": 196, "d": 384}) is None
