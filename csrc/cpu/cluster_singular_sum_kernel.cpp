@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <memory>
 #include <vector>
 
 #include "../common/spectral.h"
@@ -52,16 +53,23 @@ struct ClusterMatrices {
 
 }  // namespace
 
-void cluster_singular_sums(const ClusterProblems& problems, double* values, int64_t* counts, KeptSpectra* keep) {
+SpectrumJob cluster_singular_sums_job(const ClusterProblems& problems, double* values, int64_t* counts,
+                                      KeptSpectra* keep) {
   const int64_t P = static_cast<int64_t>(problems.first_row.size()), k = problems.k, d = problems.table.size(1);
   std::vector<int64_t> sizes(P * k);
-  const ClusterMatrices clusters(problems, &sizes);
+  const auto clusters = std::make_shared<const ClusterMatrices>(problems, &sizes);
   std::fill(values, values + P * k, 0.0);
   std::copy(sizes.begin(), sizes.end(), counts);
-  for_each_spectrum(clusters.mats, [&](int64_t i, const double* eig, int64_t m) {
-    values[clusters.problem[i] * k + clusters.cluster[i]] =
-        common::sum_singular_values(eig, m) / common::singular_sum_scale(clusters.mats.rows(i), d);
-  }, keep);
+  return {std::shared_ptr<const RowMatrices>(clusters, &clusters->mats),
+          [clusters, values, k, d](int64_t i, const double* eig, int64_t m) {
+            values[clusters->problem[i] * k + clusters->cluster[i]] =
+                common::sum_singular_values(eig, m) / common::singular_sum_scale(clusters->mats.rows(i), d);
+          },
+          keep};
+}
+
+void cluster_singular_sums(const ClusterProblems& problems, double* values, int64_t* counts, KeptSpectra* keep) {
+  for_each_spectrum({cluster_singular_sums_job(problems, values, counts, keep)});
 }
 
 void cluster_singular_sums_backward(const ClusterProblems& problems, const double* grad_values,

@@ -8,6 +8,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <cstring>
+#include <functional>
 #include <limits>
 #include <string>
 #include <tuple>
@@ -166,52 +168,48 @@ double batch_mean(const std::vector<double>& values, const std::vector<int64_t>&
   return valid > 0 ? raw / valid : 0.0;
 }
 
-// M_intra_image * s (labels [B, N]).
-double intra_image_forward(const at::Tensor& x, const at::Tensor& labels, int64_t k, KeptSpectra* keep) {
-  const int64_t B = x.size(0);
-  std::vector<double> values(B * k);  // [B, k]
-  std::vector<int64_t> counts(B * k);
-  cluster_singular_sums(image_problems(x, labels, k), values.data(), counts.data(), keep);
-  return image_mean(values, counts, B, k);
+// The spectra of the three spectral components, in one parallel region (for_each_spectrum): the
+// clusters of every image (labels [B, N]) and of every group (when class relevance runs), and
+// the N matrices Y[n] [B, d] of permuted patches, Y[n, b] = x[b, perm[b, n]] (x [B, N, d], perm
+// [B, N]). Outputs: S per image cluster [B, local_k] and group cluster [G, global_k] with the
+// clusters' sizes, the effective rank per matrix [N]. side(t), t < side_tasks, runs in the same region.
+struct SpectralParts {
+  std::vector<double> image_values, group_values, ranks;
+  std::vector<int64_t> image_counts, group_counts;
+};
+
+SpectralParts spectral_parts(const at::Tensor& x, const DseShape& shape, const at::Tensor& local_labels,
+                             const at::Tensor& global_labels, int64_t local_k, int64_t global_k, bool clusters,
+                             const at::Tensor& perm, std::vector<KeptSpectra>* parts, int64_t side_tasks,
+                             const std::function<void(int64_t)>& side) {
+  const int64_t B = x.size(0), N = x.size(1), G = shape.groups;
+  SpectralParts out;
+  out.ranks.resize(N);
+  std::vector<SpectrumJob> jobs;
+  if (clusters) {
+    out.image_values.resize(B * local_k);
+    out.image_counts.resize(B * local_k);
+    out.group_values.resize(G * global_k);
+    out.group_counts.resize(G * global_k);
+    jobs.push_back(cluster_singular_sums_job(image_problems(x, local_labels, local_k), out.image_values.data(),
+                                             out.image_counts.data(), kept_part(parts, kImage)));
+    jobs.push_back(cluster_singular_sums_job(group_problems(x, shape, global_labels, global_k),
+                                             out.group_values.data(), out.group_counts.data(),
+                                             kept_part(parts, kGroup)));
+  }
+  jobs.push_back(effective_ranks_job(rows_of(x), permuted_rows(perm), B, out.ranks.data(), kept_part(parts, kDim)));
+  for_each_spectrum(jobs, side_tasks, side);
+  return out;
 }
 
-// M_intra_batch * s: the mean S over the clusters of >= 2 points of every group (global_k each).
-double intra_batch_forward(const at::Tensor& x, const DseShape& shape, const at::Tensor& labels, int64_t k,
-                           KeptSpectra* keep) {
-  const int64_t G = shape.groups;
-  std::vector<double> values(G * k);  // [G, k]
-  std::vector<int64_t> counts(G * k);
-  cluster_singular_sums(group_problems(x, shape, labels, k), values.data(), counts.data(), keep);
-  return batch_mean(values, counts);
-}
-
-// M_inter * s: per group, the mean distance of each point to the nearest usable centroid other
-// than its own (centroids [G, k, d]), written to other [G, group * N] (-1: none); then the mean
-// over groups.
-double inter_forward(const at::Tensor& x, const DseShape& shape, const at::Tensor& centroids, const at::Tensor& labels,
-                     const std::vector<std::vector<bool>>& usable, at::Tensor& other) {
-  const int64_t G = shape.groups, N = shape.patches;
-  const at::Tensor table = rows_of(x);
-  std::vector<double> group_inter(G);
-  parallel_tasks(G, [&](int64_t g) {
-    group_inter[g] = nearest_other_centroid(table.narrow(0, g * shape.group * N, shape.group_images(g) * N),
-                                            centroids.select(0, g), labels.data_ptr<int64_t>() + g * labels.size(1),
-                                            usable[g], other.data_ptr<int64_t>() + g * other.size(1));
-  });
-  double raw = 0.0;
-  for (int64_t g = 0; g < G; ++g) raw += group_inter[g] / G;
-  return raw;
-}
-
-// M_dim (scale-free): the mean effective rank of the N matrices Y[n] [B, d] of permuted patches,
-// Y[n, b] = x[b, perm[b, n]] (x [B, N, d], perm [B, N]).
-double dim_forward(const at::Tensor& x, const at::Tensor& perm, KeptSpectra* keep) {
-  const int64_t B = x.size(0), N = x.size(1);
-  std::vector<double> ranks(N);
-  effective_ranks(rows_of(x), permuted_rows(perm), B, ranks.data(), keep);
-  double dim = 0.0;
-  for (double r : ranks) dim += r / N;
-  return dim;
+// Group g's part of M_inter * s: the mean distance of each of its points to the nearest usable
+// centroid other than its own (centroids [G, k, d]), written to other [G, group * N] (-1: none).
+double inter_group(const at::Tensor& x, const DseShape& shape, const at::Tensor& centroids, const at::Tensor& labels,
+                   const std::vector<bool>& usable, at::Tensor& other, int64_t g) {
+  const int64_t N = shape.patches;
+  return nearest_other_centroid(rows_of(x).narrow(0, g * shape.group * N, shape.group_images(g) * N),
+                                centroids.select(0, g), labels.data_ptr<int64_t>() + g * labels.size(1), usable,
+                                other.data_ptr<int64_t>() + g * other.size(1));
 }
 
 }  // namespace
@@ -234,7 +232,9 @@ DseForward dse_forward(const at::Tensor& feats, int64_t local_k, int64_t global_
   if (!global_labels.has_value()) {  // 0 where k-means does not run (collapse, NaN), -1 = padding
     for (int64_t g = 0; g < G; ++g) global_out.select(0, g).narrow(0, 0, shape.group_images(g) * N).fill_(0);
   }
-  at::Tensor centroids = at::zeros({G, global_k, d}, feats.options().dtype(compute));
+  // Zeroed on this thread: at::zeros fills a tensor this size in a parallel region (one more join).
+  at::Tensor centroids = at::empty({G, global_k, d}, feats.options().dtype(compute));
+  std::memset(centroids.data_ptr(), 0, centroids.nbytes());  // all-zero bytes: 0.0
   at::Tensor other = at::full({G, group * N}, -1, long_opts);
   at::Tensor perm = at::empty({B, N}, long_opts);
   patch_permutation(seed, B, N, perm.data_ptr<int64_t>());
@@ -247,15 +247,22 @@ DseForward dse_forward(const at::Tensor& feats, int64_t local_k, int64_t global_
   }
   const at::Tensor& x = prep.x;  // [B, N, d]
   double inter_raw = 0.0, intra_image_raw = 0.0, intra_batch_raw = 0.0;
+  std::vector<std::vector<bool>> usable;
   if (!prep.collapsed) {  // collapsed: the class-relevance terms are 0
-    const std::vector<std::vector<bool>> usable = cluster_all(x, shape, options, local_labels.has_value(),
-                                                              global_labels.has_value(), local_out, global_out,
-                                                              centroids);
-    intra_image_raw = intra_image_forward(x, local_out, local_k, kept_part(parts, kImage));
-    intra_batch_raw = intra_batch_forward(x, shape, global_out, global_k, kept_part(parts, kGroup));
-    inter_raw = inter_forward(x, shape, centroids, global_out, usable, other);
+    usable = cluster_all(x, shape, options, local_labels.has_value(), global_labels.has_value(), local_out,
+                         global_out, centroids);
   }
-  const double dim = dim_forward(x, perm, kept_part(parts, kDim));
+  std::vector<double> group_inter(G);  // M_inter * s per group, in the spectra's region
+  const SpectralParts spectra = spectral_parts(
+      x, shape, local_out, global_out, local_k, global_k, !prep.collapsed, perm, parts, prep.collapsed ? 0 : G,
+      [&](int64_t g) { group_inter[g] = inter_group(x, shape, centroids, global_out, usable[g], other, g); });
+  if (!prep.collapsed) {
+    intra_image_raw = image_mean(spectra.image_values, spectra.image_counts, B, local_k);  // M_intra_image * s
+    intra_batch_raw = batch_mean(spectra.group_values, spectra.group_counts);            // M_intra_batch * s
+    for (int64_t g = 0; g < G; ++g) inter_raw += group_inter[g] / G;                     // M_inter * s: their mean
+  }
+  double dim = 0.0;  // M_dim (scale-free): the mean effective rank
+  for (double r : spectra.ranks) dim += r / N;
   if (keep != nullptr) {
     *keep = spectra_tensors(kept);
     keep_prepared(prep, *keep);

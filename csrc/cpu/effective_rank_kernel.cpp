@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <memory>
 #include <vector>
 
 #include "../common/spectral.h"
@@ -34,13 +35,20 @@ std::vector<int64_t> consecutive_rows(const at::Tensor& y) {
 
 }  // namespace
 
+SpectrumJob effective_ranks_job(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R, double* out,
+                                KeptSpectra* keep) {
+  const int64_t m = std::min(R, table.size(1));
+  return {std::make_shared<const RowMatrices>(rank_matrices(table, rows, R)),
+          [out, m](int64_t q, const double* eig, int64_t padded) {
+            // Padding adds zero eigenvalues (the smallest); erank counts min(R, d) of them.
+            out[q] = common::effective_rank_from_eigenvalues(eig + (padded - m), m);
+          },
+          keep};
+}
+
 void effective_ranks(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R, double* out,
                      KeptSpectra* keep) {
-  const int64_t m = std::min(R, table.size(1));
-  for_each_spectrum(rank_matrices(table, rows, R), [&](int64_t q, const double* eig, int64_t padded) {
-    // Padding adds zero eigenvalues (the smallest); erank counts min(R, d) of them.
-    out[q] = common::effective_rank_from_eigenvalues(eig + (padded - m), m);
-  }, keep);
+  for_each_spectrum({effective_ranks_job(table, rows, R, out, keep)});
 }
 
 void effective_ranks_backward(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R,

@@ -58,6 +58,10 @@ struct ClusterProblems {
 // With `keep`, the clusters' eigenvectors are kept for cluster_singular_sums_backward.
 void cluster_singular_sums(const ClusterProblems& problems, double* values, int64_t* counts,
                            KeptSpectra* keep = nullptr);
+// The same as a job for for_each_spectrum (small_eigh.h), to share one parallel region with other
+// spectra: counts are written now, values (zeroed now) as the job runs.
+SpectrumJob cluster_singular_sums_job(const ClusterProblems& problems, double* values, int64_t* counts,
+                                      KeptSpectra* keep = nullptr);
 
 // grad_table[rows of cluster c of p] += grad_values[p * k + c] * d S(cluster) / d rows (clusters of >= 2 points).
 // values [P, k], if given: S(cluster) from the backward's own spectra (the kept ones, or LAPACK's), for the
@@ -71,6 +75,9 @@ void cluster_singular_sums_backward(const ClusterProblems& problems, const doubl
 // out[q] = exp(H(sigma / sum sigma + eps)) / min(R, d).
 void effective_ranks(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R, double* out,
                      KeptSpectra* keep = nullptr);
+// The same as a job for for_each_spectrum: out is written as the job runs.
+SpectrumJob effective_ranks_job(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R, double* out,
+                                KeptSpectra* keep = nullptr);
 
 // grad_table[rows of q] += grad[q] * d erank(matrix q) / d rows (no row in two matrices).
 void effective_ranks_backward(const at::Tensor& table, const std::vector<int64_t>& rows, int64_t R,

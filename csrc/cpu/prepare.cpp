@@ -37,40 +37,65 @@ PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType
   const at::Tensor f = feats.contiguous();
   const in_t* src = f.data_ptr<in_t>();
   const int64_t chunks = row_chunks(rows);
-  // Pass 1: the root-mean-square norm of the (normalised) rows, for the power-of-two factor.
+  // The root-mean-square norm of the (normalised) rows gives the power-of-two factor. Normalised rows
+  // have norms <= 1, so the factor is 1 unless most rows are (near) zero: then pass 2 runs with 1 and
+  // measures the norms itself (one pass over the input less, one parallel region less), and runs
+  // again only when the factor it finds is not 1. Without normalisation, pass 1 measures them first.
   std::vector<double> partial(chunks, 0.0);
   std::vector<char> finite(chunks, 1);
-  over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {
-    for (int64_t i = begin; i < end; ++i) {
-      const double sq = sum_of_squares(src + i * d, d);  // float64: no overflow from any fp32 / fp16 value
-      if (!std::isfinite(sq)) finite[chunk] = 0;
-      const double norm = std::max(std::sqrt(sq), kNormEps);
-      partial[chunk] += normalize ? sq / (norm * norm) : sq;
+  auto measure_row = [&](double sq, int64_t chunk) {  // sq: a row's sum of squares
+    if (!std::isfinite(sq)) finite[chunk] = 0;
+    const double norm = std::max(std::sqrt(sq), kNormEps);
+    partial[chunk] += normalize ? sq / (norm * norm) : sq;
+  };
+  auto factor_of = [&]() {  // the factor from partial; 0 when a row is not finite
+    double total = 0.0;
+    for (double p : partial) total += p;
+    for (char ok : finite) {
+      if (!ok) return 0.0;
     }
-  });
-  double total = 0.0;
-  for (double p : partial) total += p;
+    const double rms = std::sqrt(total / static_cast<double>(rows));
+    return std::isfinite(rms) && rms > 0 ? std::exp2(-std::round(std::log2(rms))) : 1.0;
+  };
   PreparedFeatures out{at::Tensor(), 1.0, {}, 0.0, false, false};
-  for (char ok : finite) {
-    if (!ok) return out;  // not finite: the caller returns NaN
+  double factor = 1.0;
+  if (!normalize) {  // Pass 1
+    over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {
+      for (int64_t i = begin; i < end; ++i) measure_row(sum_of_squares(src + i * d, d), chunk);
+    });
+    factor = factor_of();
+    if (factor == 0.0) return out;  // not finite: the caller returns NaN
   }
-  const double rms = std::sqrt(total / static_cast<double>(rows));
-  const double factor = std::isfinite(rms) && rms > 0 ? std::exp2(-std::round(std::log2(rms))) : 1.0;
   // Pass 2: x = f / max(||f||, eps) * factor, rounded to the compute dtype; column sums and norms of x.
-  out = {at::empty(feats.sizes(), feats.options().dtype(compute)), factor, std::vector<double>(d, 0.0), 0.0, false,
-         true};
-  out_t* x = out.x.data_ptr<out_t>();
+  at::Tensor x_tensor = at::empty(feats.sizes(), feats.options().dtype(compute));
+  out_t* x = x_tensor.data_ptr<out_t>();
   std::vector<double> column_sums(chunks * d, 0.0), norm_sums(chunks, 0.0);
-  over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {
-    double* sums = column_sums.data() + chunk * d;
-    for (int64_t i = begin; i < end; ++i) {
-      const in_t* fi = src + i * d;
-      out_t* xi = x + i * d;
-      const double norm = normalize ? std::max(std::sqrt(sum_of_squares(fi, d)), kNormEps) : 1.0;
-      normalized_row(fi, d, norm, factor, xi, sums);
-      norm_sums[chunk] += std::sqrt(sum_of_squares(xi, d));
+  auto pass_two = [&](bool measure) {
+    std::fill(column_sums.begin(), column_sums.end(), 0.0);
+    std::fill(norm_sums.begin(), norm_sums.end(), 0.0);
+    over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {
+      double* sums = column_sums.data() + chunk * d;
+      for (int64_t i = begin; i < end; ++i) {
+        const in_t* fi = src + i * d;
+        out_t* xi = x + i * d;
+        const double sq = normalize ? sum_of_squares(fi, d) : 0.0;
+        if (measure) measure_row(sq, chunk);
+        const double norm = normalize ? std::max(std::sqrt(sq), kNormEps) : 1.0;
+        normalized_row(fi, d, norm, factor, xi, sums);
+        norm_sums[chunk] += std::sqrt(sum_of_squares(xi, d));
+      }
+    });
+  };
+  pass_two(normalize);
+  if (normalize) {
+    const double found = factor_of();
+    if (found == 0.0) return out;  // not finite: the caller returns NaN
+    if (found != factor) {
+      factor = found;
+      pass_two(false);
     }
-  });
+  }
+  out = {x_tensor, factor, std::vector<double>(d, 0.0), 0.0, false, true};
   double mean_norm = 0.0;
   for (int64_t c = 0; c < chunks; ++c) {
     mean_norm += norm_sums[c];

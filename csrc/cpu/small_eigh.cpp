@@ -240,50 +240,88 @@ void decompose_chunk(const RowMatrices& mats, const Chunk& chunk, const std::vec
   }
 }
 
+// A chunk's solve (for_each_spectrum): eigenvalues, or with job.keep the decompositions kept there.
+void solve_chunk(const SpectrumJob& job, const Chunk& chunk) {
+  const RowMatrices& mats = *job.mats;
+  const int64_t d = mats.table.size(1), c = static_cast<int64_t>(chunk.members.size()), m = chunk.gram_size(d);
+  if (job.keep != nullptr) {
+    // With the eigenvectors the backward needs, kept per matrix.
+    std::vector<double*> records(c);
+    double* kept = job.keep->data.data_ptr<double>();
+    for (int64_t j = 0; j < c; ++j) records[j] = kept + job.keep->offsets[chunk.members[j]];
+    decompose_chunk(mats, chunk, records);
+    for (int64_t j = 0; j < c; ++j) {
+      const int64_t n = std::min(mats.rows(chunk.members[j]), d);
+      job.consume(chunk.members[j], records[j] + n * n, n);
+    }
+    return;
+  }
+  // Eigenvalues only; NaN for a matrix with a non-finite entry.
+  at::Tensor values = thread_buffer(2, c * m).view({c, m});
+  if (chunk.gram) {
+    std::vector<double> mean(d);
+    gram_eigenvalues(chunk_source(mats, chunk, mean), c, m, d, values.data_ptr<double>());
+  } else {
+    std::vector<char> bad;
+    const at::Tensor gram = chunk_grams(gather_chunk(mats, chunk), chunk, bad);  // [c, padded, d] -> [c, d, d]
+    symmetric_eigenvalues(gram.data_ptr<double>(), c, m, values.data_ptr<double>());
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    for (int64_t j = 0; j < c; ++j) {
+      if (bad[j]) std::fill(values.data_ptr<double>() + j * m, values.data_ptr<double>() + (j + 1) * m, nan);
+    }
+  }
+  for (int64_t j = 0; j < c; ++j) job.consume(chunk.members[j], values.data_ptr<double>() + j * m, m);
+}
+
+// Relative cost of a chunk's solve: its Grams (or covariances) and their eigensolves.
+double chunk_cost(const Chunk& chunk, int64_t d) {
+  const double rows = static_cast<double>(chunk.padded), m = static_cast<double>(chunk.gram_size(d));
+  return static_cast<double>(chunk.members.size()) * (m * m * (chunk.gram ? d : rows) + m * m * m);
+}
+
 }  // namespace
 
 void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptSpectra* keep) {
-  if (mats.count() <= 0) return;
-  const int64_t d = mats.table.size(1);
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  const std::vector<Chunk> chunks = keep != nullptr ? decomposition_chunks(mats) : make_chunks(mats, Cut::kValues);
-  if (keep != nullptr) {
-    keep->offsets.resize(mats.count());
-    int64_t total = 0;
-    for (int64_t i = 0; i < mats.count(); ++i) {
-      keep->offsets[i] = total;
-      total += record_size(mats, i);
-    }
-    keep->data = at::empty({total}, at::kDouble);
-  }
-  parallel_tasks(static_cast<int64_t>(chunks.size()), [&](int64_t task) {
-    const Chunk& chunk = chunks[task];
-    const int64_t c = static_cast<int64_t>(chunk.members.size()), m = chunk.gram_size(d);
+  // Not owned: the job lives only as long as this call.
+  const std::shared_ptr<const RowMatrices> borrowed(&mats, [](const RowMatrices*) {});
+  for_each_spectrum({SpectrumJob{borrowed, consume, keep}});
+}
+
+void for_each_spectrum(const std::vector<SpectrumJob>& jobs, int64_t side_tasks,
+                       const std::function<void(int64_t)>& side) {
+  std::vector<std::vector<Chunk>> chunks(jobs.size());
+  std::vector<std::pair<size_t, size_t>> tasks;  // (job, chunk)
+  std::vector<double> cost;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const RowMatrices& mats = *jobs[j].mats;
+    if (mats.count() <= 0) continue;
+    KeptSpectra* keep = jobs[j].keep;
+    chunks[j] = keep != nullptr ? decomposition_chunks(mats) : make_chunks(mats, Cut::kValues);
     if (keep != nullptr) {
-      // With the eigenvectors the backward needs, kept per matrix.
-      std::vector<double*> records(c);
-      for (int64_t j = 0; j < c; ++j) records[j] = keep->data.data_ptr<double>() + keep->offsets[chunk.members[j]];
-      decompose_chunk(mats, chunk, records);
-      for (int64_t j = 0; j < c; ++j) {
-        const int64_t n = std::min(mats.rows(chunk.members[j]), d);
-        consume(chunk.members[j], records[j] + n * n, n);
+      keep->offsets.resize(mats.count());
+      int64_t total = 0;
+      for (int64_t i = 0; i < mats.count(); ++i) {
+        keep->offsets[i] = total;
+        total += record_size(mats, i);
       }
+      keep->data = at::empty({total}, at::kDouble);
+    }
+    for (size_t c = 0; c < chunks[j].size(); ++c) {
+      tasks.emplace_back(j, c);
+      cost.push_back(chunk_cost(chunks[j][c], mats.table.size(1)));
+    }
+  }
+  std::vector<size_t> order(tasks.size());
+  for (size_t t = 0; t < order.size(); ++t) order[t] = t;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
+  if (!side) side_tasks = 0;
+  parallel_tasks(side_tasks + static_cast<int64_t>(order.size()), [&](int64_t task) {
+    if (task < side_tasks) {
+      side(task);
       return;
     }
-    // Eigenvalues only; NaN for a matrix with a non-finite entry.
-    at::Tensor values = thread_buffer(2, c * m).view({c, m});
-    if (chunk.gram) {
-      std::vector<double> mean(d);
-      gram_eigenvalues(chunk_source(mats, chunk, mean), c, m, d, values.data_ptr<double>());
-    } else {
-      std::vector<char> bad;
-      const at::Tensor gram = chunk_grams(gather_chunk(mats, chunk), chunk, bad);  // [c, padded, d] -> [c, d, d]
-      symmetric_eigenvalues(gram.data_ptr<double>(), c, m, values.data_ptr<double>());
-      for (int64_t j = 0; j < c; ++j) {
-        if (bad[j]) std::fill(values.data_ptr<double>() + j * m, values.data_ptr<double>() + (j + 1) * m, nan);
-      }
-    }
-    for (int64_t j = 0; j < c; ++j) consume(chunk.members[j], values.data_ptr<double>() + j * m, m);
+    const std::pair<size_t, size_t>& at = tasks[order[task - side_tasks]];
+    solve_chunk(jobs[at.first], chunks[at.first][at.second]);
   });
 }
 

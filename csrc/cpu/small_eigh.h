@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 namespace sdd {
@@ -57,6 +58,20 @@ using SpectrumFn = std::function<void(int64_t i, const double* eigenvalues, int6
 // side). The lane solver's eigenvalues are the same bits with or without eigenvectors; LAPACK's
 // (large matrices, with `keep`) agree with them to rounding (backward stable both).
 void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptSpectra* keep = nullptr);
+
+// One set of matrices, its consumer, and where its decompositions are kept (null: eigenvalues only).
+// The job may own its matrices (and the consumer what it captures).
+struct SpectrumJob {
+  std::shared_ptr<const RowMatrices> mats;
+  SpectrumFn consume;
+  KeptSpectra* keep = nullptr;
+};
+// Every job's chunks in one parallel region, the costliest first across the jobs (one join instead
+// of one per job: under load from another process, a join waits for a preempted thread); each job
+// as for_each_spectrum above, the same bits. `side`, when given: side(t) for t < side_tasks in the
+// same region, before the chunks (the caller's independent work, which then opens no region).
+void for_each_spectrum(const std::vector<SpectrumJob>& jobs, int64_t side_tasks = 0,
+                       const std::function<void(int64_t)>& side = nullptr);
 
 // Per matrix i: the weights (one per eigenvalue; m = its smaller side) and scale of a spectral
 // function whose derivative per singular value is w_j * sigma_j. Called from the worker threads.
