@@ -206,10 +206,12 @@ def baselines_against_roofline(run: Run, dse: dict, work: dict):
     what the target then asks of sdd_fast in those units (None without baseline rows)."""
     roof, size = run.roofline_ms(FWD), (work["B"], work["N"], work["d"])
     parts = []
-    for name, kind, p, goal, *baseline in TARGETS["cpu"]:
+    for _name, kind, p, goal, *baseline in TARGETS["cpu"]:
+        if kind != "speedup" or p != FWD:
+            continue
         impl = baseline[0] if baseline else TARGET_BASELINE
         found = dse.get((impl, p, *size))
-        if kind != "speedup" or p != FWD or found is None:
+        if found is None:
             continue
         parts.append(f"{impl} {fmt_ms(found[0])} = {found[0] / roof:.1f}x it, so >= {goal:.0f}x over it asks for "
                      f"{fmt_ms(found[0] / goal)} = {found[0] / goal / roof:.2f}x the roofline")

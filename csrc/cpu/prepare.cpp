@@ -43,7 +43,8 @@ PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType
   // again only when the factor it finds is not 1. Without normalisation, pass 1 measures them first.
   std::vector<double> partial(chunks, 0.0);
   std::vector<char> finite(chunks, 1);
-  auto measure_row = [&](double sq, int64_t chunk) {  // sq: a row's sum of squares
+  // sq: a row's sum of squares, in float64 (sum_of_squares): no overflow from any fp32 / fp16 value.
+  auto measure_row = [&](double sq, int64_t chunk) {
     if (!std::isfinite(sq)) finite[chunk] = 0;
     const double norm = std::max(std::sqrt(sq), kNormEps);
     partial[chunk] += normalize ? sq / (norm * norm) : sq;
