@@ -130,18 +130,32 @@ PYBIND11_MODULE(_C, m) {
       "must be zero), formed and solved as the CPU kernels do. For tests.");
   m.def(
       "gram_eigenvalues",
-      [](const at::Tensor& matrices) {
+      [](const at::Tensor& matrices, std::optional<std::vector<int64_t>> sizes) {
         TORCH_CHECK(matrices.dim() == 3 && matrices.size(1) % 4 == 0 && matrices.device().is_cpu() &&
                         matrices.scalar_type() == at::kDouble,
                     "gram_eigenvalues: matrices must be a CPU float64 tensor [count, rows, d] with rows a multiple "
                     "of 4, got ", matrices.sizes(), " ", matrices.scalar_type(), " on ", matrices.device());
         const at::Tensor input = matrices.contiguous();
-        at::Tensor values = at::empty({input.size(0), input.size(1)}, input.options());
-        sdd::cpu::gram_eigenvalues(input.data_ptr<double>(), input.size(0), input.size(1), input.size(2),
-                                   values.data_ptr<double>());
+        const int64_t count = input.size(0), rows = input.size(1);
+        if (sizes) {
+          TORCH_CHECK(static_cast<int64_t>(sizes->size()) == count, "gram_eigenvalues: sizes must have ", count,
+                      " entries, got ", sizes->size());
+          for (const int64_t n : *sizes) {
+            TORCH_CHECK(n >= 1 && n <= rows, "gram_eigenvalues: sizes must be in [1, ", rows, "], got ", n);
+          }
+          for (int64_t j = 0; j < count; ++j) {
+            TORCH_CHECK(input[j].narrow(0, (*sizes)[j], rows - (*sizes)[j]).count_nonzero().item<int64_t>() == 0,
+                        "gram_eigenvalues: rows of matrix ", j, " from sizes[", j, "] = ", (*sizes)[j],
+                        " on must be zero");
+          }
+        }
+        at::Tensor values = at::empty({count, rows}, input.options());
+        sdd::cpu::gram_eigenvalues(input.data_ptr<double>(), count, rows, input.size(2),
+                                   sizes ? sizes->data() : nullptr, values.data_ptr<double>());
         return values;
       },
-      pybind11::arg("matrices"),
+      pybind11::arg("matrices"), pybind11::arg("sizes") = pybind11::none(),
       "Eigenvalues (ascending) of the Grams X X^T of matrices [count, rows, d] (CPU, float64, rows % 4 == 0), "
-      "formed and solved as the CPU kernels do: [count, rows]. For tests.");
+      "formed and solved as the CPU kernels do: [count, rows]; with sizes, matrix j's rows from sizes[j] on "
+      "must be zero, and each group is reduced at its own size. For tests.");
 }

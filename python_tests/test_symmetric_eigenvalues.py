@@ -164,6 +164,41 @@ def test_gram_eigenvalues_match_lapack(rows, d):
     assert torch.isnan(_C.gram_eigenvalues(x)[2]).all()
 
 
+@pytest.mark.parametrize("d", [50, 384])
+def test_gram_eigenvalues_by_group_size_are_the_same_bits(d):
+    """With `sizes`, each matrix's Gram is formed over its own rows and each group of lanes is
+    reduced at its largest member's size instead of the whole batch's: the same eigenvalues to
+    rounding (the zero block decouples exactly; the reduction's last rows are summed in another
+    order for a matrix that reaches its group's size), and still LAPACK's (sizes spread as
+    k-means clusters' are)."""
+    g = torch.Generator().manual_seed(d)
+    sizes = [int(s) for s in torch.randint(2, 161, (37,), generator=g).sort(descending=True).values]
+    sizes[20] = 160  # a large matrix in a later group: its group reaches the full size
+    rows = 160
+    x = torch.randn(37, rows, d, dtype=torch.float64, generator=g)
+    for j, n in enumerate(sizes):
+        x[j, n:] = 0.0
+        x[j, :n] -= x[j, :n].mean(dim=0)
+    full = _C.gram_eigenvalues(x)
+    by_size = _C.gram_eigenvalues(x, sizes)
+    largest = full.abs().amax(dim=1, keepdim=True)
+    assert ((by_size - full).abs() <= 8 * rows * EPS * largest).all()
+    # members that end a 4-row block or more before their group's size: the same bits
+    lanes = _C.eigensolver_lanes()
+    group_size = [-(-max(sizes[j // lanes * lanes : (j // lanes + 1) * lanes]) // 4) * 4 for j in range(37)]
+    inner = [j for j in range(37) if -(-sizes[j] // 4) * 4 <= group_size[j] - 4]
+    assert len(inner) >= 10 and torch.equal(by_size[inner], full[inner])
+    expected = torch.linalg.eigvalsh(x @ x.transpose(1, 2))
+    row_norms = (x * x).sum(dim=2).amax(dim=1, keepdim=True)
+    bound = 2 * rows * d * EPS * row_norms + 2 * 8 * rows * EPS * expected.abs().amax(dim=1, keepdim=True)
+    assert ((by_size - expected).abs() <= bound).all()
+    with pytest.raises(RuntimeError, match="sizes"):
+        _C.gram_eigenvalues(x, sizes[:-1])
+    sizes[3] = 1
+    with pytest.raises(RuntimeError, match=r"sizes\[3\]"):
+        _C.gram_eigenvalues(x, sizes)  # rows beyond a size must be zero
+
+
 def test_bad_argument_is_named():
     with pytest.raises(RuntimeError, match="matrices"):
         solve(torch.zeros(2, 3, 3, dtype=torch.float32))

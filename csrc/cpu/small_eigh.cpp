@@ -46,6 +46,9 @@ std::vector<Chunk> make_chunks(const RowMatrices& mats, Cut cut) {
   const int64_t d = mats.table.size(1);
   const int64_t doubles = cut == Cut::kVectors ? 2 * kChunkDoubles : kChunkDoubles;
   auto capacity = [&](int64_t padded) {
+    // Eigenvalues of Grams: the matrices are gathered one at a time (chunk_source) and each group
+    // is reduced at its own size, so a chunk is a full pair of groups whatever its rows.
+    if (cut == Cut::kValues && padded <= d) return kChunkMatrices;
     const int64_t most = cut == Cut::kVectors && padded > kOneGroupRows ? eigensolver_lanes() : kChunkMatrices;
     return std::clamp<int64_t>(doubles / std::max<int64_t>(1, padded * d), 1, most);
   };
@@ -102,13 +105,15 @@ void gather(const RowMatrices& mats, const Chunk& chunk, out_t* stacked) {
 }
 
 // The chunk's matrices as a GramSource: member j gathered (float64) into the solver's buffer just
-// before its Gram, so it is formed and read in cache. mean: [d] scratch.
+// before its Gram, so it is formed and read in cache, zero-padded to its own rows rounded up to 4
+// (the solver's Gram reads no further: the chunk's `sizes`). mean: [d] scratch.
 GramSource chunk_source(const RowMatrices& mats, const Chunk& chunk, std::vector<double>& mean) {
   return [&mats, &chunk, &mean](int64_t j, double* buffer) -> const double* {
+    const int64_t i = chunk.members[j], padded = padded_rows(mats.rows(i));
     if (mats.table.scalar_type() == at::kFloat) {
-      gather_member<float, double>(mats, chunk.members[j], chunk.padded, mean.data(), buffer);
+      gather_member<float, double>(mats, i, padded, mean.data(), buffer);
     } else {
-      gather_member<double, double>(mats, chunk.members[j], chunk.padded, mean.data(), buffer);
+      gather_member<double, double>(mats, i, padded, mean.data(), buffer);
     }
     return buffer;
   };
@@ -260,7 +265,9 @@ void solve_chunk(const SpectrumJob& job, const Chunk& chunk) {
   at::Tensor values = thread_buffer(2, c * m).view({c, m});
   if (chunk.gram) {
     std::vector<double> mean(d);
-    gram_eigenvalues(chunk_source(mats, chunk, mean), c, m, d, values.data_ptr<double>());
+    std::vector<int64_t> sizes(c);
+    for (int64_t j = 0; j < c; ++j) sizes[j] = mats.rows(chunk.members[j]);
+    gram_eigenvalues(chunk_source(mats, chunk, mean), c, m, d, sizes.data(), values.data_ptr<double>());
   } else {
     std::vector<char> bad;
     const at::Tensor gram = chunk_grams(gather_chunk(mats, chunk), chunk, bad);  // [c, padded, d] -> [c, d, d]
@@ -273,10 +280,24 @@ void solve_chunk(const SpectrumJob& job, const Chunk& chunk) {
   for (int64_t j = 0; j < c; ++j) job.consume(chunk.members[j], values.data_ptr<double>() + j * m, m);
 }
 
-// Relative cost of a chunk's solve: its Grams (or covariances) and their eigensolves.
-double chunk_cost(const Chunk& chunk, int64_t d) {
-  const double rows = static_cast<double>(chunk.padded), m = static_cast<double>(chunk.gram_size(d));
-  return static_cast<double>(chunk.members.size()) * (m * m * (chunk.gram ? d : rows) + m * m * m);
+// Relative cost of a chunk's solve: its Grams (or covariances) and their eigensolves. On the Gram
+// side each member's Gram is over its own rows, and its eigensolve costs its group's size cubed:
+// the chunk's rows, or its group's first (largest) member's when groups are reduced at their own
+// size (eigenvalues only).
+double chunk_cost(const Chunk& chunk, const RowMatrices& mats, bool group_sizes) {
+  const int64_t d = mats.table.size(1), W = eigensolver_lanes();
+  const double count = static_cast<double>(chunk.members.size());
+  if (!chunk.gram) {
+    const double rows = static_cast<double>(chunk.padded), m = static_cast<double>(d);
+    return count * (m * m * rows + m * m * m);
+  }
+  double cost = 0.0;
+  for (size_t j = 0; j < chunk.members.size(); ++j) {
+    const double own = static_cast<double>(padded_rows(mats.rows(chunk.members[j])));
+    const double m = static_cast<double>(group_sizes ? padded_rows(mats.rows(chunk.members[j / W * W])) : chunk.padded);
+    cost += own * own * static_cast<double>(d) + m * m * m;
+  }
+  return cost;
 }
 
 }  // namespace
@@ -308,7 +329,7 @@ void for_each_spectrum(const std::vector<SpectrumJob>& jobs, int64_t side_tasks,
     }
     for (size_t c = 0; c < chunks[j].size(); ++c) {
       tasks.emplace_back(j, c);
-      cost.push_back(chunk_cost(chunks[j][c], mats.table.size(1)));
+      cost.push_back(chunk_cost(chunks[j][c], mats, keep == nullptr));
     }
   }
   std::vector<size_t> order(tasks.size());

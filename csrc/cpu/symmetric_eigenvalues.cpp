@@ -84,14 +84,19 @@ const Kernel& kernel() {
 
 constexpr int kGroupsPerPair = 2;  // the kernels' kGroups
 
-// fill(first, used, a): packed lower triangles [m (m + 1) / 2, W] of matrices first .. first + used
-// - 1 (used <= W) into `a`, the other lanes zero.
-using GroupFill = std::function<void(int64_t first, int64_t used, double* a)>;
+// fill(first, used, m, a): packed lower triangles [m (m + 1) / 2, W] of matrices first .. first +
+// used - 1 (used <= W) into `a`, the other lanes zero; m: the group's size (its largest member's).
+using GroupFill = std::function<void(int64_t first, int64_t used, int64_t m, double* a)>;
+
+constexpr int64_t kRowMultiple = 4;  // Gram rows: a multiple of the lane Gram's 4 x 4 tiles
+int64_t rounded_rows(int64_t n) { return (n + kRowMultiple - 1) / kRowMultiple * kRowMultiple; }
 
 // Where solve_by_pairs puts its results: eigenvalues only, values [count, m] (ascending); or, with
 // `outputs`, per matrix j its eigenvectors [n_j, n_j] (row-major, column c that of eigenvalue c)
 // then its n_j eigenvalues (ascending) at outputs[j], n_j = sizes[j] (m when sizes is null): the
-// leading n_j x n_j block, the matrix being zero outside it.
+// leading n_j x n_j block, the matrix being zero outside it. For eigenvalues only, sizes (when
+// given) let each group be reduced at its own size, its largest n_j rounded up to a multiple of 4:
+// the zero block beyond it decouples exactly, and its values come out as zeros.
 struct Results {
   double* values = nullptr;
   const int64_t* sizes = nullptr;
@@ -125,6 +130,14 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
   const double nan = std::numeric_limits<double>::quiet_NaN();
   std::vector<std::pair<double, int64_t>> order;
   std::vector<double> sorted_values;
+  // Size of the group of `members` matrices from `first`: m, or without eigenvectors its largest
+  // matrix's (the reflectors and rotations of eigenvectors are laid out for m).
+  auto group_size = [&](int64_t from, int64_t members) {
+    if (vectors || results.sizes == nullptr) return m;
+    int64_t size = 1;
+    for (int64_t j = from; j < from + members; ++j) size = std::max(size, rounded_rows(results.sizes[j]));
+    return std::min(size, m);
+  };
   for (int64_t first = 0; first < count; first += pair) {
     const int64_t used = std::min<int64_t>(pair, count - first);
     double scale[kGroupsPerPair * kMaxLanes];
@@ -139,11 +152,14 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
       std::fill(failed + g * W, failed + (g + 1) * W, false);
     }
     for (int g = 0; g < groups; ++g) {
-      fill(first + g * W, std::clamp<int64_t>(used - g * W, 0, W), a);
+      const int64_t members = std::clamp<int64_t>(used - g * W, 0, W);
+      const int64_t size = group_size(first + g * W, members);
+      fill(first + g * W, members, size, a);
+      const int64_t filled = size * (size + 1) / 2 * W;
       double largest[kMaxLanes] = {};
       bool finite[kMaxLanes];
       std::fill(finite, finite + W, true);
-      for (int64_t at = 0; at < triangle; at += W) {
+      for (int64_t at = 0; at < filled; at += W) {
         for (int l = 0; l < W; ++l) {
           finite[l] = finite[l] && std::isfinite(a[at + l]);
           largest[l] = std::max(largest[l], std::abs(a[at + l]));
@@ -157,10 +173,14 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
         scale[g * W + l] = factor[l] != 0.0 ? factor[l] : 1.0;
         failed[g * W + l] = !finite[l];
       }
-      for (int64_t at = 0; at < triangle; at += W) {
+      for (int64_t at = 0; at < filled; at += W) {
         for (int l = 0; l < W; ++l) a[at + l] = factor[l] != 0.0 ? a[at + l] * factor[l] : 0.0;
       }
-      k.reduce_group(a, m, g, d, e, scratch, vectors ? house + g * reflectors : nullptr);
+      k.reduce_group(a, size, g, d, e, scratch, vectors ? house + g * reflectors : nullptr);
+      for (int64_t i = size; i < m; ++i) {  // the zero block of a group reduced at its own size
+        std::fill(d + i * pair + g * W, d + i * pair + (g + 1) * W, 0.0);
+        std::fill(e + i * pair + g * W, e + i * pair + (g + 1) * W, 0.0);
+      }
       // A matrix that is zero outside its leading n x n block (the caller's promise) has a tridiagonal
       // form zero outside it too, exactly: the block decouples, and rows < n of Z^T end as its
       // eigenvectors, with zero components beyond n.
@@ -229,7 +249,8 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
 
 // GroupFill packing the lower triangles of matrices [count, m, m] (row-major).
 GroupFill pack_matrices(const double* matrices, int64_t m) {
-  return [matrices, m](int64_t first, int64_t used, double* a) {
+  return [matrices, m](int64_t first, int64_t used, int64_t size, double* a) {
+    TORCH_CHECK(size == m, "symmetric eigensolver: a group of size ", size, " for matrices of size ", m);
     const int W = kernel().lanes;
     // Element (i, j) of lane l at (i (i + 1) / 2 + j) W + l.
     for (int64_t i = 0, at = 0; i < m; ++i) {
@@ -240,18 +261,23 @@ GroupFill pack_matrices(const double* matrices, int64_t m) {
   };
 }
 
-// GroupFill forming the Grams X X^T of the `source`'s matrices [rows, d] in the solver's layout.
-GroupFill pack_grams(const GramSource& source, int64_t rows, int64_t d) {
-  TORCH_CHECK(rows % 4 == 0, "gram eigensolver: rows must be a multiple of 4, got ", rows);
-  return [&source, rows, d](int64_t first, int64_t used, double* a) {
+// GroupFill forming the Grams X X^T of the `source`'s matrices [rows, d] in the solver's layout,
+// matrix j over its first sizes[j] rows rounded up to a multiple of 4 (all `rows` when sizes is
+// null; the rows beyond sizes[j] must be zero), its lane zero beyond them.
+GroupFill pack_grams(const GramSource& source, int64_t rows, int64_t d, const int64_t* sizes) {
+  TORCH_CHECK(rows % kRowMultiple == 0, "gram eigensolver: rows must be a multiple of 4, got ", rows);
+  return [&source, rows, d, sizes](int64_t first, int64_t used, int64_t size, double* a) {
     const Kernel& k = kernel();
     thread_local std::vector<double> buffer;  // one matrix at a time: it stays in cache for its Gram
     if (static_cast<int64_t>(buffer.size()) < rows * d) buffer.resize(rows * d);
     for (int l = 0; l < k.lanes; ++l) {
+      int64_t own = 0;  // rows of lane l's Gram; the triangle's layout is the same for every size
       if (l < used) {
-        k.lane_gram(source(first + l, buffer.data()), rows, d, a, l);
-      } else {
-        for (int64_t at = l; at < rows * (rows + 1) / 2 * k.lanes; at += k.lanes) a[at] = 0.0;
+        own = sizes != nullptr ? std::min(rounded_rows(sizes[first + l]), size) : size;
+        k.lane_gram(source(first + l, buffer.data()), own, d, a, l);
+      }
+      for (int64_t at = own * (own + 1) / 2 * k.lanes + l; at < size * (size + 1) / 2 * k.lanes; at += k.lanes) {
+        a[at] = 0.0;
       }
     }
   };
@@ -276,19 +302,21 @@ void symmetric_eigh(const double* matrices, int64_t count, int64_t m, const int6
 
 int eigensolver_lanes() { return kernel().lanes; }
 
-void gram_eigenvalues(const GramSource& source, int64_t count, int64_t rows, int64_t d, double* values) {
+void gram_eigenvalues(const GramSource& source, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
+                      double* values) {
   if (count <= 0 || rows <= 0) return;
-  solve_by_pairs(count, rows, pack_grams(source, rows, d), Results{values});
+  solve_by_pairs(count, rows, pack_grams(source, rows, d, sizes), Results{values, sizes});
 }
 
 void gram_eigh(const GramSource& source, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
                double* const* outputs) {
   if (count <= 0 || rows <= 0) return;
-  solve_by_pairs(count, rows, pack_grams(source, rows, d), Results{nullptr, sizes, outputs});
+  solve_by_pairs(count, rows, pack_grams(source, rows, d, sizes), Results{nullptr, sizes, outputs});
 }
 
-void gram_eigenvalues(const double* matrices, int64_t count, int64_t rows, int64_t d, double* values) {
-  gram_eigenvalues(stacked_source(matrices, rows, d), count, rows, d, values);
+void gram_eigenvalues(const double* matrices, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
+                      double* values) {
+  gram_eigenvalues(stacked_source(matrices, rows, d), count, rows, d, sizes, values);
 }
 
 void gram_eigh(const double* matrices, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,

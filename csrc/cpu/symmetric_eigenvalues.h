@@ -26,7 +26,12 @@ void symmetric_eigenvalues(const double* matrices, int64_t count, int64_t m, dou
 // values [count, rows] <- the eigenvalues, ascending, of the Grams X X^T of matrices [count, rows,
 // d] (row-major; rows % 4 == 0, zero rows allowed). The Grams are formed in the solver's own
 // layout, lower triangle only: half the flops of a full Gram and no [count, rows, rows] buffer.
-void gram_eigenvalues(const double* matrices, int64_t count, int64_t rows, int64_t d, double* values);
+// sizes (may be null): matrix j's rows from sizes[j] on are zero; its Gram is then formed over its
+// first sizes[j] rows rounded up to 4, and each group of W matrices reduced at its largest such
+// size: less work when the sizes differ, the same eigenvalues to rounding (a matrix that reaches
+// its group's size has the reduction's last rows summed in another order).
+void gram_eigenvalues(const double* matrices, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
+                      double* values);
 
 // Eigen-decompositions: the eigenvalues by the same steps (the same bits as above), then the QR
 // again with its rotations applied to an identity, shifted by those eigenvalues (about one sweep per
@@ -46,7 +51,8 @@ void gram_eigh(const double* matrices, int64_t count, int64_t rows, int64_t d, c
 // Matrix j [rows, d] of a Gram solve: a pointer to its rows, or to `buffer` [rows, d] after filling
 // it (then each matrix is formed just before its Gram, while it is in cache).
 using GramSource = std::function<const double*(int64_t j, double* buffer)>;
-void gram_eigenvalues(const GramSource& source, int64_t count, int64_t rows, int64_t d, double* values);
+void gram_eigenvalues(const GramSource& source, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
+                      double* values);
 void gram_eigh(const GramSource& source, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
                double* const* outputs);
 
