@@ -18,18 +18,37 @@ inline __attribute__((always_inline)) void mean_row(const scalar_t* table, const
   for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
 }
 
+// Asks for the cache lines of `row` [d] (the gathered rows are scattered over the table: the next
+// one is fetched while the current one is copied).
+template <typename scalar_t>
+inline __attribute__((always_inline)) void prefetch_row(const scalar_t* row, int64_t d) {
+  constexpr int64_t kLine = 64 / sizeof(scalar_t);
+  for (int64_t c = 0; c < d; c += kLine) __builtin_prefetch(row + c);
+}
+
+// out [n, d] <- rows `rows` of table, minus their float64 mean when centered (then `mean` [d] holds
+// it, else zeros). One pass over the table: each row is copied (exactly: out_t holds in_t) and
+// summed into the mean, then the mean is taken from `out`, in cache; the same bits as
+// static_cast<out_t>(double(src) - mean), the mean summed row after row.
 template <typename in_t, typename out_t>
 inline __attribute__((always_inline)) void gather(const in_t* table, const int64_t* rows, int64_t n, int64_t d,
                                                   bool centered, double* mean, out_t* out) {
-  if (centered) {
-    mean_row(table, rows, n, d, mean);
-  } else {
-    for (int64_t c = 0; c < d; ++c) mean[c] = 0.0;
-  }
+  static_assert(sizeof(out_t) >= sizeof(in_t), "gather: out_t must hold in_t exactly");
+  for (int64_t c = 0; c < d; ++c) mean[c] = 0.0;
   for (int64_t r = 0; r < n; ++r) {
+    if (r + 1 < n) prefetch_row(table + rows[r + 1] * d, d);
     const in_t* src = table + rows[r] * d;
     out_t* dst = out + r * d;
-    for (int64_t c = 0; c < d; ++c) dst[c] = static_cast<out_t>(static_cast<double>(src[c]) - mean[c]);
+    for (int64_t c = 0; c < d; ++c) dst[c] = static_cast<out_t>(src[c]);
+    if (centered) {
+      for (int64_t c = 0; c < d; ++c) mean[c] += static_cast<double>(src[c]);
+    }
+  }
+  if (!centered) return;
+  for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
+  for (int64_t r = 0; r < n; ++r) {
+    out_t* dst = out + r * d;
+    for (int64_t c = 0; c < d; ++c) dst[c] = static_cast<out_t>(static_cast<double>(dst[c]) - mean[c]);
   }
 }
 
