@@ -54,6 +54,7 @@ constexpr int kMaxLanes = 8;
 struct Kernel {
   int lanes;  // W
   void (*lane_gram)(const double* x, int64_t rows, int64_t d, double* a, int lane);
+  void (*scale_group)(double* a, int64_t elements, double* scale, bool* failed);
   void (*reduce_group)(double* a, int64_t m, int g, double* d, double* e, double* scratch, double* house);
   void (*solve_pair)(double* d, double* e, int64_t m, bool* failed, double* zt, double* rotations, int vector_groups,
                      const double* known, double* taken);
@@ -62,7 +63,10 @@ struct Kernel {
 };
 
 #define SDD_KERNEL(ns) \
-  Kernel { ns::W, ns::lane_gram, ns::reduce_group, ns::solve_pair, ns::back_transform, ns::eigenvector_row }
+  Kernel {                                                                                                  \
+    ns::W, ns::lane_gram, ns::scale_group, ns::reduce_group, ns::solve_pair, ns::back_transform,            \
+        ns::eigenvector_row                                                                                 \
+  }
 
 // The widest kernel the CPU runs, or a narrower one if SDD_CPU_LANES (2, 4) asks for it: tests run
 // every copy that way on one machine.
@@ -155,27 +159,7 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
       const int64_t members = std::clamp<int64_t>(used - g * W, 0, W);
       const int64_t size = group_size(first + g * W, members);
       fill(first + g * W, members, size, a);
-      const int64_t filled = size * (size + 1) / 2 * W;
-      double largest[kMaxLanes] = {};
-      bool finite[kMaxLanes];
-      std::fill(finite, finite + W, true);
-      for (int64_t at = 0; at < filled; at += W) {
-        for (int l = 0; l < W; ++l) {
-          finite[l] = finite[l] && std::isfinite(a[at + l]);
-          largest[l] = std::max(largest[l], std::abs(a[at + l]));
-        }
-      }
-      double factor[kMaxLanes];
-      for (int l = 0; l < W; ++l) {
-        int exponent = 0;
-        if (finite[l] && largest[l] > 0.0) std::frexp(largest[l], &exponent);
-        factor[l] = finite[l] ? std::ldexp(1.0, -std::clamp(exponent, -1020, 1020)) : 0.0;
-        scale[g * W + l] = factor[l] != 0.0 ? factor[l] : 1.0;
-        failed[g * W + l] = !finite[l];
-      }
-      for (int64_t at = 0; at < filled; at += W) {
-        for (int l = 0; l < W; ++l) a[at + l] = factor[l] != 0.0 ? a[at + l] * factor[l] : 0.0;
-      }
+      k.scale_group(a, size * (size + 1) / 2, scale + g * W, failed + g * W);
       k.reduce_group(a, size, g, d, e, scratch, vectors ? house + g * reflectors : nullptr);
       for (int64_t i = size; i < m; ++i) {  // the zero block of a group reduced at its own size
         std::fill(d + i * pair + g * W, d + i * pair + (g + 1) * W, 0.0);
