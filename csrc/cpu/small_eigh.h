@@ -8,7 +8,9 @@
 //
 // Matrices are grouped by Gram side and cut into chunks of up to kChunkMatrices, in order of
 // decreasing rows, each padded to its largest member (zero rows add only zero eigenvalues, and the
-// solver leaves them out exactly); a chunk is one task of a single parallel region
+// solver leaves them out exactly; for eigenvalues only, each group of the solver's lanes is reduced
+// at its own largest member's size and each Gram formed over its own rows); a chunk is one task of a
+// single parallel region
 // (parallel_tasks.h), run on the task's thread: gather + centre into a per-thread float64 buffer,
 // then the lane-parallel solver, which forms the Grams itself (symmetric_eigenvalues.h): the
 // eigenvalues, or, where the backward needs them, the eigenvectors too. Chunks of large matrices,
