@@ -258,7 +258,7 @@ def _headline_status(kind, value, goal):
         over = fmt_ms(value - goal)
         return "PASS" if value <= goal else f"MISS: {value / goal:.1f}x the target, {over} over"
     if kind == "speedup":
-        return "PASS" if value >= goal else f"MISS: {goal / value:.1f}x short of {goal:.0f}x"
+        return "PASS" if value >= goal else f"MISS: {value:.3g}x < {goal:.0f}x ({goal / value:.3g}x short)"
     if kind == "rate":
         return "PASS" if value >= goal else f"MISS: {value:.2f} < {goal:.1f} steps/s"
     if kind in ("roofline", "load"):
