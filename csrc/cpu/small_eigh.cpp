@@ -17,7 +17,6 @@ namespace sdd {
 namespace cpu {
 namespace {
 
-constexpr int64_t kPadMultiple = 4;          // rows of a chunk's matrices: a multiple of 4 (lane Gram tiles)
 constexpr int64_t kChunkMatrices = 16;       // matrices per task at most ...
 constexpr int64_t kChunkDoubles = 1 << 19;   // ... and their padded rows at most 4 MiB (Cut::kVectors: 8)
 constexpr int64_t kOneGroupRows = 160;      // decompositions of more rows: one group of W per chunk (lanes_pay_off)
@@ -29,8 +28,6 @@ struct Chunk {
 
   int64_t gram_size(int64_t d) const { return gram ? padded : d; }  // m: the Grams are [m, m]
 };
-
-int64_t padded_rows(int64_t rows) { return (rows + kPadMultiple - 1) / kPadMultiple * kPadMultiple; }
 
 // How make_chunks cuts: for eigenvalues only, for eigen-decompositions (the lanes pay off only on
 // near-full groups there, so chunks may hold more and end where padding would cost too much), or
@@ -62,7 +59,7 @@ std::vector<Chunk> make_chunks(const RowMatrices& mats, Cut cut) {
   std::vector<Chunk> chunks;
   for (const int64_t i : order) {
     const bool gram = mats.rows(i) <= d;
-    const int64_t padded = padded_rows(mats.rows(i));
+    const int64_t padded = gram_rows(mats.rows(i));
     const bool full = !chunks.empty() && static_cast<int64_t>(chunks.back().members.size()) >=
                                              capacity(chunks.back().padded);
     // kBySize: one size per chunk. kVectors: a matrix of at most 3/4 the chunk's rows starts a new
@@ -109,7 +106,7 @@ void gather(const RowMatrices& mats, const Chunk& chunk, out_t* stacked) {
 // (the solver's Gram reads no further: the chunk's `sizes`). mean: [d] scratch.
 GramSource chunk_source(const RowMatrices& mats, const Chunk& chunk, std::vector<double>& mean) {
   return [&mats, &chunk, &mean](int64_t j, double* buffer) -> const double* {
-    const int64_t i = chunk.members[j], padded = padded_rows(mats.rows(i));
+    const int64_t i = chunk.members[j], padded = gram_rows(mats.rows(i));
     if (mats.table.scalar_type() == at::kFloat) {
       gather_member<float, double>(mats, i, padded, mean.data(), buffer);
     } else {
@@ -208,7 +205,7 @@ std::vector<Chunk> decomposition_chunks(const RowMatrices& mats) {
       tasks.push_back(std::move(chunk));
       continue;
     }
-    for (const int64_t i : chunk.members) tasks.push_back({chunk.gram, padded_rows(mats.rows(i)), {i}});
+    for (const int64_t i : chunk.members) tasks.push_back({chunk.gram, gram_rows(mats.rows(i)), {i}});
   }
   return tasks;
 }
@@ -293,8 +290,8 @@ double chunk_cost(const Chunk& chunk, const RowMatrices& mats, bool group_sizes)
   }
   double cost = 0.0;
   for (size_t j = 0; j < chunk.members.size(); ++j) {
-    const double own = static_cast<double>(padded_rows(mats.rows(chunk.members[j])));
-    const double m = static_cast<double>(group_sizes ? padded_rows(mats.rows(chunk.members[j / W * W])) : chunk.padded);
+    const double own = static_cast<double>(gram_rows(mats.rows(chunk.members[j])));
+    const double m = static_cast<double>(group_sizes ? gram_rows(mats.rows(chunk.members[j / W * W])) : chunk.padded);
     cost += own * own * static_cast<double>(d) + m * m * m;
   }
   return cost;

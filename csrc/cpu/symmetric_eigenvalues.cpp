@@ -92,9 +92,6 @@ constexpr int kGroupsPerPair = 2;  // the kernels' kGroups
 // used - 1 (used <= W) into `a`, the other lanes zero; m: the group's size (its largest member's).
 using GroupFill = std::function<void(int64_t first, int64_t used, int64_t m, double* a)>;
 
-constexpr int64_t kRowMultiple = 4;  // Gram rows: a multiple of the lane Gram's 4 x 4 tiles
-int64_t rounded_rows(int64_t n) { return (n + kRowMultiple - 1) / kRowMultiple * kRowMultiple; }
-
 // Where solve_by_pairs puts its results: eigenvalues only, values [count, m] (ascending); or, with
 // `outputs`, per matrix j its eigenvectors [n_j, n_j] (row-major, column c that of eigenvalue c)
 // then its n_j eigenvalues (ascending) at outputs[j], n_j = sizes[j] (m when sizes is null): the
@@ -139,7 +136,7 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
   auto group_size = [&](int64_t from, int64_t members) {
     if (vectors || results.sizes == nullptr) return m;
     int64_t size = 1;
-    for (int64_t j = from; j < from + members; ++j) size = std::max(size, rounded_rows(results.sizes[j]));
+    for (int64_t j = from; j < from + members; ++j) size = std::max(size, gram_rows(results.sizes[j]));
     return std::min(size, m);
   };
   for (int64_t first = 0; first < count; first += pair) {
@@ -249,7 +246,7 @@ GroupFill pack_matrices(const double* matrices, int64_t m) {
 // matrix j over its first sizes[j] rows rounded up to a multiple of 4 (all `rows` when sizes is
 // null; the rows beyond sizes[j] must be zero), its lane zero beyond them.
 GroupFill pack_grams(const GramSource& source, int64_t rows, int64_t d, const int64_t* sizes) {
-  TORCH_CHECK(rows % kRowMultiple == 0, "gram eigensolver: rows must be a multiple of 4, got ", rows);
+  TORCH_CHECK(rows % kGramRowMultiple == 0, "gram eigensolver: rows must be a multiple of 4, got ", rows);
   return [&source, rows, d, sizes](int64_t first, int64_t used, int64_t size, double* a) {
     const Kernel& k = kernel();
     thread_local std::vector<double> buffer;  // one matrix at a time: it stays in cache for its Gram
@@ -257,7 +254,7 @@ GroupFill pack_grams(const GramSource& source, int64_t rows, int64_t d, const in
     for (int l = 0; l < k.lanes; ++l) {
       int64_t own = 0;  // rows of lane l's Gram; the triangle's layout is the same for every size
       if (l < used) {
-        own = sizes != nullptr ? std::min(rounded_rows(sizes[first + l]), size) : size;
+        own = sizes != nullptr ? std::min(gram_rows(sizes[first + l]), size) : size;
         k.lane_gram(source(first + l, buffer.data()), own, d, a, l);
       }
       for (int64_t at = own * (own + 1) / 2 * k.lanes + l; at < size * (size + 1) / 2 * k.lanes; at += k.lanes) {

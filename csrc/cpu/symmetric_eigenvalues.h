@@ -48,6 +48,11 @@ void symmetric_eigh(const double* matrices, int64_t count, int64_t m, const int6
 void gram_eigh(const double* matrices, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
                double* const* outputs);
 
+// Rows a Gram solve forms a matrix of n rows over: n rounded up to the lane Gram's 4 x 4 tiles (the
+// rows of gram_eigenvalues / gram_eigh matrices are a multiple of this; rows past n must be zero).
+constexpr int64_t kGramRowMultiple = 4;
+inline int64_t gram_rows(int64_t n) { return (n + kGramRowMultiple - 1) / kGramRowMultiple * kGramRowMultiple; }
+
 // Matrix j [rows, d] of a Gram solve: a pointer to its rows, or to `buffer` [rows, d] after filling
 // it (then each matrix is formed just before its Gram, while it is in cache).
 using GramSource = std::function<const double*(int64_t j, double* buffer)>;
