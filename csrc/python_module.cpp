@@ -22,12 +22,18 @@ namespace {
 
 // (values [count, m], vectors [count, m, m]), zero-filled, with solve(sizes, outputs) writing matrix
 // j's [n, n] vectors and n values (n = sizes[j], m when not given) into a scratch record first.
-std::tuple<at::Tensor, at::Tensor> eigh_outputs(
-    int64_t count, int64_t m, const std::optional<std::vector<int64_t>>& sizes,
-    const std::function<void(const int64_t*, double* const*)>& solve) {
+// The sizes of `count` matrices of m rows: `sizes`, checked (count entries in [1, m]), or all m.
+std::vector<int64_t> checked_sizes(int64_t count, int64_t m, const std::optional<std::vector<int64_t>>& sizes) {
   std::vector<int64_t> n = sizes.value_or(std::vector<int64_t>(count, m));
   TORCH_CHECK(static_cast<int64_t>(n.size()) == count, "sizes: expected ", count, " entries, got ", n.size());
   for (const int64_t size : n) TORCH_CHECK(size >= 1 && size <= m, "sizes: every entry must be in [1, ", m, "]");
+  return n;
+}
+
+std::tuple<at::Tensor, at::Tensor> eigh_outputs(
+    int64_t count, int64_t m, const std::optional<std::vector<int64_t>>& sizes,
+    const std::function<void(const int64_t*, double* const*)>& solve) {
+  const std::vector<int64_t> n = checked_sizes(count, m, sizes);
   at::Tensor records = at::empty({count, m * m + m}, at::kDouble);
   std::vector<double*> outputs(count);
   for (int64_t j = 0; j < count; ++j) outputs[j] = records.data_ptr<double>() + j * (m * m + m);
@@ -137,21 +143,14 @@ PYBIND11_MODULE(_C, m) {
                     "of 4, got ", matrices.sizes(), " ", matrices.scalar_type(), " on ", matrices.device());
         const at::Tensor input = matrices.contiguous();
         const int64_t count = input.size(0), rows = input.size(1);
-        if (sizes) {
-          TORCH_CHECK(static_cast<int64_t>(sizes->size()) == count, "gram_eigenvalues: sizes must have ", count,
-                      " entries, got ", sizes->size());
-          for (const int64_t n : *sizes) {
-            TORCH_CHECK(n >= 1 && n <= rows, "gram_eigenvalues: sizes must be in [1, ", rows, "], got ", n);
-          }
-          for (int64_t j = 0; j < count; ++j) {
-            TORCH_CHECK(input[j].narrow(0, (*sizes)[j], rows - (*sizes)[j]).count_nonzero().item<int64_t>() == 0,
-                        "gram_eigenvalues: rows of matrix ", j, " from sizes[", j, "] = ", (*sizes)[j],
-                        " on must be zero");
-          }
+        const std::vector<int64_t> n = checked_sizes(count, rows, sizes);
+        for (int64_t j = 0; j < count && sizes; ++j) {
+          TORCH_CHECK(input[j].narrow(0, n[j], rows - n[j]).count_nonzero().item<int64_t>() == 0,
+                      "gram_eigenvalues: rows of matrix ", j, " from sizes[", j, "] = ", n[j], " on must be zero");
         }
         at::Tensor values = at::empty({count, rows}, input.options());
-        sdd::cpu::gram_eigenvalues(input.data_ptr<double>(), count, rows, input.size(2),
-                                   sizes ? sizes->data() : nullptr, values.data_ptr<double>());
+        sdd::cpu::gram_eigenvalues(input.data_ptr<double>(), count, rows, input.size(2), sizes ? n.data() : nullptr,
+                                   values.data_ptr<double>());
         return values;
       },
       pybind11::arg("matrices"), pybind11::arg("sizes") = pybind11::none(),
