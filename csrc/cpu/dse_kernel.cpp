@@ -110,10 +110,12 @@ std::vector<int64_t> permuted_rows(const at::Tensor& perm) {
 // Every k-means of the call in one parallel region: the G groups (global_k clusters, the larger
 // problems, first) and the B images (local_k clusters). Given labels replace a level's k-means;
 // the groups' centroids are then their labelled means. Returns per group which centroids may be
-// the nearest other one: empty after k-means (all), else those with points.
-std::vector<std::vector<bool>> cluster_all(const at::Tensor& x, const DseShape& shape, const DseOptions& options,
-                                           bool local_given, bool global_given, at::Tensor& local_labels,
-                                           at::Tensor& global_labels, at::Tensor& centroids) {
+// the nearest other one: empty after k-means (all), else those with points. norms [B N]: the rows'
+// squared norms (prepare_features), shared by both levels' k-means.
+std::vector<std::vector<bool>> cluster_all(const at::Tensor& x, const std::vector<double>& norms,
+                                           const DseShape& shape, const DseOptions& options, bool local_given,
+                                           bool global_given, at::Tensor& local_labels, at::Tensor& global_labels,
+                                           at::Tensor& centroids) {
   const int64_t B = shape.batch, N = shape.patches, G = shape.groups, d = shape.channels;
   const at::Tensor table = rows_of(x);
   std::vector<std::vector<bool>> usable(G);
@@ -130,14 +132,15 @@ std::vector<std::vector<bool>> cluster_all(const at::Tensor& x, const DseShape& 
         usable[g].resize(options.global.k);
         for (int64_t c = 0; c < options.global.k; ++c) usable[g][c] = counts[c] > 0;
       } else {
-        kmeans_problem(points, options.global, common::RandomStream::kGlobalKmeansSeeding, g, cg, rows, false);
+        kmeans_problem(points, options.global, common::RandomStream::kGlobalKmeansSeeding, g, cg, rows, false,
+                       norms.data() + g * shape.group * N);
       }
       return;
     }
     const int64_t b = task - G;
     at::Tensor scratch = at::empty({options.local.k, d}, x.options());  // centroids [k, d], unused
     kmeans_problem(x.select(0, b), options.local, common::RandomStream::kKmeansSeeding, b, scratch,
-                   local_labels.data_ptr<int64_t>() + b * N, false);
+                   local_labels.data_ptr<int64_t>() + b * N, false, norms.data() + b * N);
   });
   return usable;
 }
@@ -249,8 +252,8 @@ DseForward dse_forward(const at::Tensor& feats, int64_t local_k, int64_t global_
   double inter_raw = 0.0, intra_image_raw = 0.0, intra_batch_raw = 0.0;
   std::vector<std::vector<bool>> usable;
   if (!prep.collapsed) {  // collapsed: the class-relevance terms are 0
-    usable = cluster_all(x, shape, options, local_labels.has_value(), global_labels.has_value(), local_out,
-                         global_out, centroids);
+    usable = cluster_all(x, prep.row_norms, shape, options, local_labels.has_value(), global_labels.has_value(),
+                         local_out, global_out, centroids);
   }
   std::vector<double> group_inter(G);  // M_inter * s per group, in the spectra's region
   const SpectralParts spectra = spectral_parts(

@@ -19,10 +19,11 @@ namespace cpu {
 // ---- k-means ---------------------------------------------------------------------------
 // Lloyd's k-means after k-means++ seeding (SPEC "k-means"). Writes centroids [k, d],
 // labels [M] and returns the inertia (NaN when not asked for and n_init is 1: a pass over the
-// points saved). Draws come from (seed, stream, problem).
+// points saved). Draws come from (seed, stream, problem). norms [M]: the rows' squared norms
+// (sum_of_squares) when the caller has them, else taken here.
 double kmeans_problem(const at::Tensor& x, const KmeansOptions& options,
                       common::RandomStream stream, int64_t problem, at::Tensor& centroids,
-                      int64_t* labels, bool want_inertia = true);
+                      int64_t* labels, bool want_inertia = true, const double* norms = nullptr);
 
 // dots [r, n] (contiguous) <- rows [r, d] . the points x[points[j]] (points null: x's first n rows),
 // x [M, d]: row_dots in float32 (the points read where they lie, no GEMM packing), gathered points

@@ -36,9 +36,10 @@ template <typename scalar_t>
 class KmeansSolver {
  public:
   KmeansSolver(const at::Tensor& x, const KmeansOptions& options, common::RandomStream stream,
-               int64_t problem)
+               int64_t problem, const double* norms)
       : x_(x), opt_(options), stream_(stream), problem_(problem), M_(x.size(0)), d_(x.size(1)),
-        data_(x.data_ptr<scalar_t>()), x_norms_(squared_norms(data_, M_, d_)) {
+        data_(x.data_ptr<scalar_t>()),
+        x_norms_(norms != nullptr ? std::vector<double>(norms, norms + M_) : squared_norms(data_, M_, d_)) {
     double squares = 0.0;
     for (double norm : x_norms_) squares += norm;
     threshold_ = opt_.tol * std::sqrt(squares / static_cast<double>(M_));  // tol x RMS point norm (SPEC)
@@ -492,10 +493,10 @@ void point_dots(const at::Tensor& rows, const at::Tensor& x, const int64_t* poin
 
 double kmeans_problem(const at::Tensor& x, const KmeansOptions& options,
                       common::RandomStream stream, int64_t problem, at::Tensor& centroids,
-                      int64_t* labels, bool want_inertia) {
+                      int64_t* labels, bool want_inertia, const double* norms) {
   double best_inertia = 0.0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sdd::kmeans", [&] {
-    KmeansSolver<scalar_t> solver(x, options, stream, problem);
+    KmeansSolver<scalar_t> solver(x, options, stream, problem, norms);
     if (options.n_init == 1) {
       best_inertia = solver.run(0, centroids, labels, want_inertia);
       return;

@@ -4,6 +4,7 @@
 #include <ATen/Dispatch.h>
 
 #include <cmath>
+#include <utility>
 
 #include "../inputs/features.h"  // kNormEps, kCollapseFraction
 #include "../inputs/options.h"   // compute_dtype
@@ -70,7 +71,7 @@ PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType
   // Pass 2: x = f / max(||f||, eps) * factor, rounded to the compute dtype; column sums and norms of x.
   at::Tensor x_tensor = at::empty(feats.sizes(), feats.options().dtype(compute));
   out_t* x = x_tensor.data_ptr<out_t>();
-  std::vector<double> column_sums(chunks * d, 0.0), norm_sums(chunks, 0.0);
+  std::vector<double> column_sums(chunks * d, 0.0), norm_sums(chunks, 0.0), row_norms(rows);
   auto pass_two = [&](bool measure) {
     std::fill(column_sums.begin(), column_sums.end(), 0.0);
     std::fill(norm_sums.begin(), norm_sums.end(), 0.0);
@@ -83,7 +84,8 @@ PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType
         if (measure) measure_row(sq, chunk);
         const double norm = normalize ? std::max(std::sqrt(sq), kNormEps) : 1.0;
         normalized_row(fi, d, norm, factor, xi, sums);
-        norm_sums[chunk] += std::sqrt(sum_of_squares(xi, d));
+        row_norms[i] = sum_of_squares(xi, d);
+        norm_sums[chunk] += std::sqrt(row_norms[i]);
       }
     });
   };
@@ -96,7 +98,7 @@ PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType
       pass_two(false);
     }
   }
-  out = {x_tensor, factor, std::vector<double>(d, 0.0), 0.0, false, true};
+  out = {x_tensor, factor, std::vector<double>(d, 0.0), 0.0, false, true, std::move(row_norms)};
   double mean_norm = 0.0;
   for (int64_t c = 0; c < chunks; ++c) {
     mean_norm += norm_sums[c];

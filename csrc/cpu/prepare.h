@@ -17,6 +17,7 @@ struct PreparedFeatures {
   double scale;              // s = mean over rows of ||x_i - mean||
   bool collapsed;            // s <= kCollapseFraction * mean ||x_i||
   bool finite;               // false: feats has a NaN / Inf (then nothing else is set)
+  std::vector<double> row_norms;  // [B N]: each row's squared norm (sum_of_squares), what k-means takes
 };
 
 // feats [B, N, d] any floating dtype.
