@@ -395,17 +395,19 @@ def section(run: Run) -> str:
     if trainer:
         dse_ms = trainer.get("dse_ms")
         share = f"{100 * dse_ms / trainer['step_ms_off']:.1f}%" if dse_ms is not None else "—"
-        lines += table(("setup", "steps (warm-up left out)", "step, no DSE", "step, DSE every step",
+        lines += table(("setup", "steps per run (warm-up left out)", "step without DSE", "step with DSE",
                         "overhead", "DSE alone (dse_ms)", "DSE alone / step"),
                        [(trainer["setup"], f"{trainer['steps']} ({trainer['warmup']})",
                          fmt_ms(trainer["step_ms_off"]), fmt_ms(trainer["step_ms_on"]),
                          f"{100 * trainer['overhead']:+.1f}%", fmt_ms(dse_ms), share)])
-        pairs = trainer.get("pairs", 1)
-        lines += ["", f"Medians of `step_ms` (data loading excluded) from metrics.jsonl, `--dse-every 0` "
-                  f"against `--dse-every 1`, same seed, {pairs} alternating pair(s) of runs (median of the "
-                  "runs' medians); the overhead (the target's measure) is the ratio of the two minus 1, and "
-                  "is as noisy as the step times. `dse_ms`, the monitor's own timing of the DSE call, over "
-                  "the step time without DSE is a second, steadier estimate."]
+        off_steps, on_steps = trainer.get("timed_steps", ("?", "?"))
+        lines += ["", f"Medians of `step_ms` (data loading excluded) from metrics.jsonl of {trainer.get('runs', 1)} "
+                  f"run(s) with `--dse-every {trainer.get('dse_every', 2)}`: the steps that ran DSE ({on_steps}) "
+                  f"against the steps that did not ({off_steps}), which alternate within each run and so share "
+                  "its host state (separate runs with and without DSE differ by ~10% on a shared VM, as much as "
+                  "DSE costs); the overhead (the target's measure) is the ratio of the two medians minus 1. "
+                  "`dse_ms`, the monitor's own timing of the DSE call, over the step time without DSE is a "
+                  "second estimate."]
     else:
         lines.append(f"Not measured: {run.trainer_skip() or 'no trainer benchmark in this run'}.")
     lines.append("")
