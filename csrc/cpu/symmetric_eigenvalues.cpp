@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "aligned_vector.h"
+
 #pragma GCC diagnostic ignored "-Wpsabi"  // wide vector types by value, inlined only
 
 namespace sdd {
@@ -115,7 +117,9 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
   const bool vectors = results.outputs != nullptr;
   const int64_t elements = m * (m + 1) / 2, triangle = elements * W;
   const int64_t square = vectors ? m * k.eigenvector_row(m) : 0, reflectors = vectors ? triangle : 0;
-  thread_local std::vector<double> work;  // kept for the thread's life: no allocation per call
+  // Kept for the thread's life (no allocation per call); every part below starts at a multiple of
+  // W doubles, so with the cache-line-aligned start each Lanes access stays in one cache line.
+  thread_local AlignedVector<double> work;
   const int64_t doubles = triangle + 2 * m * pair + 4 * m * W + kGroupsPerPair * (square + reflectors) +
                           (vectors ? kBufferedSweeps * m * 2 * pair + 4 * m * pair : 0);
   if (static_cast<int64_t>(work.size()) < doubles) work.resize(doubles);
@@ -249,7 +253,7 @@ GroupFill pack_grams(const GramSource& source, int64_t rows, int64_t d, const in
   TORCH_CHECK(rows % kGramRowMultiple == 0, "gram eigensolver: rows must be a multiple of 4, got ", rows);
   return [&source, rows, d, sizes](int64_t first, int64_t used, int64_t size, double* a) {
     const Kernel& k = kernel();
-    thread_local std::vector<double> buffer;  // one matrix at a time: it stays in cache for its Gram
+    thread_local AlignedVector<double> buffer;  // one matrix at a time: it stays in cache for its Gram
     if (static_cast<int64_t>(buffer.size()) < rows * d) buffer.resize(rows * d);
     for (int l = 0; l < k.lanes; ++l) {
       int64_t own = 0;  // rows of lane l's Gram; the triangle's layout is the same for every size
