@@ -39,9 +39,13 @@ inline __attribute__((always_inline)) void gather(const in_t* table, const int64
     if (r + 1 < n) prefetch_row(table + rows[r + 1] * d, d);
     const in_t* src = table + rows[r] * d;
     out_t* dst = out + r * d;
-    for (int64_t c = 0; c < d; ++c) dst[c] = static_cast<out_t>(src[c]);
     if (centered) {
-      for (int64_t c = 0; c < d; ++c) mean[c] += static_cast<double>(src[c]);
+      for (int64_t c = 0; c < d; ++c) {
+        dst[c] = static_cast<out_t>(src[c]);
+        mean[c] += static_cast<double>(src[c]);
+      }
+    } else {
+      for (int64_t c = 0; c < d; ++c) dst[c] = static_cast<out_t>(src[c]);
     }
   }
   if (!centered) return;

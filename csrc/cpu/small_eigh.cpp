@@ -9,6 +9,7 @@
 #include <tuple>
 #include <utility>
 
+#include "aligned_vector.h"  // the gathers' mean [d]: its vector loads stay in one cache line
 #include "parallel_tasks.h"
 #include "row_gather.h"
 #include "symmetric_eigenvalues.h"
@@ -95,7 +96,7 @@ void gather_member(const RowMatrices& mats, int64_t i, int64_t padded, double* m
 template <typename in_t, typename out_t>
 void gather(const RowMatrices& mats, const Chunk& chunk, out_t* stacked) {
   const int64_t d = mats.table.size(1);
-  std::vector<double> mean(d);
+  AlignedVector<double> mean(d);
   for (size_t j = 0; j < chunk.members.size(); ++j) {
     gather_member<in_t, out_t>(mats, chunk.members[j], chunk.padded, mean.data(), stacked + j * chunk.padded * d);
   }
@@ -104,7 +105,7 @@ void gather(const RowMatrices& mats, const Chunk& chunk, out_t* stacked) {
 // The chunk's matrices as a GramSource: member j gathered (float64) into the solver's buffer just
 // before its Gram, so it is formed and read in cache, zero-padded to its own rows rounded up to 4
 // (the solver's Gram reads no further: the chunk's `sizes`). mean: [d] scratch.
-GramSource chunk_source(const RowMatrices& mats, const Chunk& chunk, std::vector<double>& mean) {
+GramSource chunk_source(const RowMatrices& mats, const Chunk& chunk, AlignedVector<double>& mean) {
   return [&mats, &chunk, &mean](int64_t j, double* buffer) -> const double* {
     const int64_t i = chunk.members[j], padded = gram_rows(mats.rows(i));
     if (mats.table.scalar_type() == at::kFloat) {
@@ -156,7 +157,8 @@ at::Tensor chunk_grams(const at::Tensor& stacked, const Chunk& chunk, std::vecto
 // grad_table[rows of i] += grad [n, d] (grad_table's dtype), minus its row mean first when centered
 // (the gradient through the centering).
 template <typename scalar_t>
-void scatter(const RowMatrices& mats, int64_t i, scalar_t* grad, at::Tensor& grad_table, std::vector<double>& mean) {
+void scatter(const RowMatrices& mats, int64_t i, scalar_t* grad, at::Tensor& grad_table,
+             AlignedVector<double>& mean) {
   scatter_rows(grad, mats.index.data() + mats.offsets[i], mats.rows(i), grad_table.size(1), mats.centered,
                mean.data(), grad_table.data_ptr<scalar_t>());
 }
@@ -219,7 +221,7 @@ void decompose_chunk(const RowMatrices& mats, const Chunk& chunk, const std::vec
   std::vector<int64_t> sizes(c);
   for (int64_t j = 0; j < c; ++j) sizes[j] = mats.rows(chunk.members[j]);
   if (chunk.gram && lanes_pay_off(c, chunk.padded)) {
-    std::vector<double> mean(d);
+    AlignedVector<double> mean(d);
     gram_eigh(chunk_source(mats, chunk, mean), c, chunk.padded, d, sizes.data(), records.data());
     return;
   }
@@ -261,7 +263,7 @@ void solve_chunk(const SpectrumJob& job, const Chunk& chunk) {
   // Eigenvalues only; NaN for a matrix with a non-finite entry.
   at::Tensor values = thread_buffer(2, c * m).view({c, m});
   if (chunk.gram) {
-    std::vector<double> mean(d);
+    AlignedVector<double> mean(d);
     std::vector<int64_t> sizes(c);
     for (int64_t j = 0; j < c; ++j) sizes[j] = mats.rows(chunk.members[j]);
     gram_eigenvalues(chunk_source(mats, chunk, mean), c, m, d, sizes.data(), values.data_ptr<double>());
@@ -391,7 +393,7 @@ void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& wei
     const at::Tensor stacked = gather_chunk(mats, chunk, mats.table.scalar_type());  // [c, padded, d]
     const at::Tensor kernel = at::bmm(weighted, vectors.transpose(1, 2)).to(stacked.scalar_type());
     const at::Tensor grad = chunk.gram ? at::bmm(kernel, stacked) : at::bmm(stacked, kernel);  // [c, padded, d]
-    std::vector<double> mean(d);
+    AlignedVector<double> mean(d);
     AT_DISPATCH_FLOATING_TYPES(grad_table.scalar_type(), "sdd::scatter", [&] {
       for (int64_t j = 0; j < c; ++j) {
         scatter<scalar_t>(mats, chunk.members[j], grad.select(0, j).data_ptr<scalar_t>(), grad_table, mean);
