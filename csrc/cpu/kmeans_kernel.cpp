@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../common/philox.h"
+#include "aligned_vector.h"
 #include "kernels.h"
 #include "parallel_tasks.h"
 #include "tensor_utils.h"
@@ -466,7 +467,8 @@ class KmeansSolver {
   double dot_error_;   // relative error bound of a GEMM dot product (see the constructor)
   // Per run: Hamerly bounds [M], Elkan bounds [M, k], centroid moves (last, cumulative) / norms / half
   // gaps [k], half distances between centroids [k, k], sums [k, d], counts [k].
-  std::vector<double> upper_, lower_, elkan_, drift_, moved_, c_norms_, half_gap_, half_between_, sums_, approx_;
+  std::vector<double> upper_, lower_, elkan_, drift_, moved_, c_norms_, half_gap_, half_between_, approx_;
+  AlignedVector<double> sums_;  // add_row's vector loads and stores of a row of sums stay in one cache line
   // The seeding's nearest seed of every point, its squared distance and that distance's error bound [M].
   std::vector<int64_t> owner_;
   std::vector<double> closest_, slack_;
