@@ -122,8 +122,8 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "gram_eigh",
       [](const at::Tensor& matrices, std::optional<std::vector<int64_t>> sizes) {
-        TORCH_CHECK(matrices.dim() == 3 && matrices.size(1) % 4 == 0 && matrices.device().is_cpu() &&
-                        matrices.scalar_type() == at::kDouble,
+        TORCH_CHECK(matrices.dim() == 3 && matrices.size(1) % sdd::cpu::kGramRowMultiple == 0 &&
+                        matrices.device().is_cpu() && matrices.scalar_type() == at::kDouble,
                     "gram_eigh: matrices must be a CPU float64 tensor [count, rows, d] with rows a multiple of 4, got ",
                     matrices.sizes(), " ", matrices.scalar_type(), " on ", matrices.device());
         const at::Tensor input = matrices.contiguous();
@@ -137,8 +137,8 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "gram_eigenvalues",
       [](const at::Tensor& matrices, std::optional<std::vector<int64_t>> sizes) {
-        TORCH_CHECK(matrices.dim() == 3 && matrices.size(1) % 4 == 0 && matrices.device().is_cpu() &&
-                        matrices.scalar_type() == at::kDouble,
+        TORCH_CHECK(matrices.dim() == 3 && matrices.size(1) % sdd::cpu::kGramRowMultiple == 0 &&
+                        matrices.device().is_cpu() && matrices.scalar_type() == at::kDouble,
                     "gram_eigenvalues: matrices must be a CPU float64 tensor [count, rows, d] with rows a multiple "
                     "of 4, got ", matrices.sizes(), " ", matrices.scalar_type(), " on ", matrices.device());
         const at::Tensor input = matrices.contiguous();

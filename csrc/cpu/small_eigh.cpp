@@ -102,6 +102,14 @@ void gather(const RowMatrices& mats, const Chunk& chunk, out_t* stacked) {
   }
 }
 
+// Rows of each of the chunk's members [c] (the sizes the Gram solvers take).
+std::vector<int64_t> member_rows(const RowMatrices& mats, const Chunk& chunk) {
+  std::vector<int64_t> rows;
+  rows.reserve(chunk.members.size());
+  for (const int64_t i : chunk.members) rows.push_back(mats.rows(i));
+  return rows;
+}
+
 // The chunk's matrices as a GramSource: member j gathered (float64) into the solver's buffer just
 // before its Gram, so it is formed and read in cache, zero-padded to its own rows rounded up to 4
 // (the solver's Gram reads no further: the chunk's `sizes`). mean: [d] scratch.
@@ -218,8 +226,7 @@ std::vector<Chunk> decomposition_chunks(const RowMatrices& mats) {
 // non-finite entry.
 void decompose_chunk(const RowMatrices& mats, const Chunk& chunk, const std::vector<double*>& records) {
   const int64_t c = static_cast<int64_t>(chunk.members.size()), d = mats.table.size(1);
-  std::vector<int64_t> sizes(c);
-  for (int64_t j = 0; j < c; ++j) sizes[j] = mats.rows(chunk.members[j]);
+  const std::vector<int64_t> sizes = member_rows(mats, chunk);
   if (chunk.gram && lanes_pay_off(c, chunk.padded)) {
     AlignedVector<double> mean(d);
     gram_eigh(chunk_source(mats, chunk, mean), c, chunk.padded, d, sizes.data(), records.data());
@@ -264,8 +271,7 @@ void solve_chunk(const SpectrumJob& job, const Chunk& chunk) {
   at::Tensor values = thread_buffer(2, c * m).view({c, m});
   if (chunk.gram) {
     AlignedVector<double> mean(d);
-    std::vector<int64_t> sizes(c);
-    for (int64_t j = 0; j < c; ++j) sizes[j] = mats.rows(chunk.members[j]);
+    const std::vector<int64_t> sizes = member_rows(mats, chunk);
     gram_eigenvalues(chunk_source(mats, chunk, mean), c, m, d, sizes.data(), values.data_ptr<double>());
   } else {
     std::vector<char> bad;
