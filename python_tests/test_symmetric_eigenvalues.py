@@ -183,10 +183,13 @@ def test_gram_eigenvalues_by_group_size_are_the_same_bits(d):
     by_size = _C.gram_eigenvalues(x, sizes)
     largest = full.abs().amax(dim=1, keepdim=True)
     assert ((by_size - full).abs() <= 8 * rows * EPS * largest).all()
-    # members that end a 4-row block or more before their group's size: the same bits
+    # members that end a 4-row block or more before their group's size: the same bits (in groups
+    # reduced in lanes; a group of widely differing sizes is reduced one matrix at a time, whose
+    # agreement the bounds here and test_ragged_groups.py check)
     lanes = _C.eigensolver_lanes()
     group_size = [-(-max(sizes[j // lanes * lanes : (j // lanes + 1) * lanes]) // 4) * 4 for j in range(37)]
-    inner = [j for j in range(37) if -(-sizes[j] // 4) * 4 <= group_size[j] - 4]
+    in_lanes = lanes_reduced(sizes, lanes)
+    inner = [j for j in range(37) if -(-sizes[j] // 4) * 4 <= group_size[j] - 4 and in_lanes[j]]
     assert len(inner) >= 10 and torch.equal(by_size[inner], full[inner])
     expected = torch.linalg.eigvalsh(x @ x.transpose(1, 2))
     row_norms = (x * x).sum(dim=2).amax(dim=1, keepdim=True)
@@ -197,6 +200,23 @@ def test_gram_eigenvalues_by_group_size_are_the_same_bits(d):
     sizes[3] = 1
     with pytest.raises(RuntimeError, match=r"sizes\[3\]"):
         _C.gram_eigenvalues(x, sizes)  # rows beyond a size must be zero
+
+
+def lanes_reduced(sizes: list, lanes: int) -> list:
+    """Per matrix (sizes sorted descending, as the kernels sort them): whether the eigenvalues-only
+    solver reduces its group in lanes, the rule of symmetric_eigenvalues.cpp (ragged_group): one
+    matrix at a time when the group's size is >= 96 and lanes * size^3 > 1.5 * sum of the members'
+    own sizes^3 (each rounded up to 4). Chunks of 2 * lanes matrices start at multiples of it."""
+    def up4(n):
+        return -(-n // 4) * 4
+
+    flags = []
+    for start in range(0, len(sizes), lanes):
+        group = [up4(n) for n in sizes[start:start + lanes]]
+        size = max(group)
+        ragged = size >= 96 and lanes * size ** 3 > 1.5 * sum(n ** 3 for n in group)
+        flags += [not ragged] * len(group)
+    return flags
 
 
 def test_bad_argument_is_named():

@@ -9,7 +9,8 @@
 // Matrices are grouped by Gram side and cut into chunks of up to kChunkMatrices, in order of
 // decreasing rows, each padded to its largest member (zero rows add only zero eigenvalues, and the
 // solver leaves them out exactly; for eigenvalues only, each group of the solver's lanes is reduced
-// at its own largest member's size and each Gram formed over its own rows); a chunk is one task of a
+// at its own largest member's size, or one matrix at a time where its sizes differ widely, and each
+// Gram formed over its own rows); a chunk is one task of a
 // single parallel region
 // (parallel_tasks.h), run on the task's thread: gather + centre into a per-thread float64 buffer,
 // then the lane-parallel solver, which forms the Grams itself (symmetric_eigenvalues.h): the
@@ -57,8 +58,10 @@ struct KeptSpectra {
 // only write matrix i's own outputs.
 using SpectrumFn = std::function<void(int64_t i, const double* eigenvalues, int64_t m)>;
 // With `keep`, the decompositions the backward needs are kept in *keep too (and m is the smaller
-// side). The lane solver's eigenvalues are the same bits with or without eigenvectors; LAPACK's
-// (large matrices, with `keep`) agree with them to rounding (backward stable both).
+// side). The lane solver's eigenvalues are the same bits with or without eigenvectors, except in a
+// group of widely differing sizes, which without them is reduced one matrix at a time
+// (symmetric_eigenvalues.h); those, and LAPACK's (large matrices, with `keep`), agree with them to
+// rounding (backward stable all).
 void for_each_spectrum(const RowMatrices& mats, const SpectrumFn& consume, KeptSpectra* keep = nullptr);
 
 // One set of matrices, its consumer, and where its decompositions are kept (null: eigenvalues only).

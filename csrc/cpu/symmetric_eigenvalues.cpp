@@ -35,6 +35,7 @@ constexpr int kBufferedSweeps = 8;
 namespace avx512 {
 constexpr int W = 8;
 #include "symmetric_eigenvalues_lanes.inc"
+#include "tridiagonalize_rows.inc"
 }  // namespace avx512
 #pragma GCC pop_options
 #pragma GCC push_options
@@ -42,12 +43,14 @@ constexpr int W = 8;
 namespace avx2 {
 constexpr int W = 4;
 #include "symmetric_eigenvalues_lanes.inc"
+#include "tridiagonalize_rows.inc"
 }  // namespace avx2
 #pragma GCC pop_options
 #endif
 namespace generic {
 constexpr int W = 2;
 #include "symmetric_eigenvalues_lanes.inc"
+#include "tridiagonalize_rows.inc"
 }  // namespace generic
 
 constexpr int kMaxLanes = 8;
@@ -62,12 +65,16 @@ struct Kernel {
                      const double* known, double* taken);
   void (*back_transform)(const double* house, int64_t m, double* zt);
   int64_t (*eigenvector_row)(int64_t m);  // doubles between rows of a group's Z^T block
+  // One matrix at a time (tridiagonalize_rows.inc): packed triangles of doubles.
+  void (*row_gram)(const double* x, int64_t rows, int64_t d, double* a);
+  double (*scale_matrix)(double* a, int64_t elements, bool* failed);
+  void (*tridiagonalize_rows)(double* a, int64_t m, double* d, double* e, double* scratch);
 };
 
 #define SDD_KERNEL(ns) \
   Kernel {                                                                                                  \
     ns::W, ns::lane_gram, ns::scale_group, ns::reduce_group, ns::solve_pair, ns::back_transform,            \
-        ns::eigenvector_row                                                                                 \
+        ns::eigenvector_row, ns::row_gram, ns::scale_matrix, ns::tridiagonalize_rows                        \
   }
 
 // The widest kernel the CPU runs, or a narrower one if SDD_CPU_LANES (2, 4) asks for it: tests run
@@ -94,6 +101,18 @@ constexpr int kGroupsPerPair = 2;  // the kernels' kGroups
 // used - 1 (used <= W) into `a`, the other lanes zero; m: the group's size (its largest member's).
 using GroupFill = std::function<void(int64_t first, int64_t used, int64_t m, double* a)>;
 
+// fill_one(j, size, a): matrix j's packed lower triangle [size (size + 1) / 2] of doubles alone, size
+// its rows rounded up to a multiple of 4 (the groups reduced one matrix at a time; see ragged_group).
+using MatrixFill = std::function<void(int64_t j, int64_t size, double* a)>;
+
+// A group whose members' sizes differ widely is reduced one matrix at a time (tridiagonalize_rows.inc)
+// instead of in lanes at its largest member's size: when the lanes' work, W size^3, is over
+// kRaggedWork times the members' own (the one-matrix reduction runs at ~3/4 of the lanes' flop rate,
+// measured at sizes 170-300 under AVX-512; it also keeps one triangle in cache instead of W), and
+// the size is at least kRowsFrom (shorter rows leave its vectors mostly in their tails).
+constexpr double kRaggedWork = 1.5;
+constexpr int64_t kRowsFrom = 96;
+
 // Where solve_by_pairs puts its results: eigenvalues only, values [count, m] (ascending); or, with
 // `outputs`, per matrix j its eigenvectors [n_j, n_j] (row-major, column c that of eigenvalue c)
 // then its n_j eigenvalues (ascending) at outputs[j], n_j = sizes[j] (m when sizes is null): the
@@ -111,7 +130,8 @@ struct Results {
 // squares, and scaling back is exact), reduced to tridiagonal form; then the pair's QR, with the
 // rotations and reflectors applied to an identity when eigenvectors are asked for. A lane with a
 // non-finite entry gets NaN. The eigenvalues are the same bits with or without eigenvectors.
-void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Results& results) {
+void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Results& results,
+                    const MatrixFill& fill_one = nullptr) {
   const Kernel& k = kernel();
   const int W = k.lanes, pair = kGroupsPerPair * W;
   const bool vectors = results.outputs != nullptr;
@@ -143,6 +163,15 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
     for (int64_t j = from; j < from + members; ++j) size = std::max(size, gram_rows(results.sizes[j]));
     return std::min(size, m);
   };
+  auto own_size = [&](int64_t j) { return std::min(gram_rows(results.sizes[j]), m); };
+  // For eigenvalues only, with sizes and a fill_one: whether the group of `members` from `from`, of
+  // size `size`, is reduced one matrix at a time.
+  auto ragged_group = [&](int64_t from, int64_t members, int64_t size) {
+    if (vectors || results.sizes == nullptr || !fill_one || size < kRowsFrom) return false;
+    double own = 0.0;
+    for (int64_t j = from; j < from + members; ++j) own += std::pow(static_cast<double>(own_size(j)), 3);
+    return W * std::pow(static_cast<double>(size), 3) > kRaggedWork * own;
+  };
   for (int64_t first = 0; first < count; first += pair) {
     const int64_t used = std::min<int64_t>(pair, count - first);
     double scale[kGroupsPerPair * kMaxLanes];
@@ -159,6 +188,25 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
     for (int g = 0; g < groups; ++g) {
       const int64_t members = std::clamp<int64_t>(used - g * W, 0, W);
       const int64_t size = group_size(first + g * W, members);
+      if (ragged_group(first + g * W, members, size)) {
+        for (int l = 0; l < W; ++l) {  // each member into its lane of d, e; the empty lanes zero
+          const int64_t own = l < members ? own_size(first + g * W + l) : 0;
+          double* one_d = a + own * (own + 1) / 2;  // after the member's triangle: its d, e [own]
+          double* one_e = one_d + own;
+          scale[g * W + l] = 1.0;
+          failed[g * W + l] = false;
+          if (own > 0) {
+            fill_one(first + g * W + l, own, a);
+            scale[g * W + l] = k.scale_matrix(a, own * (own + 1) / 2, failed + g * W + l);
+            k.tridiagonalize_rows(a, own, one_d, one_e, scratch);
+          }
+          for (int64_t i = 0; i < m; ++i) {
+            d[i * pair + g * W + l] = i < own ? one_d[i] : 0.0;
+            e[i * pair + g * W + l] = i < own ? one_e[i] : 0.0;
+          }
+        }
+        continue;
+      }
       fill(first + g * W, members, size, a);
       k.scale_group(a, size * (size + 1) / 2, scale + g * W, failed + g * W);
       k.reduce_group(a, size, g, d, e, scratch, vectors ? house + g * reflectors : nullptr);
@@ -249,22 +297,37 @@ GroupFill pack_matrices(const double* matrices, int64_t m) {
 // GroupFill forming the Grams X X^T of the `source`'s matrices [rows, d] in the solver's layout,
 // matrix j over its first sizes[j] rows rounded up to a multiple of 4 (all `rows` when sizes is
 // null; the rows beyond sizes[j] must be zero), its lane zero beyond them.
+// The calling thread's buffer for one matrix's rows, at least `doubles` long (kept between calls;
+// one matrix at a time: it stays in cache for its Gram).
+double* rows_buffer(int64_t doubles) {
+  thread_local AlignedVector<double> buffer;
+  if (static_cast<int64_t>(buffer.size()) < doubles) buffer.resize(doubles);
+  return buffer.data();
+}
+
 GroupFill pack_grams(const GramSource& source, int64_t rows, int64_t d, const int64_t* sizes) {
   TORCH_CHECK(rows % kGramRowMultiple == 0, "gram eigensolver: rows must be a multiple of 4, got ", rows);
   return [&source, rows, d, sizes](int64_t first, int64_t used, int64_t size, double* a) {
     const Kernel& k = kernel();
-    thread_local AlignedVector<double> buffer;  // one matrix at a time: it stays in cache for its Gram
-    if (static_cast<int64_t>(buffer.size()) < rows * d) buffer.resize(rows * d);
+    double* buffer = rows_buffer(rows * d);
     for (int l = 0; l < k.lanes; ++l) {
       int64_t own = 0;  // rows of lane l's Gram; the triangle's layout is the same for every size
       if (l < used) {
         own = sizes != nullptr ? std::min(gram_rows(sizes[first + l]), size) : size;
-        k.lane_gram(source(first + l, buffer.data()), own, d, a, l);
+        k.lane_gram(source(first + l, buffer), own, d, a, l);
       }
       for (int64_t at = own * (own + 1) / 2 * k.lanes + l; at < size * (size + 1) / 2 * k.lanes; at += k.lanes) {
         a[at] = 0.0;
       }
     }
+  };
+}
+
+// MatrixFill forming one matrix's Gram over its first `size` rows of the `source`'s [rows, d] (the
+// rows beyond its own must be zero).
+MatrixFill pack_one_gram(const GramSource& source, int64_t rows, int64_t d) {
+  return [&source, rows, d](int64_t j, int64_t size, double* a) {
+    kernel().row_gram(source(j, rows_buffer(rows * d)), size, d, a);
   };
 }
 
@@ -290,7 +353,8 @@ int eigensolver_lanes() { return kernel().lanes; }
 void gram_eigenvalues(const GramSource& source, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
                       double* values) {
   if (count <= 0 || rows <= 0) return;
-  solve_by_pairs(count, rows, pack_grams(source, rows, d, sizes), Results{values, sizes});
+  solve_by_pairs(count, rows, pack_grams(source, rows, d, sizes), Results{values, sizes},
+                 pack_one_gram(source, rows, d));
 }
 
 void gram_eigh(const GramSource& source, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,

@@ -29,13 +29,16 @@ void symmetric_eigenvalues(const double* matrices, int64_t count, int64_t m, dou
 // sizes (may be null): matrix j's rows from sizes[j] on are zero; its Gram is then formed over its
 // first sizes[j] rows rounded up to 4, and each group of W matrices reduced at its largest such
 // size: less work when the sizes differ, the same eigenvalues to rounding (a matrix that reaches
-// its group's size has the reduction's last rows summed in another order).
+// its group's size has the reduction's last rows summed in another order). A group whose sizes
+// differ widely (W size^3 over 1.5x its members' own cubes, size >= 96) is reduced one matrix at a
+// time instead, vectorised along the rows (tridiagonalize_rows.inc): its eigenvalues agree with
+// the lanes' to rounding, not bit for bit.
 void gram_eigenvalues(const double* matrices, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
                       double* values);
 
-// Eigen-decompositions: the eigenvalues by the same steps (the same bits as above), then the QR
-// again with its rotations applied to an identity, shifted by those eigenvalues (about one sweep per
-// eigenvalue instead of ~1.7: 40% fewer rotations on the headline call's matrices), then the
+// Eigen-decompositions: the eigenvalues by the lane steps (the same bits as above without sizes),
+// then the QR again with its rotations applied to an identity, shifted by those eigenvalues (about
+// one sweep per eigenvalue instead of ~1.7: 40% fewer rotations on the headline call's matrices), then the
 // Householder back-transformation. outputs[j] <- matrix j's eigenvectors [n, n] (row-major, column c
 // that of eigenvalue c), then its n eigenvalues (ascending), n = sizes[j] (m when sizes is null):
 // the decomposition of the leading n x n block of a matrix that is zero outside it (zero-padded
