@@ -33,6 +33,74 @@ int64_t sample_index(const std::vector<double>& cumulative, double target) {
   return static_cast<int64_t>(it - cumulative.begin());
 }
 
+constexpr double kMargin = 1e-9;  // relative: covers the fp64 rounding of bounds and distances
+constexpr double kEps = std::numeric_limits<double>::epsilon();
+
+// Elkan's per-centroid test of one point whose centroid is `own`, its distance to it at most `upper`
+// (`reach` with the rounding margin): every other centroid cl has the lower bound max(stored[cl] -
+// moved[cl] less the rounding of the two, 2 half_from_own[cl] - upper) (less the margin; see
+// assign_bounded). Those not beyond reach go, in order, into candidates; returns their count, and
+// in *ruled_out the least bound of the others (+inf when none). Not inlined: its own registers keep
+// the running minimum (inlined, GCC keeps it in memory, a store-to-load chain per centroid), and no
+// branch depends on the test (its outcome varies from point to point).
+__attribute__((noinline)) int64_t elkan_candidates(const double* stored, const double* moved,
+                                                   const double* half_from_own, int64_t k, int64_t own, double upper,
+                                                   double reach, int64_t* candidates, double* ruled_out) {
+  double least = std::numeric_limits<double>::infinity();
+  int64_t count = 0;
+  for (int64_t cl = 0; cl < k; ++cl) {
+    const double from_point = (stored[cl] - moved[cl]) - 4.0 * kEps * (stored[cl] + moved[cl]);
+    const double from_centroids = 2.0 * half_from_own[cl] - upper;
+    const double other = std::max(from_point, from_centroids) * (1.0 - kMargin);
+    const bool out = reach < other;
+    least = out && cl != own && other < least ? other : least;
+    candidates[count] = cl;
+    count += !out && cl != own;
+  }
+  *ruled_out = least;
+  return count;
+}
+
+// The k-means++ potential of every candidate j < C (the sum over points of the weight of each
+// point's squared distance to its nearest seed once j is added; weight: the distance itself with
+// `root`, D seeding) in one pass over the points: C running sums, each in point order (the sums of
+// one pass per candidate, bit for bit), whose chains of additions overlap. Point i's trial distance
+// to candidate j: from its product dots[j n + slot[i]] where slot[i] >= 0, else none (the seed's).
+template <int C, typename dot_t>
+void potentials_of(const double* closest, const int64_t* slot, const double* norms, const dot_t* dots, int64_t n,
+                   const double* cand_norms, int64_t M, bool root, double* potentials) {
+  double sums[C] = {};
+  for (int64_t i = 0; i < M; ++i) {
+    const int64_t at = slot[i] >= 0 ? slot[i] : 0;  // no branch on it: the pruning varies point to point
+    for (int j = 0; j < C; ++j) {
+      const double sq = n > 0 ? std::max(0.0, norms[i] - 2.0 * dots[j * n + at] + cand_norms[j]) : 0.0;
+      const double trial = slot[i] >= 0 ? std::min(closest[i], sq) : closest[i];
+      sums[j] += root ? std::sqrt(trial) : trial;
+    }
+  }
+  for (int j = 0; j < C; ++j) potentials[j] = sums[j];
+}
+
+// potentials_of for `count` candidates: unrolled up to 6 (greedy seeding's 2 + ln k for k < 1097),
+// more one at a time.
+template <typename dot_t>
+void candidate_potentials(int64_t count, const double* closest, const int64_t* slot, const double* norms,
+                          const dot_t* dots, int64_t n, const double* cand_norms, int64_t M, bool root,
+                          double* potentials) {
+  switch (count) {
+    case 1: return potentials_of<1>(closest, slot, norms, dots, n, cand_norms, M, root, potentials);
+    case 2: return potentials_of<2>(closest, slot, norms, dots, n, cand_norms, M, root, potentials);
+    case 3: return potentials_of<3>(closest, slot, norms, dots, n, cand_norms, M, root, potentials);
+    case 4: return potentials_of<4>(closest, slot, norms, dots, n, cand_norms, M, root, potentials);
+    case 5: return potentials_of<5>(closest, slot, norms, dots, n, cand_norms, M, root, potentials);
+    case 6: return potentials_of<6>(closest, slot, norms, dots, n, cand_norms, M, root, potentials);
+    default:
+      for (int64_t j = 0; j < count; ++j) {
+        potentials_of<1>(closest, slot, norms, dots + j * n, n, cand_norms + j, M, root, potentials + j);
+      }
+  }
+}
+
 template <typename scalar_t>
 class KmeansSolver {
  public:
@@ -61,6 +129,7 @@ class KmeansSolver {
     lower_.assign(M_, 0.0);
     elkan_.assign(M_ * k, 0.0);  // the seeding fills it
     moved_.assign(k, 0.0);
+    candidates_.resize(k);
     seed_centroids(init, centroids);
     scalar_t* c = centroids.data_ptr<scalar_t>();
     drift_.assign(k, 0.0);
@@ -100,8 +169,6 @@ class KmeansSolver {
   }
 
  private:
-  static constexpr double kMargin = 1e-9;  // relative: covers the fp64 rounding of bounds and distances
-  static constexpr double kEps = std::numeric_limits<double>::epsilon();
 
   // Means of the clusters from `labels`: only the dirty clusters' sums are taken again (from zero,
   // points in index order: the sum plain Lloyd takes every iteration, bit for bit). Writes each
@@ -214,42 +281,30 @@ class KmeansSolver {
       ++evaluated;
       upper_[i] = std::sqrt(own.upper);
       if (upper_[i] * (1.0 + kMargin) < bound) continue;
-      const double reach = upper_[i] * (1.0 + kMargin);
-      double ruled_out = std::numeric_limits<double>::infinity();  // a lower bound, for lower_
-      candidates_.clear();
-      for (int64_t cl = 0; cl < k; ++cl) {
-        if (cl == a) continue;
-        // Each term a lower bound of ||x_i - c_cl||: the stored one less the moves since (and the
-        // rounding of the two sums), and by the triangle inequality ||c_a - c_cl|| - ||x_i - c_a||.
-        const double stored = elkan_[i * k + cl] - moved_[cl];
-        const double from_point = stored - 4.0 * kEps * (elkan_[i * k + cl] + moved_[cl]);
-        const double from_centroids = 2.0 * half_between_[a * k + cl] - upper_[i];
-        const double other = std::max(from_point, from_centroids) * (1.0 - kMargin);
-        if (reach < other) {
-          ruled_out = std::min(ruled_out, other);
-        } else {
-          candidates_.push_back(cl);
-        }
-      }
-      if (candidates_.empty()) {
+      const double upper = upper_[i], reach = upper * (1.0 + kMargin);
+      double ruled_out;  // a lower bound of the distance to every centroid ruled out, for lower_
+      const int64_t count = elkan_candidates(elkan_.data() + i * k, moved_.data(), half_between_.data() + a * k, k, a,
+                                             upper, reach, candidates_.data(), &ruled_out);
+      if (count == 0) {
         lower_[i] = std::max(lower_[i], ruled_out);
         continue;
       }
-      evaluated += static_cast<int64_t>(candidates_.size());
-      if (!settle(i, own, ruled_out, c, labels)) need_.push_back(i);
+      evaluated += count;
+      if (!settle(i, own, ruled_out, count, c, labels)) need_.push_back(i);
     }
     work_counters().distances_computed.fetch_add(evaluated, std::memory_order_relaxed);
     const int64_t n = static_cast<int64_t>(need_.size());
     if (n > 0) rank_rows(need_.data(), n, centroids, labels);
   }
 
-  // Point i, whose centroid's distance bounds are `own`, against the centroids in candidates_ (the
-  // others are farther than its centroid, and at least `ruled_out` away): each distance in float32
+  // Point i, whose centroid's distance bounds are `own`, against the first `count` centroids in
+  // candidates_ (the others are farther than its centroid, and at least `ruled_out` away): each distance in float32
   // with its error bound. When one of them is nearer than all the others even with the errors, it is
   // the exact nearest centroid: label and bounds are set, true returned. A near tie returns false,
   // and the point is ranked against every centroid (rank_rows).
-  bool settle(int64_t i, const DistanceBounds& own, double ruled_out, const scalar_t* c, int64_t* labels) {
-    const int64_t a = labels[i], count = static_cast<int64_t>(candidates_.size());
+  bool settle(int64_t i, const DistanceBounds& own, double ruled_out, int64_t count, const scalar_t* c,
+              int64_t* labels) {
+    const int64_t a = labels[i];
     candidate_bounds_.resize(count);
     int64_t best = -1;  // index into candidates_, -1: the own centroid
     double best_upper = own.upper;
@@ -385,7 +440,7 @@ class KmeansSolver {
 
     const int64_t n_candidates =
         opt_.seeding == Seeding::kGreedy ? 2 + static_cast<int64_t>(std::log(static_cast<double>(k))) : 1;
-    std::vector<double> cumulative(M_), trial(M_), best_closest(M_), to_seeds(n_candidates * k);
+    std::vector<double> cumulative(M_), potentials(n_candidates), to_seeds(n_candidates * k);
     std::vector<int64_t> candidates(n_candidates), slot(M_);
     at::Tensor candidate_rows = at::empty({n_candidates, d_}, x_.options());
     at::Tensor candidate_dots = at::empty({n_candidates * M_}, x_.options());  // [n_candidates, n] per step
@@ -419,40 +474,29 @@ class KmeansSolver {
       work_counters().seeding_full.fetch_add(M_ * n_candidates, std::memory_order_relaxed);
       work_counters().seeding_computed.fetch_add(n * n_candidates, std::memory_order_relaxed);
       const std::vector<double> cand_norms = squared_norms(rows, n_candidates, d_);
-      double best_potential = std::numeric_limits<double>::infinity();
+      candidate_potentials(n_candidates, closest.data(), slot.data(), x_norms_.data(), dot, n, cand_norms.data(), M_,
+                           opt_.seeding == Seeding::kD, potentials.data());
       int64_t best = 0;
-      for (int64_t j = 0; j < n_candidates; ++j) {
-        double potential = 0.0;
-        for (int64_t i = 0; i < M_; ++i) {
-          trial[i] = closest[i];
-          if (slot[i] >= 0) {
-            const double sq = std::max(0.0, x_norms_[i] - 2.0 * dot[j * n + slot[i]] + cand_norms[j]);
-            trial[i] = std::min(closest[i], sq);
-          }
-          potential += weight(trial[i]);
-        }
-        if (j == 0 || potential < best_potential) {
-          best_potential = potential;
-          best = j;
-          best_closest.swap(trial);
-        }
-      }
-      // For the first assignment (assign_from_seeding), each point's lower bound of its distance to the
-      // new seed: from the product where it was taken, else by the triangle inequality through its
-      // seed; and, where the new seed wins the point, to the seed it leaves.
+      for (int64_t j = 1; j < n_candidates; ++j) best = potentials[j] < potentials[best] ? j : best;
+      // The new seed's distances; for the first assignment (assign_from_seeding), each point's lower
+      // bound of its distance to the new seed: from the product where it was taken, else by the
+      // triangle inequality through its seed; and, where the new seed wins the point, to the seed it
+      // leaves.
       for (int64_t i = 0; i < M_; ++i) {
+        double nearest = closest[i];
         if (slot[i] >= 0) {
           const double sq = std::max(0.0, x_norms_[i] - 2.0 * dot[best * n + slot[i]] + cand_norms[best]);
+          nearest = std::min(closest[i], sq);
           keep_lower(i, step, sq - slack[i]);
         } else {  // no centroid has moved yet: the bound is stored as it is
           elkan_[i * k + step] = std::max(0.0, to_seeds[best * k + owner[i]] - std::sqrt(closest[i] + slack[i]));
         }
-        if (best_closest[i] < closest[i]) {
+        if (nearest < closest[i]) {
           keep_lower(i, owner[i], closest[i] - slack[i]);
           owner[i] = step;
+          closest[i] = nearest;
         }
       }
-      closest.swap(best_closest);
       std::copy(rows + best * d_, rows + (best + 1) * d_, c + step * d_);
     }
   }
