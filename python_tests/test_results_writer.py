@@ -36,3 +36,25 @@ def test_baselines_in_units_of_the_roofline():
     assert "torch-batched 600 ms = 12.0x it, so >= 10x over it asks for 60.0 ms = 1.20x the roofline" in line
     assert "published 900 ms = 18.0x it, so >= 30x over it asks for 30.0 ms = 0.60x the roofline" in line
     assert write_results.baselines_against_roofline(_run("x"), {}, {"B": 64, "N": 196, "d": 384}) is None
+
+
+def _dse_entry(impl, median_s):
+    return {"stats": {"median": median_s, "rounds": 3},
+            "extra_info": {"kind": "dse", "device": "cpu", "impl": impl, "pass": "forward", "B": 64, "N": 196,
+                           "d": 384}}
+
+
+def test_published_target_reads_the_paired_ratio():
+    """With a paired measurement the >= 30x target reads its median ratio, not the ratio of the two
+    separate benchmarks' medians (shown beside it); without one, the separate ratio."""
+    separate = [_dse_entry("sdd_fast", 0.040), _dse_entry("published", 1.6)]
+    paired = {"stats": {"median": 2.0, "rounds": 4},
+              "extra_info": {"kind": "paired", "device": "cpu", "impl": "published", "pass": "forward",
+                             "ratios": [24.0, 26.0, 25.0, 23.0], "ratio": 24.5}}
+    row = next(line for line in write_results.section(write_results.Run(
+        {"benchmarks": separate + [paired]}, "cpu")).splitlines() if "over published" in line)
+    assert "24.5x paired (median of 4 rounds, 23.0x-26.0x; separate benchmarks' medians: 40.0x)" in row
+    assert "MISS: 24.5x < 30x" in row
+    row = next(line for line in write_results.section(write_results.Run(
+        {"benchmarks": separate}, "cpu")).splitlines() if "over published" in line)
+    assert "| 40.0x |" in row and "PASS" in row
