@@ -27,10 +27,9 @@ namespace {
 
 // First index whose cumulative weight exceeds `target`; never a zero-weight point unless all
 // weights are zero (or not finite), then the last index. Always terminates.
-int64_t sample_index(const std::vector<double>& cumulative, double target) {
-  const auto it = std::upper_bound(cumulative.begin(), cumulative.end(), target);
-  if (it == cumulative.end()) return static_cast<int64_t>(cumulative.size()) - 1;
-  return static_cast<int64_t>(it - cumulative.begin());
+int64_t sample_index(const double* cumulative, int64_t count, double target) {
+  const double* it = std::upper_bound(cumulative, cumulative + count, target);
+  return it == cumulative + count ? count - 1 : static_cast<int64_t>(it - cumulative);
 }
 
 constexpr double kMargin = 1e-9;  // relative: covers the fp64 rounding of bounds and distances
@@ -66,9 +65,10 @@ __attribute__((noinline)) int64_t elkan_candidates(const double* stored, const d
 // `root`, D seeding) in one pass over the points: C running sums, each in point order (the sums of
 // one pass per candidate, bit for bit), whose chains of additions overlap. Point i's trial distance
 // to candidate j: from its product dots[j n + slot[i]] where slot[i] >= 0, else none (the seed's).
+// running [C, M] <- every sum after each point: the winner's are the next step's cumulative weights.
 template <int C, typename dot_t>
 void potentials_of(const double* closest, const int64_t* slot, const double* norms, const dot_t* dots, int64_t n,
-                   const double* cand_norms, int64_t M, bool root, double* potentials) {
+                   const double* cand_norms, int64_t M, bool root, double* potentials, double* running) {
   double sums[C] = {};
   for (int64_t i = 0; i < M; ++i) {
     const int64_t at = slot[i] >= 0 ? slot[i] : 0;  // no branch on it: the pruning varies point to point
@@ -76,6 +76,7 @@ void potentials_of(const double* closest, const int64_t* slot, const double* nor
       const double sq = n > 0 ? std::max(0.0, norms[i] - 2.0 * dots[j * n + at] + cand_norms[j]) : 0.0;
       const double trial = slot[i] >= 0 ? std::min(closest[i], sq) : closest[i];
       sums[j] += root ? std::sqrt(trial) : trial;
+      running[j * M + i] = sums[j];
     }
   }
   for (int j = 0; j < C; ++j) potentials[j] = sums[j];
@@ -86,17 +87,18 @@ void potentials_of(const double* closest, const int64_t* slot, const double* nor
 template <typename dot_t>
 void candidate_potentials(int64_t count, const double* closest, const int64_t* slot, const double* norms,
                           const dot_t* dots, int64_t n, const double* cand_norms, int64_t M, bool root,
-                          double* potentials) {
+                          double* potentials, double* running) {
   switch (count) {
-    case 1: return potentials_of<1>(closest, slot, norms, dots, n, cand_norms, M, root, potentials);
-    case 2: return potentials_of<2>(closest, slot, norms, dots, n, cand_norms, M, root, potentials);
-    case 3: return potentials_of<3>(closest, slot, norms, dots, n, cand_norms, M, root, potentials);
-    case 4: return potentials_of<4>(closest, slot, norms, dots, n, cand_norms, M, root, potentials);
-    case 5: return potentials_of<5>(closest, slot, norms, dots, n, cand_norms, M, root, potentials);
-    case 6: return potentials_of<6>(closest, slot, norms, dots, n, cand_norms, M, root, potentials);
+    case 1: return potentials_of<1>(closest, slot, norms, dots, n, cand_norms, M, root, potentials, running);
+    case 2: return potentials_of<2>(closest, slot, norms, dots, n, cand_norms, M, root, potentials, running);
+    case 3: return potentials_of<3>(closest, slot, norms, dots, n, cand_norms, M, root, potentials, running);
+    case 4: return potentials_of<4>(closest, slot, norms, dots, n, cand_norms, M, root, potentials, running);
+    case 5: return potentials_of<5>(closest, slot, norms, dots, n, cand_norms, M, root, potentials, running);
+    case 6: return potentials_of<6>(closest, slot, norms, dots, n, cand_norms, M, root, potentials, running);
     default:
       for (int64_t j = 0; j < count; ++j) {
-        potentials_of<1>(closest, slot, norms, dots + j * n, n, cand_norms + j, M, root, potentials + j);
+        potentials_of<1>(closest, slot, norms, dots + j * n, n, cand_norms + j, M, root, potentials + j,
+                         running + j * M);
       }
   }
 }
@@ -440,16 +442,21 @@ class KmeansSolver {
 
     const int64_t n_candidates =
         opt_.seeding == Seeding::kGreedy ? 2 + static_cast<int64_t>(std::log(static_cast<double>(k))) : 1;
-    std::vector<double> cumulative(M_), potentials(n_candidates), to_seeds(n_candidates * k);
+    // Cumulative weights [M] of the points for the draws: summed here for the first step; afterwards
+    // the winning candidate's running sums (candidate_potentials), the same sums in the same order.
+    std::vector<double> first_cumulative(M_), potentials(n_candidates), to_seeds(n_candidates * k);
+    std::vector<double> running_sums(n_candidates * M_);
+    double total = 0.0;
+    for (int64_t i = 0; i < M_; ++i) first_cumulative[i] = (total += weight(closest[i]));
+    const double* cumulative = first_cumulative.data();
     std::vector<int64_t> candidates(n_candidates), slot(M_);
     at::Tensor candidate_rows = at::empty({n_candidates, d_}, x_.options());
     at::Tensor candidate_dots = at::empty({n_candidates * M_}, x_.options());  // [n_candidates, n] per step
     scalar_t* rows = candidate_rows.data_ptr<scalar_t>();
     for (int64_t step = 1; step < k; ++step) {
-      double running = 0.0;
-      for (int64_t i = 0; i < M_; ++i) cumulative[i] = (running += weight(closest[i]));
+      const double running = cumulative[M_ - 1];
       for (int64_t j = 0; j < n_candidates; ++j) {
-        candidates[j] = sample_index(cumulative, draw(init, step, j) * running);
+        candidates[j] = sample_index(cumulative, M_, draw(init, step, j) * running);
         std::copy(data_ + candidates[j] * d_, data_ + (candidates[j] + 1) * d_, rows + j * d_);
         for (int64_t t = 0; t < step; ++t) {
           to_seeds[j * k + t] = std::sqrt(squared_distance(rows + j * d_, c + t * d_, d_)) * (1.0 - 1e-12);
@@ -475,9 +482,10 @@ class KmeansSolver {
       work_counters().seeding_computed.fetch_add(n * n_candidates, std::memory_order_relaxed);
       const std::vector<double> cand_norms = squared_norms(rows, n_candidates, d_);
       candidate_potentials(n_candidates, closest.data(), slot.data(), x_norms_.data(), dot, n, cand_norms.data(), M_,
-                           opt_.seeding == Seeding::kD, potentials.data());
+                           opt_.seeding == Seeding::kD, potentials.data(), running_sums.data());
       int64_t best = 0;
       for (int64_t j = 1; j < n_candidates; ++j) best = potentials[j] < potentials[best] ? j : best;
+      cumulative = running_sums.data() + best * M_;  // read by the next step's draws, before its pass
       // The new seed's distances; for the first assignment (assign_from_seeding), each point's lower
       // bound of its distance to the new seed: from the product where it was taken, else by the
       // triangle inequality through its seed; and, where the new seed wins the point, to the seed it
