@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+import pytest
 import torch
 
 import sdd_fast
@@ -56,3 +61,19 @@ def norm_rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     """||a - b|| / ||b|| (b is the reference): the measure for gradients."""
     a, b = a.double().cpu(), b.double().cpu()
     return float((a - b).norm() / b.norm().clamp_min(1e-300))
+
+
+def run_on_lane_copy(script: str, lanes: int) -> bool:
+    """Runs `script` in a fresh interpreter on the eigensolver copy of `lanes` lanes (SDD_CPU_LANES;
+    python_tests on its path). The script prints the lanes it ran on and True / False; skips when
+    this CPU has no such copy, else returns the verdict."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "SDD_CPU_LANES": str(lanes),
+           "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    used, ok = out.stdout.split()
+    if int(used) != lanes:
+        assert int(used) < lanes, "a wider copy than asked for"
+        pytest.skip(f"this CPU has no {lanes}-lane copy (got {used})")
+    return ok == "True"

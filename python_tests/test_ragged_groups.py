@@ -5,12 +5,9 @@ along its rows, instead of every lane at the largest member's size. Checked agai
 on every instruction-set copy, for non-finite members, and through cluster_singular_sum against
 the float64 reference."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
+from helpers import run_on_lane_copy
 from test_symmetric_eigenvalues import lanes_reduced
 
 import sdd_fast
@@ -89,12 +86,4 @@ print(_C.eigensolver_lanes(), bool(((got - expected).abs() <= bound).all()))
 
 @pytest.mark.parametrize("lanes", [2, 4, 8])
 def test_every_instruction_set_copy(lanes):
-    env = {**os.environ, "SDD_CPU_LANES": str(lanes),
-           "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", _EVERY_COPY], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    used, ok = out.stdout.split()
-    if int(used) != lanes:
-        assert int(used) < lanes, "a wider copy than asked for"
-        pytest.skip(f"this CPU has no {lanes}-lane copy (got {used})")
-    assert ok == "True"
+    assert run_on_lane_copy(_EVERY_COPY, lanes)

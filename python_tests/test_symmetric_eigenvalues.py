@@ -5,12 +5,10 @@ Bound: a backward-stable solver's eigenvalues are within a small multiple of m *
 the exact ones; 8 m eps ||A||_2 here."""
 
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from helpers import run_on_lane_copy
 
 from sdd_fast import _C
 
@@ -256,11 +254,4 @@ def test_every_instruction_set_copy(lanes):
     """The kernel is compiled once per instruction set and the widest the CPU runs is picked;
     SDD_CPU_LANES asks for a narrower one, so each copy this machine can run is checked here
     (eigenvalues, and eigenvectors: residual, orthogonality, the same eigenvalue bits)."""
-    env = {**os.environ, "SDD_CPU_LANES": str(lanes)}
-    out = subprocess.run([sys.executable, "-c", _EVERY_COPY], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    used, ok = out.stdout.split()
-    if int(used) != lanes:
-        assert int(used) < lanes, "a wider copy than asked for"
-        pytest.skip(f"this CPU has no {lanes}-lane copy (got {used})")
-    assert ok == "True"
+    assert run_on_lane_copy(_EVERY_COPY, lanes)
