@@ -171,7 +171,6 @@ class KmeansSolver {
   }
 
  private:
-
   // Means of the clusters from `labels`: only the dirty clusters' sums are taken again (from zero,
   // points in index order: the sum plain Lloyd takes every iteration, bit for bit). Writes each
   // centroid's movement to drift_ and returns the squared Frobenius norm of the total shift.
@@ -300,10 +299,10 @@ class KmeansSolver {
   }
 
   // Point i, whose centroid's distance bounds are `own`, against the first `count` centroids in
-  // candidates_ (the others are farther than its centroid, and at least `ruled_out` away): each distance in float32
-  // with its error bound. When one of them is nearer than all the others even with the errors, it is
-  // the exact nearest centroid: label and bounds are set, true returned. A near tie returns false,
-  // and the point is ranked against every centroid (rank_rows).
+  // candidates_ (the others are farther than its centroid, and at least `ruled_out` away): each
+  // distance in float32 with its error bound. When one of them is nearer than all the others even
+  // with the errors, it is the exact nearest centroid: label and bounds are set, true returned. A
+  // near tie returns false, and the point is ranked against every centroid (rank_rows).
   bool settle(int64_t i, const DistanceBounds& own, double ruled_out, int64_t count, const scalar_t* c,
               int64_t* labels) {
     const int64_t a = labels[i];

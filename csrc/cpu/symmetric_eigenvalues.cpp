@@ -157,13 +157,13 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
   std::vector<double> sorted_values;
   // Size of the group of `members` matrices from `first`: m, or without eigenvectors its largest
   // matrix's (the reflectors and rotations of eigenvectors are laid out for m).
+  auto own_size = [&](int64_t j) { return std::min(gram_rows(results.sizes[j]), m); };
   auto group_size = [&](int64_t from, int64_t members) {
     if (vectors || results.sizes == nullptr) return m;
     int64_t size = 1;
-    for (int64_t j = from; j < from + members; ++j) size = std::max(size, gram_rows(results.sizes[j]));
-    return std::min(size, m);
+    for (int64_t j = from; j < from + members; ++j) size = std::max(size, own_size(j));
+    return size;
   };
-  auto own_size = [&](int64_t j) { return std::min(gram_rows(results.sizes[j]), m); };
   // For eigenvalues only, with sizes and a fill_one: whether the group of `members` from `from`, of
   // size `size`, is reduced one matrix at a time.
   auto ragged_group = [&](int64_t from, int64_t members, int64_t size) {
@@ -171,6 +171,26 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
     double own = 0.0;
     for (int64_t j = from; j < from + members; ++j) own += std::pow(static_cast<double>(own_size(j)), 3);
     return W * std::pow(static_cast<double>(size), 3) > kRaggedWork * own;
+  };
+  // Group g's `members` matrices from `from`, one at a time, each into its lane of the pair's d, e
+  // (the empty lanes zero); scale, failed: the group's W entries.
+  auto reduce_one_by_one = [&](int64_t from, int64_t members, int g, double* scale, bool* failed) {
+    for (int l = 0; l < W; ++l) {
+      const int64_t own = l < members ? own_size(from + l) : 0;
+      double* one_d = a + own * (own + 1) / 2;  // after the member's triangle: its d, e [own]
+      double* one_e = one_d + own;
+      scale[l] = 1.0;
+      failed[l] = false;
+      if (own > 0) {
+        fill_one(from + l, own, a);
+        scale[l] = k.scale_matrix(a, own * (own + 1) / 2, failed + l);
+        k.tridiagonalize_rows(a, own, one_d, one_e, scratch);
+      }
+      for (int64_t i = 0; i < m; ++i) {
+        d[i * pair + g * W + l] = i < own ? one_d[i] : 0.0;
+        e[i * pair + g * W + l] = i < own ? one_e[i] : 0.0;
+      }
+    }
   };
   for (int64_t first = 0; first < count; first += pair) {
     const int64_t used = std::min<int64_t>(pair, count - first);
@@ -189,22 +209,7 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
       const int64_t members = std::clamp<int64_t>(used - g * W, 0, W);
       const int64_t size = group_size(first + g * W, members);
       if (ragged_group(first + g * W, members, size)) {
-        for (int l = 0; l < W; ++l) {  // each member into its lane of d, e; the empty lanes zero
-          const int64_t own = l < members ? own_size(first + g * W + l) : 0;
-          double* one_d = a + own * (own + 1) / 2;  // after the member's triangle: its d, e [own]
-          double* one_e = one_d + own;
-          scale[g * W + l] = 1.0;
-          failed[g * W + l] = false;
-          if (own > 0) {
-            fill_one(first + g * W + l, own, a);
-            scale[g * W + l] = k.scale_matrix(a, own * (own + 1) / 2, failed + g * W + l);
-            k.tridiagonalize_rows(a, own, one_d, one_e, scratch);
-          }
-          for (int64_t i = 0; i < m; ++i) {
-            d[i * pair + g * W + l] = i < own ? one_d[i] : 0.0;
-            e[i * pair + g * W + l] = i < own ? one_e[i] : 0.0;
-          }
-        }
+        reduce_one_by_one(first + g * W, members, g, scale + g * W, failed + g * W);
         continue;
       }
       fill(first + g * W, members, size, a);
