@@ -45,8 +45,8 @@ std::vector<Chunk> make_chunks(const RowMatrices& mats, Cut cut) {
   const int64_t doubles = cut == Cut::kVectors ? 2 * kChunkDoubles : kChunkDoubles;
   auto capacity = [&](int64_t padded) {
     // Eigenvalues of Grams: the matrices are gathered one at a time (chunk_source) and each group
-    // is reduced at its own size, so a chunk is a full pair of groups whatever its rows.
-    if (cut == Cut::kValues && padded <= d) return kChunkMatrices;
+    // is reduced at its own size, so a chunk is what one QR takes whatever its rows.
+    if (cut == Cut::kValues && padded <= d) return static_cast<int64_t>(eigenvalue_matrices_per_solve());
     const int64_t most = cut == Cut::kVectors && padded > kOneGroupRows ? eigensolver_lanes() : kChunkMatrices;
     return std::clamp<int64_t>(doubles / std::max<int64_t>(1, padded * d), 1, most);
   };

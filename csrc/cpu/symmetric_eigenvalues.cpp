@@ -57,12 +57,14 @@ constexpr int kMaxLanes = 8;
 
 // One instruction set's kernel (symmetric_eigenvalues_lanes.inc).
 struct Kernel {
-  int lanes;  // W
+  int lanes;         // W
+  int value_groups;  // kValueGroups: groups per QR for eigenvalues only (a quad); d, e rows hold as many
   void (*lane_gram)(const double* x, int64_t rows, int64_t d, double* a, int lane);
   void (*scale_group)(double* a, int64_t elements, double* scale, bool* failed);
   void (*reduce_group)(double* a, int64_t m, int g, double* d, double* e, double* scratch, double* house);
   void (*solve_pair)(double* d, double* e, int64_t m, bool* failed, double* zt, double* rotations, int vector_groups,
                      const double* known, double* taken);
+  void (*solve_values)(double* d, double* e, int64_t m, bool* failed);
   void (*back_transform)(const double* house, int64_t m, double* zt);
   int64_t (*eigenvector_row)(int64_t m);  // doubles between rows of a group's Z^T block
   // One matrix at a time (tridiagonalize_rows.inc): packed triangles of doubles.
@@ -73,8 +75,9 @@ struct Kernel {
 
 #define SDD_KERNEL(ns) \
   Kernel {                                                                                                  \
-    ns::W, ns::lane_gram, ns::scale_group, ns::reduce_group, ns::solve_pair, ns::back_transform,            \
-        ns::eigenvector_row, ns::row_gram, ns::scale_matrix, ns::tridiagonalize_rows                        \
+    ns::W, ns::kValueGroups, ns::lane_gram, ns::scale_group, ns::reduce_group, ns::solve_pair,              \
+        ns::solve_values, ns::back_transform, ns::eigenvector_row, ns::row_gram, ns::scale_matrix,          \
+        ns::tridiagonalize_rows                                                                             \
   }
 
 // The widest kernel the CPU runs, or a narrower one if SDD_CPU_LANES (2, 4) asks for it: tests run
@@ -95,7 +98,8 @@ const Kernel& kernel() {
 
 #undef SDD_KERNEL
 
-constexpr int kGroupsPerPair = 2;  // the kernels' kGroups
+constexpr int kGroupsPerPair = 2;  // the kernels' kGroups: groups per QR with eigenvectors
+constexpr int kMaxValueGroups = 4;
 
 // fill(first, used, m, a): packed lower triangles [m (m + 1) / 2, W] of matrices first .. first +
 // used - 1 (used <= W) into `a`, the other lanes zero; m: the group's size (its largest member's).
@@ -125,33 +129,36 @@ struct Results {
   double* const* outputs = nullptr;
 };
 
-// The eigen-decompositions of `count` matrices that `fill` packs, a pair of groups at a time: each
-// lane scaled by a power of two (its largest entry into [0.5, 1): no overflow or underflow in the
-// squares, and scaling back is exact), reduced to tridiagonal form; then the pair's QR, with the
-// rotations and reflectors applied to an identity when eigenvectors are asked for. A lane with a
+// The eigen-decompositions of `count` matrices that `fill` packs, a pair of groups at a time (a
+// quad for eigenvalues only): each lane scaled by a power of two (its largest entry into [0.5, 1):
+// no overflow or underflow in the squares, and scaling back is exact), reduced to tridiagonal form;
+// then their QR, with the rotations and reflectors applied to an identity when eigenvectors are
+// asked for. A lane with a
 // non-finite entry gets NaN. The eigenvalues are the same bits with or without eigenvectors.
 void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Results& results,
                     const MatrixFill& fill_one = nullptr) {
   const Kernel& k = kernel();
-  const int W = k.lanes, pair = kGroupsPerPair * W;
   const bool vectors = results.outputs != nullptr;
+  // Matrices per QR (a pair of groups with eigenvectors, a quad without); d, e rows hold a quad.
+  const int W = k.lanes, pair = kGroupsPerPair * W, solved = (vectors ? kGroupsPerPair : k.value_groups) * W;
+  const int stride = k.value_groups * W;
   const int64_t elements = m * (m + 1) / 2, triangle = elements * W;
   const int64_t square = vectors ? m * k.eigenvector_row(m) : 0, reflectors = vectors ? triangle : 0;
   // Kept for the thread's life (no allocation per call); every part below starts at a multiple of
   // W doubles, so with the cache-line-aligned start each Lanes access stays in one cache line.
   thread_local AlignedVector<double> work;
-  const int64_t doubles = triangle + 2 * m * pair + 4 * m * W + kGroupsPerPair * (square + reflectors) +
-                          (vectors ? kBufferedSweeps * m * 2 * pair + 4 * m * pair : 0);
+  const int64_t doubles = triangle + 2 * m * stride + 4 * m * W + kGroupsPerPair * (square + reflectors) +
+                          (vectors ? kBufferedSweeps * m * 2 * pair + 2 * m * stride + 2 * m * pair : 0);
   if (static_cast<int64_t>(work.size()) < doubles) work.resize(doubles);
   double* a = work.data();
-  double *d = a + triangle, *e = d + m * pair, *scratch = e + m * pair;
+  double *d = a + triangle, *e = d + m * stride, *scratch = e + m * stride;
   double* zt = scratch + 4 * m * W;  // [kGroupsPerPair][m] rows of m Lanes, eigenvector_row(m) apart
   double* house = zt + kGroupsPerPair * square;   // [kGroupsPerPair][m (m + 1) / 2] Lanes
   double* rotations = house + kGroupsPerPair * reflectors;  // [kBufferedSweeps][m][kGroupsPerPair][2] Lanes
-  // With eigenvectors: the eigenvalues found first, without them: values, e_copy [m][pair] (d, e's
+  // With eigenvectors: the eigenvalues found first, without them: values, e_copy [m][stride] (d, e's
   // layout), then known, taken [pair][m] (solve_pair).
   double* values = rotations + (vectors ? kBufferedSweeps * m * 2 * pair : 0);
-  double *e_copy = values + m * pair, *known = e_copy + m * pair, *taken = known + m * pair;
+  double *e_copy = values + m * stride, *known = e_copy + m * stride, *taken = known + m * pair;
   const double nan = std::numeric_limits<double>::quiet_NaN();
   std::vector<std::pair<double, int64_t>> order;
   std::vector<double> sorted_values;
@@ -172,7 +179,7 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
     for (int64_t j = from; j < from + members; ++j) own += std::pow(static_cast<double>(own_size(j)), 3);
     return W * std::pow(static_cast<double>(size), 3) > kRaggedWork * own;
   };
-  // Group g's `members` matrices from `from`, one at a time, each into its lane of the pair's d, e
+  // Group g's `members` matrices from `from`, one at a time, each into its lane of d, e
   // (the empty lanes zero); scale, failed: the group's W entries.
   auto reduce_one_by_one = [&](int64_t from, int64_t members, int g, double* scale, bool* failed) {
     for (int l = 0; l < W; ++l) {
@@ -187,20 +194,20 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
         k.tridiagonalize_rows(a, own, one_d, one_e, scratch);
       }
       for (int64_t i = 0; i < m; ++i) {
-        d[i * pair + g * W + l] = i < own ? one_d[i] : 0.0;
-        e[i * pair + g * W + l] = i < own ? one_e[i] : 0.0;
+        d[i * stride + g * W + l] = i < own ? one_d[i] : 0.0;
+        e[i * stride + g * W + l] = i < own ? one_e[i] : 0.0;
       }
     }
   };
-  for (int64_t first = 0; first < count; first += pair) {
-    const int64_t used = std::min<int64_t>(pair, count - first);
-    double scale[kGroupsPerPair * kMaxLanes];
-    bool failed[kGroupsPerPair * kMaxLanes];
+  for (int64_t first = 0; first < count; first += solved) {
+    const int64_t used = std::min<int64_t>(solved, count - first);
+    double scale[kMaxValueGroups * kMaxLanes];
+    bool failed[kMaxValueGroups * kMaxLanes];
     const int groups = static_cast<int>((used + W - 1) / W);  // with a matrix: the others stay zero
-    for (int g = groups; g < kGroupsPerPair; ++g) {
+    for (int g = groups; g < solved / W; ++g) {
       for (int64_t i = 0; i < m; ++i) {
-        std::fill(d + i * pair + g * W, d + i * pair + (g + 1) * W, 0.0);
-        std::fill(e + i * pair + g * W, e + i * pair + (g + 1) * W, 0.0);
+        std::fill(d + i * stride + g * W, d + i * stride + (g + 1) * W, 0.0);
+        std::fill(e + i * stride + g * W, e + i * stride + (g + 1) * W, 0.0);
       }
       std::fill(scale + g * W, scale + (g + 1) * W, 1.0);
       std::fill(failed + g * W, failed + (g + 1) * W, false);
@@ -216,8 +223,8 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
       k.scale_group(a, size * (size + 1) / 2, scale + g * W, failed + g * W);
       k.reduce_group(a, size, g, d, e, scratch, vectors ? house + g * reflectors : nullptr);
       for (int64_t i = size; i < m; ++i) {  // the zero block of a group reduced at its own size
-        std::fill(d + i * pair + g * W, d + i * pair + (g + 1) * W, 0.0);
-        std::fill(e + i * pair + g * W, e + i * pair + (g + 1) * W, 0.0);
+        std::fill(d + i * stride + g * W, d + i * stride + (g + 1) * W, 0.0);
+        std::fill(e + i * stride + g * W, e + i * stride + (g + 1) * W, 0.0);
       }
       // A matrix that is zero outside its leading n x n block (the caller's promise) has a tridiagonal
       // form zero outside it too, exactly: the block decouples, and rows < n of Z^T end as its
@@ -228,7 +235,7 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
                     " is not in [1, ", m, "]");
         bool zero = true;
         for (int64_t r = n; r < m && !failed[g * W + l]; ++r) {
-          zero = zero && d[r * pair + g * W + l] == 0.0 && e[(r - 1) * pair + g * W + l] == 0.0;
+          zero = zero && d[r * stride + g * W + l] == 0.0 && e[(r - 1) * stride + g * W + l] == 0.0;
         }
         TORCH_CHECK(zero, "symmetric eigensolver: matrix ", first + g * W + l, " is not zero outside its leading ",
                     n, " x ", n, " block");
@@ -245,23 +252,24 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
     if (vectors) {
       // The eigenvalues first (the same bits as without eigenvectors), then the QR with rotations
       // shifted by them: far fewer sweeps, hence rotations (tridiagonal_qr).
-      std::copy(d, d + m * pair, values);
-      std::copy(e, e + m * pair, e_copy);
+      std::copy(d, d + m * stride, values);
+      std::copy(e, e + m * stride, e_copy);
       k.solve_pair(values, e_copy, m, failed, nullptr, rotations, groups, nullptr, nullptr);
       for (int l = 0; l < pair; ++l) {
-        for (int64_t i = 0; i < m; ++i) known[l * m + i] = values[i * pair + l];
+        for (int64_t i = 0; i < m; ++i) known[l * m + i] = values[i * stride + l];
         std::sort(known + l * m, known + (l + 1) * m);
       }
     }
-    k.solve_pair(d, e, m, failed, vectors ? zt : nullptr, rotations, groups, vectors ? known : nullptr, taken);
     if (!vectors) {
+      k.solve_values(d, e, m, failed);
       for (int64_t lane = 0; lane < used; ++lane) {
         double* out = results.values + (first + lane) * m;
-        for (int64_t i = 0; i < m; ++i) out[i] = failed[lane] ? nan : d[i * pair + lane] / scale[lane];
+        for (int64_t i = 0; i < m; ++i) out[i] = failed[lane] ? nan : d[i * stride + lane] / scale[lane];
         std::sort(out, out + m);
       }
       continue;
     }
+    k.solve_pair(d, e, m, failed, zt, rotations, groups, known, taken);
     for (int g = 0; g < groups; ++g) k.back_transform(house + g * reflectors, m, zt + g * square);
     for (int64_t lane = 0; lane < used; ++lane) {
       const int64_t j = first + lane, n = results.sizes != nullptr ? results.sizes[j] : m;
@@ -271,10 +279,10 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
       // Positions < n hold the leading block's eigenvalues in both solves (it decouples exactly):
       // the eigenvectors in the order of their QR's values, the eigenvalues those found without them.
       order.resize(n);
-      for (int64_t r = 0; r < n; ++r) order[r] = {d[r * pair + lane], r};
+      for (int64_t r = 0; r < n; ++r) order[r] = {d[r * stride + lane], r};
       std::sort(order.begin(), order.end());
       sorted_values.resize(n);
-      for (int64_t r = 0; r < n; ++r) sorted_values[r] = values[r * pair + lane];
+      for (int64_t r = 0; r < n; ++r) sorted_values[r] = values[r * stride + lane];
       std::sort(sorted_values.begin(), sorted_values.end());
       for (int64_t c = 0; c < n; ++c) {
         const double* vector = z + order[c].second * k.eigenvector_row(m);
@@ -354,6 +362,7 @@ void symmetric_eigh(const double* matrices, int64_t count, int64_t m, const int6
 }
 
 int eigensolver_lanes() { return kernel().lanes; }
+int eigenvalue_matrices_per_solve() { return kernel().value_groups * kernel().lanes; }
 
 void gram_eigenvalues(const GramSource& source, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
                       double* values) {

@@ -5,11 +5,12 @@
 // Here W matrices (8 under AVX-512, 4 under AVX2, 2 otherwise; one copy of the kernel per
 // instruction set, picked at load time) go through the same steps together, one matrix per vector
 // lane: Householder reduction to tridiagonal form, then implicit symmetric QR with Wilkinson shifts,
-// each lane deflating on its own, two groups' sweeps interleaved. Matrices of different sizes share
-// a group zero-padded. Backward stable like LAPACK's: every eigenvalue is within a small multiple of
-// m eps ||A|| of the exact one (python_tests/test_symmetric_eigenvalues.py, against
-// torch.linalg.eigvalsh). Deterministic on a machine; the AVX2 / AVX-512 copies use fused
-// multiply-adds, so the last bits can differ between machine kinds.
+// each lane deflating on its own, four groups' sweeps interleaved (two with eigenvectors or with 2
+// lanes). Matrices of different sizes share a group zero-padded. Backward stable like LAPACK's:
+// every eigenvalue is within a small multiple of m eps ||A|| of the exact one
+// (python_tests/test_symmetric_eigenvalues.py, against torch.linalg.eigvalsh). Deterministic on a
+// machine; the AVX2 / AVX-512 copies use fused multiply-adds, so the last bits can differ between
+// machine kinds. A lane's results do not depend on the other lanes (nor on how many groups share a QR).
 #pragma once
 
 #include <cstdint>
@@ -66,6 +67,10 @@ void gram_eigh(const GramSource& source, int64_t count, int64_t rows, int64_t d,
 
 // W of the kernel in use: 8, 4 or 2 (at most SDD_CPU_LANES when set, for tests).
 int eigensolver_lanes();
+
+// Matrices the eigenvalues-only solver takes through one QR, the groups of W whose sweeps run
+// interleaved: 32, 16 or 4 (four groups, two of 2 lanes). Fewer in a call leave lanes idle.
+int eigenvalue_matrices_per_solve();
 
 }  // namespace cpu
 }  // namespace sdd
