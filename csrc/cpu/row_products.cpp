@@ -134,19 +134,32 @@ SDD_CLONES double squared_distance(const float* a, const float* b, int64_t d) { 
 SDD_CLONES double squared_distance(const double* a, const double* b, int64_t d) { return distance(a, b, d); }
 
 SDD_CLONES DistanceBounds squared_distance_bounds(const float* a, const float* b, int64_t d) {
-  const int64_t body = d / 16 * 16;
-  Floats acc = {};
-  for (int64_t c = 0; c < body; c += 16) {
-    const Floats diff = load16(a + c) - load16(b + c);
-    acc += diff * diff;
+  // Four vector accumulators (one would make a chain of d / 16 dependent multiply-adds), summed in
+  // a tree; the bound below holds for any order of the sum.
+  Floats acc[4] = {};
+  int64_t c = 0;
+  for (; c + 64 <= d; c += 64) {
+    for (int q = 0; q < 4; ++q) {
+      const Floats diff = load16(a + c + 16 * q) - load16(b + c + 16 * q);
+      acc[q] += diff * diff;
+    }
   }
-  float sum = 0.0f;
-  for (int l = 0; l < 16; ++l) sum += acc[l];
-  for (int64_t c = body; c < d; ++c) sum += (a[c] - b[c]) * (a[c] - b[c]);
-  // Each difference is off by at most u relative, each term and partial sum rounds at most d + 2
-  // times in a chain: the exact value and the sum are within a factor (1 + u)^(d + 4), i.e. within
-  // 2 (d + 4) u relative, of each other; an underflowing (or flushed) step adds at most the smallest
-  // normal float.
+  for (int q = 0; c + 16 <= d; c += 16, ++q) {
+    const Floats diff = load16(a + c) - load16(b + c);
+    acc[q] += diff * diff;
+  }
+  const Floats both = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  float lanes[16];
+  __builtin_memcpy(lanes, &both, sizeof(lanes));
+  for (int width = 8; width >= 1; width /= 2) {
+    for (int l = 0; l < width; ++l) lanes[l] += lanes[l + width];
+  }
+  float sum = lanes[0];
+  for (; c < d; ++c) sum += (a[c] - b[c]) * (a[c] - b[c]);
+  // Each difference is off by at most u relative, and each term passes through at most d + 2
+  // roundings of the sum (far fewer here) in any order: the exact value and the sum are within a
+  // factor (1 + u)^(d + 4), i.e. within 2 (d + 4) u relative, of each other (all terms are >= 0); an
+  // underflowing (or flushed) step adds at most the smallest normal float.
   const double u = 0.5 * static_cast<double>(std::numeric_limits<float>::epsilon());
   const double steps = static_cast<double>(d + 4), relative = 2.0 * steps * u;
   const double absolute = steps * std::numeric_limits<float>::min();
