@@ -64,7 +64,7 @@ struct Kernel {
   void (*reduce_group)(double* a, int64_t m, int g, double* d, double* e, double* scratch, double* house);
   void (*solve_pair)(double* d, double* e, int64_t m, bool* failed, double* zt, double* rotations, int vector_groups,
                      const double* known, double* taken);
-  void (*solve_values)(double* d, double* e, int64_t m, bool* failed);
+  void (*solve_values)(double* d, double* e, int64_t m, bool* failed, int groups);
   void (*back_transform)(const double* house, int64_t m, double* zt);
   int64_t (*eigenvector_row)(int64_t m);  // doubles between rows of a group's Z^T block
   // One matrix at a time (tridiagonalize_rows.inc): packed triangles of doubles.
@@ -254,14 +254,14 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
       // shifted by them: far fewer sweeps, hence rotations (tridiagonal_qr).
       std::copy(d, d + m * stride, values);
       std::copy(e, e + m * stride, e_copy);
-      k.solve_pair(values, e_copy, m, failed, nullptr, rotations, groups, nullptr, nullptr);
+      k.solve_values(values, e_copy, m, failed, kGroupsPerPair);
       for (int l = 0; l < pair; ++l) {
         for (int64_t i = 0; i < m; ++i) known[l * m + i] = values[i * stride + l];
         std::sort(known + l * m, known + (l + 1) * m);
       }
     }
     if (!vectors) {
-      k.solve_values(d, e, m, failed);
+      k.solve_values(d, e, m, failed, k.value_groups);
       for (int64_t lane = 0; lane < used; ++lane) {
         double* out = results.values + (first + lane) * m;
         for (int64_t i = 0; i < m; ++i) out[i] = failed[lane] ? nan : d[i * stride + lane] / scale[lane];

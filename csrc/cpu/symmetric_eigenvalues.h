@@ -4,13 +4,15 @@
 // time; at m ~ 64 it is latency-bound (a chain of divisions per rotation) and level-2 BLAS-bound.
 // Here W matrices (8 under AVX-512, 4 under AVX2, 2 otherwise; one copy of the kernel per
 // instruction set, picked at load time) go through the same steps together, one matrix per vector
-// lane: Householder reduction to tridiagonal form, then implicit symmetric QR with Wilkinson shifts,
-// each lane deflating on its own, four groups' sweeps interleaved (two with eigenvectors or with 2
-// lanes). Matrices of different sizes share a group zero-padded. Backward stable like LAPACK's:
-// every eigenvalue is within a small multiple of m eps ||A|| of the exact one
-// (python_tests/test_symmetric_eigenvalues.py, against torch.linalg.eigvalsh). Deterministic on a
-// machine; the AVX2 / AVX-512 copies use fused multiply-adds, so the last bits can differ between
-// machine kinds. A lane's results do not depend on the other lanes (nor on how many groups share a QR).
+// lane: Householder reduction to tridiagonal form, then implicit symmetric QR with Wilkinson shifts
+// (for eigenvalues in the root-free form of Pal, Walker and Kahan, as LAPACK's dsterf; with
+// eigenvectors as rotations), each lane deflating on its own, four groups' sweeps interleaved (two
+// with eigenvectors or with 2 lanes). Matrices of different sizes share a group zero-padded.
+// Backward stable like LAPACK's: every eigenvalue is within a small multiple of m eps ||A|| of the
+// exact one (python_tests/test_symmetric_eigenvalues.py, against torch.linalg.eigvalsh).
+// Deterministic on a machine; the AVX2 / AVX-512 copies use fused multiply-adds, so the last bits
+// can differ between machine kinds. A lane's results do not depend on the other lanes (nor on how
+// many groups share a QR).
 #pragma once
 
 #include <cstdint>
