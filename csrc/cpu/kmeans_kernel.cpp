@@ -222,7 +222,7 @@ class KmeansSolver {
     need_.clear();
     for (int64_t i = 0; i < M_; ++i) {
       const int64_t a = owner_[i];
-      const double upper = std::sqrt(closest_[i] + slack_[i]);
+      const double upper = reach_[i];  // sqrt(closest_[i] + slack_[i])
       double other = std::numeric_limits<double>::infinity();
       for (int64_t cl = 0; cl < k; ++cl) other = cl != a ? std::min(other, elkan_[i * k + cl]) : other;
       if (upper * (1.0 + kMargin) < other * (1.0 - kMargin)) {
@@ -438,6 +438,11 @@ class KmeansSolver {
     for (int64_t i = 0; i < M_; ++i) slack[i] = 4.0 * dot_error_ * std::sqrt(x_norms_[i]) * largest_norm + 1e-300;
     std::vector<int64_t>& owner = owner_;  // the chosen seed nearest each point (as far as closest[] knows)
     owner.assign(M_, 0);
+    // reach[i] = sqrt(closest[i] + slack[i]) >= the exact distance of point i to its seed (updated
+    // with closest[i]: most points keep theirs from one step to the next).
+    std::vector<double>& reach = reach_;
+    reach.resize(M_);
+    for (int64_t i = 0; i < M_; ++i) reach[i] = std::sqrt(closest[i] + slack[i]);
 
     const int64_t n_candidates =
         opt_.seeding == Seeding::kGreedy ? 2 + static_cast<int64_t>(std::log(static_cast<double>(k))) : 1;
@@ -464,10 +469,9 @@ class KmeansSolver {
       // The points some candidate may bring closer; slot[i]: their column in the products (-1: none).
       need_.clear();
       for (int64_t i = 0; i < M_; ++i) {
-        const double reach = std::sqrt(closest[i] + slack[i]);  // >= the exact distance to its seed
         bool needed = false;
         for (int64_t j = 0; j < n_candidates && !needed; ++j) {
-          const double gap = to_seeds[j * k + owner[i]] - reach;  // <= the exact distance to candidate j
+          const double gap = to_seeds[j * k + owner[i]] - reach[i];  // <= the exact distance to candidate j
           needed = !(gap > 0.0 && gap * gap >= closest[i] + slack[i]);
         }
         slot[i] = needed ? static_cast<int64_t>(need_.size()) : -1;
@@ -496,12 +500,13 @@ class KmeansSolver {
           nearest = std::min(closest[i], sq);
           keep_lower(i, step, sq - slack[i]);
         } else {  // no centroid has moved yet: the bound is stored as it is
-          elkan_[i * k + step] = std::max(0.0, to_seeds[best * k + owner[i]] - std::sqrt(closest[i] + slack[i]));
+          elkan_[i * k + step] = std::max(0.0, to_seeds[best * k + owner[i]] - reach[i]);
         }
         if (nearest < closest[i]) {
           keep_lower(i, owner[i], closest[i] - slack[i]);
           owner[i] = step;
           closest[i] = nearest;
+          reach[i] = std::sqrt(nearest + slack[i]);
         }
       }
       std::copy(rows + best * d_, rows + (best + 1) * d_, c + step * d_);
@@ -520,9 +525,10 @@ class KmeansSolver {
   // gaps [k], half distances between centroids [k, k], sums [k, d], counts [k].
   std::vector<double> upper_, lower_, elkan_, drift_, moved_, c_norms_, half_gap_, half_between_, approx_;
   AlignedVector<double> sums_;  // add_row's vector loads and stores of a row of sums stay in one cache line
-  // The seeding's nearest seed of every point, its squared distance and that distance's error bound [M].
+  // The seeding's nearest seed of every point, its squared distance, that distance's error bound and
+  // the root of their sum [M].
   std::vector<int64_t> owner_;
-  std::vector<double> closest_, slack_;
+  std::vector<double> closest_, slack_, reach_;
   std::vector<int64_t> counts_, need_, candidates_;  // candidates_: the centroids a point may be nearer to
   std::vector<DistanceBounds> candidate_bounds_;
   double max_c_norm_ = 0.0;
