@@ -84,6 +84,19 @@ def test_clustered_feature_grams_match_lapack():
     assert_spectra_close(grams, torch.linalg.eigvalsh(grams))
 
 
+@pytest.mark.parametrize("m", [8, 40, 100])
+def test_graded_spectrum_matches_lapack(m):
+    """Eigenvalues spread over 14 decades, most of them tiny next to the norm (as the Grams of
+    clusters have): the root-free sweeps' running p and gamma go through values far below the
+    entries; 40 matrices fill a quad of groups and part of the next."""
+    g = torch.Generator().manual_seed(m)
+    q = torch.linalg.qr(torch.randn(40, m, m, dtype=torch.float64, generator=g))[0]
+    spectrum = torch.logspace(0, -14, m, dtype=torch.float64) * torch.where(torch.arange(m) % 3 == 0, -1.0, 1.0)
+    a = q @ torch.diag_embed(spectrum.expand(40, m)) @ q.transpose(1, 2)
+    a = (a + a.transpose(1, 2)) / 2
+    assert_spectra_close(a, torch.linalg.eigvalsh(a))
+
+
 @pytest.mark.parametrize("m", [2, 7, 40])
 def test_known_spectrum(m):
     """Q diag(lambda) Q^T with repeated, zero, negative and spread eigenvalues."""
