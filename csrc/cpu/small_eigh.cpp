@@ -18,7 +18,7 @@ namespace sdd {
 namespace cpu {
 namespace {
 
-constexpr int64_t kChunkMatrices = 16;       // matrices per task at most ...
+constexpr int64_t kChunkMatrices = 16;       // matrices per task at most (Gram eigenvalues: one QR's) ...
 constexpr int64_t kChunkDoubles = 1 << 19;   // ... and their padded rows at most 4 MiB (Cut::kVectors: 8)
 constexpr int64_t kOneGroupRows = 160;      // decompositions of more rows: one group of W per chunk (lanes_pay_off)
 

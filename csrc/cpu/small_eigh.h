@@ -6,13 +6,13 @@
 // dtype (an fp32 Gram carries eigenvalue noise of ~1e-7 of the largest, so singular values under
 // ~3e-4 of the largest would be lost; real clusters have such directions).
 //
-// Matrices are grouped by Gram side and cut into chunks of up to kChunkMatrices, in order of
-// decreasing rows, each padded to its largest member (zero rows add only zero eigenvalues, and the
-// solver leaves them out exactly; for eigenvalues only, each group of the solver's lanes is reduced
-// at its own largest member's size, or one matrix at a time where its sizes differ widely, and each
-// Gram formed over its own rows); a chunk is one task of a
-// single parallel region
-// (parallel_tasks.h), run on the task's thread: gather + centre into a per-thread float64 buffer,
+// Matrices are grouped by Gram side and cut into chunks of up to kChunkMatrices (eigenvalues of
+// Grams: what one QR takes, eigenvalue_matrices_per_solve), in order of decreasing rows, each padded
+// to its largest member (zero rows add only zero eigenvalues, and the solver leaves them out
+// exactly; for eigenvalues only, each group of the solver's lanes is reduced at its own largest
+// member's size, or one matrix at a time where its sizes differ widely, and each Gram formed over
+// its own rows); a chunk is one task of a single parallel region (parallel_tasks.h), run on the
+// task's thread: gather + centre into a per-thread float64 buffer,
 // then the lane-parallel solver, which forms the Grams itself (symmetric_eigenvalues.h): the
 // eigenvalues, or, where the backward needs them, the eigenvectors too. Chunks of large matrices,
 // or too few to fill the solver's lanes, take LAPACK eigh per matrix instead for eigenvectors (it

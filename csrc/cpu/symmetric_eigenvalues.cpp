@@ -133,8 +133,8 @@ struct Results {
 // quad for eigenvalues only): each lane scaled by a power of two (its largest entry into [0.5, 1):
 // no overflow or underflow in the squares, and scaling back is exact), reduced to tridiagonal form;
 // then their QR, with the rotations and reflectors applied to an identity when eigenvectors are
-// asked for. A lane with a
-// non-finite entry gets NaN. The eigenvalues are the same bits with or without eigenvectors.
+// asked for. A lane with a non-finite entry gets NaN. The eigenvalues are the same bits with or
+// without eigenvectors.
 void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Results& results,
                     const MatrixFill& fill_one = nullptr) {
   const Kernel& k = kernel();
@@ -179,6 +179,13 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
     for (int64_t j = from; j < from + members; ++j) own += std::pow(static_cast<double>(own_size(j)), 3);
     return W * std::pow(static_cast<double>(size), 3) > kRaggedWork * own;
   };
+  // Rows `from` .. m - 1 of group g's lanes of d and e <- 0 (an empty group, or beyond its size).
+  auto zero_rows = [&](int g, int64_t from) {
+    for (int64_t i = from; i < m; ++i) {
+      std::fill(d + i * stride + g * W, d + i * stride + (g + 1) * W, 0.0);
+      std::fill(e + i * stride + g * W, e + i * stride + (g + 1) * W, 0.0);
+    }
+  };
   // Group g's `members` matrices from `from`, one at a time, each into its lane of d, e
   // (the empty lanes zero); scale, failed: the group's W entries.
   auto reduce_one_by_one = [&](int64_t from, int64_t members, int g, double* scale, bool* failed) {
@@ -205,10 +212,7 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
     bool failed[kMaxValueGroups * kMaxLanes];
     const int groups = static_cast<int>((used + W - 1) / W);  // with a matrix: the others stay zero
     for (int g = groups; g < solved / W; ++g) {
-      for (int64_t i = 0; i < m; ++i) {
-        std::fill(d + i * stride + g * W, d + i * stride + (g + 1) * W, 0.0);
-        std::fill(e + i * stride + g * W, e + i * stride + (g + 1) * W, 0.0);
-      }
+      zero_rows(g, 0);
       std::fill(scale + g * W, scale + (g + 1) * W, 1.0);
       std::fill(failed + g * W, failed + (g + 1) * W, false);
     }
@@ -222,10 +226,7 @@ void solve_by_pairs(int64_t count, int64_t m, const GroupFill& fill, const Resul
       fill(first + g * W, members, size, a);
       k.scale_group(a, size * (size + 1) / 2, scale + g * W, failed + g * W);
       k.reduce_group(a, size, g, d, e, scratch, vectors ? house + g * reflectors : nullptr);
-      for (int64_t i = size; i < m; ++i) {  // the zero block of a group reduced at its own size
-        std::fill(d + i * stride + g * W, d + i * stride + (g + 1) * W, 0.0);
-        std::fill(e + i * stride + g * W, e + i * stride + (g + 1) * W, 0.0);
-      }
+      zero_rows(g, size);  // the zero block of a group reduced at its own size
       // A matrix that is zero outside its leading n x n block (the caller's promise) has a tridiagonal
       // form zero outside it too, exactly: the block decouples, and rows < n of Z^T end as its
       // eigenvectors, with zero components beyond n.
