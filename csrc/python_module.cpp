@@ -81,8 +81,9 @@ PYBIND11_MODULE(_C, m) {
       "and taken after pruning). reset=True zeroes them after reading.");
   m.def(
       "set_plain_lloyd", [](bool plain) { return sdd::cpu::plain_lloyd().exchange(plain); }, pybind11::arg("plain"),
-      "Test switch: True makes the CPU k-means evaluate every distance every iteration (plain Lloyd) instead "
-      "of pruning with bounds (same labels and centroids). Returns the previous setting.");
+      "Test switch: True makes the CPU k-means evaluate every distance every iteration (plain Lloyd) and "
+      "every point-candidate product of its seeding instead of pruning with bounds (same labels and "
+      "centroids). Returns the previous setting.");
   m.def("eigensolver_lanes", &sdd::cpu::eigensolver_lanes,
         "Matrices per SIMD group of the CPU eigensolver on this machine: 8 (AVX-512), 4 (AVX2) or 2; "
         "the environment variable SDD_CPU_LANES, read at first use, can ask for fewer.");

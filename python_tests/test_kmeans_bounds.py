@@ -1,6 +1,7 @@
-"""The CPU k-means prunes distances with Hamerly and Elkan bounds and ranks near ties in fp64: it must give
-the labels, centroids and inertia of plain Lloyd (every distance every iteration), bit for bit,
-and its labels must be the exact nearest centroids."""
+"""The CPU k-means prunes distances with Hamerly and Elkan bounds and ranks near ties in fp64, and its
+greedy seeding skips the point-candidate products the triangle inequality rules out: it must give the
+labels, centroids and inertia of plain Lloyd after the full seeding loop (every distance every
+iteration, every product), bit for bit, and its labels must be the exact nearest centroids."""
 
 import contextlib
 
@@ -58,6 +59,8 @@ def test_same_labels_centroids_and_inertia_as_plain_lloyd(data, k, dtype):
         assert bounded_work["lloyd_iterations"] == plain_work["lloyd_iterations"]
         assert plain_work["distances_computed"] == plain_work["distances_full"]
         assert bounded_work["distances_computed"] <= bounded_work["distances_full"]
+        assert plain_work["seeding_computed"] == plain_work["seeding_full"]
+        assert bounded_work["seeding_computed"] <= bounded_work["seeding_full"]
 
 
 def test_bounds_prune_most_distances_on_clustered_data():

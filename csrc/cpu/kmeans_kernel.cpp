@@ -32,8 +32,13 @@ int64_t sample_index(const double* cumulative, int64_t count, double target) {
   return it == cumulative + count ? count - 1 : static_cast<int64_t>(it - cumulative);
 }
 
+// Greedy seeding's candidates up to which the points go in classes of one set of candidates (2 + ln k
+// <= 6 for k < 1097; candidate_products).
+constexpr int64_t kClassCandidates = 6;
+
 constexpr double kMargin = 1e-9;  // relative: covers the fp64 rounding of bounds and distances
 constexpr double kEps = std::numeric_limits<double>::epsilon();
+constexpr double kInfinity = std::numeric_limits<double>::infinity();
 
 // Elkan's per-centroid test of one point whose centroid is `own`, its distance to it at most `upper`
 // (`reach` with the rounding margin): every other centroid cl has the lower bound max(stored[cl] -
@@ -416,9 +421,10 @@ class KmeansSolver {
   //
   // A candidate q cannot bring point i closer than its current seed o(i) when, by the triangle
   // inequality, ||x_i - q|| >= ||q - c_o|| - ||x_i - c_o|| leaves it at least as far (after the
-  // distances' error bound): such pairs skip the product, and only the points some candidate may
-  // win get one GEMM (of their gathered rows). The trial distances of the skipped pairs would have
-  // been >= the current ones, so every potential, and the chosen seeds, are those of the full loop.
+  // distances' error bound): such pairs skip the product, and the points some candidate may win
+  // get the products of those candidates only (candidate_products). The trial distances of the
+  // skipped pairs would have been >= the current ones, so every potential, and the chosen seeds, are
+  // those of the full loop (which the plain_lloyd() switch runs).
   // Each point's nearest seed, that distance and a lower bound of its distance to every other seed
   // are kept for the first assignment (owner_, closest_, slack_, elkan_: assign_from_seeding).
   void seed_centroids(int64_t init, at::Tensor& centroids) {
@@ -444,16 +450,19 @@ class KmeansSolver {
     reach.resize(M_);
     for (int64_t i = 0; i < M_; ++i) reach[i] = std::sqrt(closest[i] + slack[i]);
 
+    const bool every_product = plain_lloyd().load(std::memory_order_relaxed);  // the test switch: no pruning
     const int64_t n_candidates =
         opt_.seeding == Seeding::kGreedy ? 2 + static_cast<int64_t>(std::log(static_cast<double>(k))) : 1;
     // Cumulative weights [M] of the points for the draws: summed here for the first step; afterwards
     // the winning candidate's running sums (candidate_potentials), the same sums in the same order.
-    std::vector<double> first_cumulative(M_), potentials(n_candidates), to_seeds(n_candidates * k);
+    // to_seeds [k, n_candidates]: the distances of the step's candidates to the seeds, rounded down.
+    std::vector<double> first_cumulative(M_), potentials(n_candidates), to_seeds(k * n_candidates);
     std::vector<double> running_sums(n_candidates * M_);
     double total = 0.0;
     for (int64_t i = 0; i < M_; ++i) first_cumulative[i] = (total += weight(closest[i]));
     const double* cumulative = first_cumulative.data();
     std::vector<int64_t> candidates(n_candidates), slot(M_);
+    std::vector<uint32_t> wanted(M_);
     at::Tensor candidate_rows = at::empty({n_candidates, d_}, x_.options());
     at::Tensor candidate_dots = at::empty({n_candidates * M_}, x_.options());  // [n_candidates, n] per step
     scalar_t* rows = candidate_rows.data_ptr<scalar_t>();
@@ -463,26 +472,22 @@ class KmeansSolver {
         candidates[j] = sample_index(cumulative, M_, draw(init, step, j) * running);
         std::copy(data_ + candidates[j] * d_, data_ + (candidates[j] + 1) * d_, rows + j * d_);
         for (int64_t t = 0; t < step; ++t) {
-          to_seeds[j * k + t] = std::sqrt(squared_distance(rows + j * d_, c + t * d_, d_)) * (1.0 - 1e-12);
+          to_seeds[t * n_candidates + j] = std::sqrt(squared_distance(rows + j * d_, c + t * d_, d_)) * (1.0 - 1e-12);
         }
       }
-      // The points some candidate may bring closer; slot[i]: their column in the products (-1: none).
-      need_.clear();
+      // The points some candidate may bring closer: wanted[i] holds bit j where candidate j may (the
+      // plain loop: every bit). It cannot when ||q_j - c_o|| - reach[i] >= reach[i]: to_seeds is at
+      // most the former, reach[i] at least ||x_i - c_o||, the factor covers the rounding of reach.
       for (int64_t i = 0; i < M_; ++i) {
-        bool needed = false;
-        for (int64_t j = 0; j < n_candidates && !needed; ++j) {
-          const double gap = to_seeds[j * k + owner[i]] - reach[i];  // <= the exact distance to candidate j
-          needed = !(gap > 0.0 && gap * gap >= closest[i] + slack[i]);
-        }
-        slot[i] = needed ? static_cast<int64_t>(need_.size()) : -1;
-        if (needed) need_.push_back(i);
+        const double* from_seed = to_seeds.data() + owner[i] * n_candidates;
+        const double twice = every_product ? kInfinity : 2.0 * (1.0 + 1e-14) * reach[i];
+        uint32_t bits = 0;
+        for (int64_t j = 0; j < n_candidates; ++j) bits |= static_cast<uint32_t>(from_seed[j] < twice) << j;
+        wanted[i] = bits;
       }
-      const int64_t n = static_cast<int64_t>(need_.size());
-      at::Tensor dots = candidate_dots.narrow(0, 0, n_candidates * n).view({n_candidates, n});
-      point_dots(candidate_rows, x_, need_.data(), n, dots);
-      const scalar_t* dot = dots.data_ptr<scalar_t>();
+      const int64_t n = candidate_products(candidate_rows, wanted.data(), slot.data(), candidate_dots);
+      const scalar_t* dot = candidate_dots.data_ptr<scalar_t>();
       work_counters().seeding_full.fetch_add(M_ * n_candidates, std::memory_order_relaxed);
-      work_counters().seeding_computed.fetch_add(n * n_candidates, std::memory_order_relaxed);
       const std::vector<double> cand_norms = squared_norms(rows, n_candidates, d_);
       candidate_potentials(n_candidates, closest.data(), slot.data(), x_norms_.data(), dot, n, cand_norms.data(), M_,
                            opt_.seeding == Seeding::kD, potentials.data(), running_sums.data());
@@ -495,12 +500,12 @@ class KmeansSolver {
       // leaves.
       for (int64_t i = 0; i < M_; ++i) {
         double nearest = closest[i];
-        if (slot[i] >= 0) {
+        if (slot[i] >= 0 && (wanted[i] >> best & 1u)) {
           const double sq = std::max(0.0, x_norms_[i] - 2.0 * dot[best * n + slot[i]] + cand_norms[best]);
           nearest = std::min(closest[i], sq);
           keep_lower(i, step, sq - slack[i]);
         } else {  // no centroid has moved yet: the bound is stored as it is
-          elkan_[i * k + step] = std::max(0.0, to_seeds[best * k + owner[i]] - reach[i]);
+          elkan_[i * k + step] = std::max(0.0, to_seeds[owner[i] * n_candidates + best] - reach[i]);
         }
         if (nearest < closest[i]) {
           keep_lower(i, owner[i], closest[i] - slack[i]);
@@ -511,6 +516,68 @@ class KmeansSolver {
       }
       std::copy(rows + best * d_, rows + (best + 1) * d_, c + step * d_);
     }
+  }
+
+  // The seeding's products of the candidates' rows [C, d] with the points some of them may bring
+  // closer (wanted[i], bit j: candidate j may): dots [C, n] (returns n), point i in column slot[i]
+  // (-1: wanted by none). In float32 the points go in classes of one set of candidates, and only the
+  // wanted pairs are multiplied: an unwanted entry is -inf (a trial distance of +inf: the point's seed
+  // stays nearer, as the bound already proved). Float64 tables (BLAS) and over kClassCandidates
+  // candidates take every candidate's product with every wanted point.
+  int64_t candidate_products(const at::Tensor& candidate_rows, const uint32_t* wanted, int64_t* slot,
+                             at::Tensor& dots) {
+    const int64_t C = candidate_rows.size(0);
+    need_.clear();
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (C <= kClassCandidates) {
+        int64_t first[(1 << kClassCandidates) + 1] = {};  // class m: columns first[m] .. first[m + 1] - 1
+        for (int64_t i = 0; i < M_; ++i) first[wanted[i] + 1] += wanted[i] != 0;
+        for (int64_t m = 1; m <= (1 << C); ++m) first[m] += first[m - 1];
+        const int64_t n = first[1 << C];
+        need_.resize(n);
+        int64_t next[1 << kClassCandidates];
+        std::copy(first, first + (1 << C), next);
+        for (int64_t i = 0; i < M_; ++i) {
+          slot[i] = wanted[i] != 0 ? next[wanted[i]]++ : -1;
+          if (wanted[i] != 0) need_[slot[i]] = i;
+        }
+        class_rows_.resize(C * d_);
+        class_dots_.resize(C * n);
+        const float* rows = candidate_rows.data_ptr<float>();
+        float* out = dots.data_ptr<float>();
+        int64_t products = 0;
+        for (uint32_t m = 1; m < (1u << C); ++m) {
+          const int64_t count = first[m + 1] - first[m];
+          if (count == 0) continue;
+          int64_t r = 0;  // the class's candidates, in order
+          for (int64_t j = 0; j < C; ++j) {
+            if (m >> j & 1u) std::copy(rows + j * d_, rows + (j + 1) * d_, class_rows_.data() + r++ * d_);
+          }
+          row_dots(class_rows_.data(), r, data_, need_.data() + first[m], count, d_, class_dots_.data());
+          products += r * count;
+          for (int64_t j = 0, q = 0; j < C; ++j) {
+            float* column = out + j * n + first[m];
+            if (m >> j & 1u) {
+              std::copy(class_dots_.data() + q * count, class_dots_.data() + (q + 1) * count, column);
+              ++q;
+            } else {
+              std::fill(column, column + count, -std::numeric_limits<float>::infinity());
+            }
+          }
+        }
+        work_counters().seeding_computed.fetch_add(products, std::memory_order_relaxed);
+        return n;
+      }
+    }
+    for (int64_t i = 0; i < M_; ++i) {
+      slot[i] = wanted[i] != 0 ? static_cast<int64_t>(need_.size()) : -1;
+      if (wanted[i] != 0) need_.push_back(i);
+    }
+    const int64_t n = static_cast<int64_t>(need_.size());
+    at::Tensor products = dots.narrow(0, 0, C * n).view({C, n});
+    point_dots(candidate_rows, x_, need_.data(), n, products);
+    work_counters().seeding_computed.fetch_add(n * C, std::memory_order_relaxed);
+    return n;
   }
 
   const at::Tensor& x_;
@@ -531,6 +598,8 @@ class KmeansSolver {
   std::vector<double> closest_, slack_, reach_;
   std::vector<int64_t> counts_, need_, candidates_;  // candidates_: the centroids a point may be nearer to
   std::vector<DistanceBounds> candidate_bounds_;
+  // The seeding's candidate rows of one class [<= C, d] and their products [<= C, n] (float32 only).
+  std::vector<float> class_rows_, class_dots_;
   double max_c_norm_ = 0.0;
   at::Tensor scratch_dots_;  // [k, M] dot products
 };

@@ -27,32 +27,27 @@ inline __attribute__((always_inline)) void prefetch_row(const scalar_t* row, int
 }
 
 // out [n, d] <- rows `rows` of table, minus their float64 mean when centered (then `mean` [d] holds
-// it, else zeros). One pass over the table: each row is copied (exactly: out_t holds in_t) and
-// summed into the mean, then the mean is taken from `out`, in cache; the same bits as
-// static_cast<out_t>(double(src) - mean), the mean summed row after row.
+// it, else zeros): static_cast<out_t>(double(src) - mean), the mean summed row after row. Centered,
+// the rows are read twice, for the mean and then for the output, which is written once (the second
+// read finds them in cache).
 template <typename in_t, typename out_t>
 inline __attribute__((always_inline)) void gather(const in_t* table, const int64_t* rows, int64_t n, int64_t d,
                                                   bool centered, double* mean, out_t* out) {
   static_assert(sizeof(out_t) >= sizeof(in_t), "gather: out_t must hold in_t exactly");
   for (int64_t c = 0; c < d; ++c) mean[c] = 0.0;
+  if (centered) {
+    for (int64_t r = 0; r < n; ++r) {
+      if (r + 1 < n) prefetch_row(table + rows[r + 1] * d, d);
+      const in_t* src = table + rows[r] * d;
+      for (int64_t c = 0; c < d; ++c) mean[c] += static_cast<double>(src[c]);
+    }
+    for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
+  }
   for (int64_t r = 0; r < n; ++r) {
     if (r + 1 < n) prefetch_row(table + rows[r + 1] * d, d);
     const in_t* src = table + rows[r] * d;
     out_t* dst = out + r * d;
-    if (centered) {
-      for (int64_t c = 0; c < d; ++c) {
-        dst[c] = static_cast<out_t>(src[c]);
-        mean[c] += static_cast<double>(src[c]);
-      }
-    } else {
-      for (int64_t c = 0; c < d; ++c) dst[c] = static_cast<out_t>(src[c]);
-    }
-  }
-  if (!centered) return;
-  for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
-  for (int64_t r = 0; r < n; ++r) {
-    out_t* dst = out + r * d;
-    for (int64_t c = 0; c < d; ++c) dst[c] = static_cast<out_t>(static_cast<double>(dst[c]) - mean[c]);
+    for (int64_t c = 0; c < d; ++c) dst[c] = static_cast<out_t>(static_cast<double>(src[c]) - mean[c]);
   }
 }
 

@@ -23,7 +23,8 @@ struct WorkCounters {
 WorkCounters& work_counters();
 
 // Test switch: true runs plain Lloyd (every distance every iteration) instead of the bound-based
-// assignment. Both give identical labels and centroids (python_tests/test_kmeans_bounds.py).
+// assignment, and the greedy seeding's full loop (every point-candidate product) instead of the pruned
+// one. Both give identical labels and centroids (python_tests/test_kmeans_bounds.py).
 std::atomic<bool>& plain_lloyd();
 
 }  // namespace cpu
