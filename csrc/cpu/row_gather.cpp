@@ -1,5 +1,7 @@
 #include "row_gather.h"
 
+#include <algorithm>
+
 #include "clones.h"
 
 namespace sdd {
@@ -18,8 +20,11 @@ inline __attribute__((always_inline)) void mean_row(const scalar_t* table, const
   for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
 }
 
-// Asks for the cache lines of `row` [d] (the gathered rows are scattered over the table: the next
-// one is fetched while the current one is copied).
+// Rows asked for ahead of the one read: the gathered rows lie anywhere in the table (often beyond
+// the caches), one row ahead left the copy waiting on memory (forward ~3% slower than three).
+constexpr int64_t kAhead = 3;
+
+// Asks for the cache lines of `row` [d], kAhead rows before they are read.
 template <typename scalar_t>
 inline __attribute__((always_inline)) void prefetch_row(const scalar_t* row, int64_t d) {
   constexpr int64_t kLine = 64 / sizeof(scalar_t);
@@ -36,15 +41,19 @@ inline __attribute__((always_inline)) void gather(const in_t* table, const int64
   static_assert(sizeof(out_t) >= sizeof(in_t), "gather: out_t must hold in_t exactly");
   for (int64_t c = 0; c < d; ++c) mean[c] = 0.0;
   if (centered) {
+    for (int64_t r = 1; r < std::min(n, kAhead); ++r) prefetch_row(table + rows[r] * d, d);
     for (int64_t r = 0; r < n; ++r) {
-      if (r + 1 < n) prefetch_row(table + rows[r + 1] * d, d);
+      if (r + kAhead < n) prefetch_row(table + rows[r + kAhead] * d, d);
       const in_t* src = table + rows[r] * d;
       for (int64_t c = 0; c < d; ++c) mean[c] += static_cast<double>(src[c]);
     }
     for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
   }
+  if (!centered) {
+    for (int64_t r = 1; r < std::min(n, kAhead); ++r) prefetch_row(table + rows[r] * d, d);
+  }
   for (int64_t r = 0; r < n; ++r) {
-    if (r + 1 < n) prefetch_row(table + rows[r + 1] * d, d);
+    if (!centered && r + kAhead < n) prefetch_row(table + rows[r + kAhead] * d, d);
     const in_t* src = table + rows[r] * d;
     out_t* dst = out + r * d;
     for (int64_t c = 0; c < d; ++c) dst[c] = static_cast<out_t>(static_cast<double>(src[c]) - mean[c]);
@@ -61,7 +70,9 @@ inline __attribute__((always_inline)) void scatter(scalar_t* grad, const int64_t
       for (int64_t c = 0; c < d; ++c) g[c] = static_cast<scalar_t>(g[c] - mean[c]);
     }
   }
+  for (int64_t r = 1; r < std::min(n, kAhead); ++r) prefetch_row(table + rows[r] * d, d);
   for (int64_t r = 0; r < n; ++r) {
+    if (r + kAhead < n) prefetch_row(table + rows[r + kAhead] * d, d);
     scalar_t* dst = table + rows[r] * d;
     const scalar_t* g = grad + r * d;
     for (int64_t c = 0; c < d; ++c) dst[c] += g[c];
