@@ -140,6 +140,10 @@ class KmeansSolver {
     seed_centroids(init, centroids);
     scalar_t* c = centroids.data_ptr<scalar_t>();
     drift_.assign(k, 0.0);
+    version_.assign(k, 0);     // bumped whenever a centroid changes (update_centroids)
+    own_version_.assign(M_, -1);  // no point's own distance bounds kept yet
+    own_label_.assign(M_, -1);
+    own_.resize(M_);
     sums_.assign(k * d_, 0.0);
     counts_.assign(k, 0);
     std::vector<char> dirty(k, 1);  // clusters whose members changed since their sum was taken
@@ -197,14 +201,17 @@ class KmeansSolver {
       // Unchanged sums give the same mean; an empty cluster keeps its centroid.
       if (!dirty[cl] || counts_[cl] == 0) continue;
       double moved = 0.0;
+      bool changed = false;
       for (int64_t j = 0; j < d_; ++j) {
         const scalar_t updated = static_cast<scalar_t>(sums_[cl * d_ + j] / counts_[cl]);
         const double diff = static_cast<double>(updated) - c[cl * d_ + j];
         moved += diff * diff;
+        changed = changed || updated != c[cl * d_ + j];
         c[cl * d_ + j] = updated;
       }
       shift += moved;
       drift_[cl] = std::sqrt(moved);
+      version_[cl] += changed;
     }
     return shift;
   }
@@ -283,8 +290,14 @@ class KmeansSolver {
       lower_[i] -= a == far ? second : drift_[far];
       const double bound = std::max(lower_[i], half_gap_[a]) * (1.0 - kMargin);
       if (upper_[i] * (1.0 + kMargin) < bound) continue;
-      const DistanceBounds own = distance_bounds(data_ + i * d_, c + a * d_);
-      ++evaluated;
+      // The bounds of its distance to its own centroid: kept while both are unchanged.
+      if (own_version_[i] != version_[a] || own_label_[i] != a) {
+        own_[i] = distance_bounds(data_ + i * d_, c + a * d_);
+        own_version_[i] = version_[a];
+        own_label_[i] = a;
+        ++evaluated;
+      }
+      const DistanceBounds own = own_[i];
       upper_[i] = std::sqrt(own.upper);
       if (upper_[i] * (1.0 + kMargin) < bound) continue;
       const double upper = upper_[i], reach = upper * (1.0 + kMargin);
@@ -598,6 +611,11 @@ class KmeansSolver {
   std::vector<double> closest_, slack_, reach_;
   std::vector<int64_t> counts_, need_, candidates_;  // candidates_: the centroids a point may be nearer to
   std::vector<DistanceBounds> candidate_bounds_;
+  // Per run: each centroid's version (its changes so far) [k]; each point's bounds of its distance to
+  // its own centroid [M], with that centroid and its version then: while both hold, distance_bounds
+  // would give the same bits again.
+  std::vector<int64_t> version_, own_version_, own_label_;
+  std::vector<DistanceBounds> own_;
   // The seeding's candidate rows of one class [<= C, d] and their products [<= C, n] (float32 only).
   std::vector<float> class_rows_, class_dots_;
   double max_c_norm_ = 0.0;
