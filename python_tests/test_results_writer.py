@@ -58,3 +58,10 @@ def test_published_target_reads_the_paired_ratio():
     row = next(line for line in write_results.section(write_results.Run(
         {"benchmarks": separate}, "cpu")).splitlines() if "over published" in line)
     assert "| 40.0x |" in row and "PASS" in row
+
+
+def test_a_speed_up_just_under_its_target_does_not_print_as_the_target():
+    status = write_results._headline_status("speedup", 29.966, 30.0)
+    assert status == "MISS: 29.97x < 30x (0.11% short)"
+    assert write_results._headline_status("speedup", 24.5, 30.0) == "MISS: 24.5x < 30x (22% short)"
+    assert write_results._headline_status("speedup", 30.0, 30.0) == "PASS"
