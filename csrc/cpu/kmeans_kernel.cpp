@@ -478,14 +478,28 @@ class KmeansSolver {
     std::vector<uint32_t> wanted(M_);
     at::Tensor candidate_rows = at::empty({n_candidates, d_}, x_.options());
     at::Tensor candidate_dots = at::empty({n_candidates * M_}, x_.options());  // [n_candidates, n] per step
+    at::Tensor seed_dots = at::empty({n_candidates * k}, x_.options());        // [n_candidates, step] per step
+    std::vector<int64_t> seed_of(k);  // the point each seed is
+    seed_of[0] = first;
     scalar_t* rows = candidate_rows.data_ptr<scalar_t>();
     for (int64_t step = 1; step < k; ++step) {
       const double running = cumulative[M_ - 1];
       for (int64_t j = 0; j < n_candidates; ++j) {
         candidates[j] = sample_index(cumulative, M_, draw(init, step, j) * running);
         std::copy(data_ + candidates[j] * d_, data_ + (candidates[j] + 1) * d_, rows + j * d_);
+      }
+      // Lower bounds of the candidates' distances to the seeds, from their products [C, step] less
+      // the error bound of rank_rows (the seeds and candidates are points: their norms are known).
+      at::Tensor products = seed_dots.narrow(0, 0, n_candidates * step).view({n_candidates, step});
+      point_dots(candidate_rows, centroids, nullptr, step, products);
+      const scalar_t* product = products.data_ptr<scalar_t>();
+      for (int64_t j = 0; j < n_candidates; ++j) {
+        const double qq = x_norms_[candidates[j]];
         for (int64_t t = 0; t < step; ++t) {
-          to_seeds[t * n_candidates + j] = std::sqrt(squared_distance(rows + j * d_, c + t * d_, d_)) * (1.0 - 1e-12);
+          const double ss = x_norms_[seed_of[t]];
+          const double err = 2.0 * dot_error_ * std::sqrt(qq * ss) + 8.0 * kEps * (qq + ss);
+          const double sq = qq + ss - 2.0 * static_cast<double>(product[j * step + t]) - err;
+          to_seeds[t * n_candidates + j] = std::sqrt(std::max(0.0, sq)) * (1.0 - 1e-12);
         }
       }
       // The points some candidate may bring closer: wanted[i] holds bit j where candidate j may (the
@@ -528,6 +542,7 @@ class KmeansSolver {
         }
       }
       std::copy(rows + best * d_, rows + (best + 1) * d_, c + step * d_);
+      seed_of[step] = candidates[best];
     }
   }
 
