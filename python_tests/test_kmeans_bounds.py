@@ -42,7 +42,7 @@ def _clustered(dtype, seed):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("data", ["random", "clustered", "duplicates"])
+@pytest.mark.parametrize("data", ["random", "clustered", "duplicates", "uniform"])
 @pytest.mark.parametrize("k", [2, 7, 24])
 def test_same_labels_centroids_and_inertia_as_plain_lloyd(data, k, dtype):
     for seed in range(3):
@@ -50,6 +50,8 @@ def test_same_labels_centroids_and_inertia_as_plain_lloyd(data, k, dtype):
             x = _random(3, 150, 12, dtype, seed)
         elif data == "clustered":
             x = _clustered(dtype, seed)
+        elif data == "uniform":  # no clusters, low dimension: the centroids keep moving for many iterations
+            x = torch.rand(2, 300, 2, dtype=dtype, generator=torch.Generator().manual_seed(seed))
         else:  # exact ties everywhere: every point appears 3 times, on a coarse grid
             grid = torch.randint(-2, 3, (2, 40, 3), generator=torch.Generator().manual_seed(seed))
             x = grid.to(dtype).repeat(1, 3, 1)

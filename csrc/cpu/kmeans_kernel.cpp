@@ -11,6 +11,7 @@
 #include <cmath>
 #include <limits>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../common/philox.h"
@@ -144,6 +145,8 @@ class KmeansSolver {
     own_version_.assign(M_, -1);  // no point's own distance bounds kept yet
     own_label_.assign(M_, -1);
     own_.resize(M_);
+    half_between_.assign(k * k, 0.0);
+    half_versions_.assign(k * k, {-1, -1});  // no half distance taken yet
     sums_.assign(k * d_, 0.0);
     counts_.assign(k, 0);
     std::vector<char> dirty(k, 1);  // clusters whose members changed since their sum was taken
@@ -271,15 +274,18 @@ class KmeansSolver {
     for (int64_t cl = 0; cl < k; ++cl) second = cl != far ? std::max(second, drift_[cl]) : second;
     for (int64_t cl = 0; cl < k; ++cl) moved_[cl] += drift_[cl];
     // Half the distance between every two centroids, or less (distance_bounds), [k, k]; and from each
-    // centroid to its nearest other one.
+    // centroid to its nearest other one. A pair of centroids unchanged since its bound was taken keeps
+    // it (distance_bounds would give the same bits).
     half_gap_.assign(k, std::numeric_limits<double>::infinity());
-    half_between_.assign(k * k, 0.0);
     for (int64_t a = 0; a < k; ++a) {
       for (int64_t b = a + 1; b < k; ++b) {
-        const double half = 0.5 * std::sqrt(distance_bounds(c + a * d_, c + b * d_).lower);
-        half_between_[a * k + b] = half_between_[b * k + a] = half;
-        half_gap_[a] = std::min(half_gap_[a], half);
-        half_gap_[b] = std::min(half_gap_[b], half);
+        if (half_versions_[a * k + b] != std::make_pair(version_[a], version_[b])) {
+          const double half = 0.5 * std::sqrt(distance_bounds(c + a * d_, c + b * d_).lower);
+          half_between_[a * k + b] = half_between_[b * k + a] = half;
+          half_versions_[a * k + b] = {version_[a], version_[b]};
+        }
+        half_gap_[a] = std::min(half_gap_[a], half_between_[a * k + b]);
+        half_gap_[b] = std::min(half_gap_[b], half_between_[a * k + b]);
       }
     }
     need_.clear();
@@ -627,10 +633,11 @@ class KmeansSolver {
   std::vector<int64_t> counts_, need_, candidates_;  // candidates_: the centroids a point may be nearer to
   std::vector<DistanceBounds> candidate_bounds_;
   // Per run: each centroid's version (its changes so far) [k]; each point's bounds of its distance to
-  // its own centroid [M], with that centroid and its version then: while both hold, distance_bounds
-  // would give the same bits again.
+  // its own centroid [M], with that centroid and its version then, and each pair's versions at its
+  // half distance: while they hold, distance_bounds would give the same bits again.
   std::vector<int64_t> version_, own_version_, own_label_;
   std::vector<DistanceBounds> own_;
+  std::vector<std::pair<int64_t, int64_t>> half_versions_;  // [k, k]: the pair's versions at its half distance
   // The seeding's candidate rows of one class [<= C, d] and their products [<= C, n] (float32 only).
   std::vector<float> class_rows_, class_dots_;
   double max_c_norm_ = 0.0;
