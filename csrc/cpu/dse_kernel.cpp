@@ -138,8 +138,7 @@ std::vector<std::vector<bool>> cluster_all(const at::Tensor& x, const std::vecto
       return;
     }
     const int64_t b = task - G;
-    at::Tensor scratch = thread_buffer(Scratch::kCentroids, options.local.k * d, x.scalar_type())
-                             .view({options.local.k, d});  // centroids [k, d], unused
+    at::Tensor scratch = at::empty({options.local.k, d}, x.options());  // centroids [k, d], unused
     kmeans_problem(x.select(0, b), options.local, common::RandomStream::kKmeansSeeding, b, scratch,
                    local_labels.data_ptr<int64_t>() + b * N, false, norms.data() + b * N);
   });

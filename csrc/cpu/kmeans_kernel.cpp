@@ -125,6 +125,7 @@ class KmeansSolver {
     const double u = std::numeric_limits<scalar_t>::epsilon() / 2.0;
     const double du = static_cast<double>(d_ + 2) * u;
     dot_error_ = 1.5 * du / (1.0 - du);
+    scratch_dots_ = at::empty({opt_.k, M_}, x_.options());
   }
 
   // One seeding + Lloyd run; writes centroids [k, d] and labels [M]; returns the inertia (NaN
@@ -383,7 +384,7 @@ class KmeansSolver {
   void rank_rows(const int64_t* points, int64_t n, const at::Tensor& centroids, int64_t* labels) {
     const int64_t k = opt_.k;
     const scalar_t* c = centroids.data_ptr<scalar_t>();
-    at::Tensor dots = thread_buffer(Scratch::kRankDots, k * n, x_.scalar_type()).view({k, n});
+    at::Tensor dots = scratch_dots_.view(-1).narrow(0, 0, k * n).view({k, n});
     point_dots(centroids, x_, points, n, dots);
     const scalar_t* dot = dots.data_ptr<scalar_t>();
     approx_.resize(k);
@@ -481,11 +482,9 @@ class KmeansSolver {
     const double* cumulative = first_cumulative.data();
     std::vector<int64_t> candidates(n_candidates), slot(M_);
     std::vector<uint32_t> wanted(M_);
-    const at::ScalarType dtype = x_.scalar_type();
-    at::Tensor candidate_rows =
-        thread_buffer(Scratch::kCandidateRows, n_candidates * d_, dtype).view({n_candidates, d_});
-    at::Tensor candidate_dots = thread_buffer(Scratch::kCandidateDots, n_candidates * M_, dtype);  // [C, n] per step
-    at::Tensor seed_dots = thread_buffer(Scratch::kSeedDots, n_candidates * k, dtype);  // [C, step] per step
+    at::Tensor candidate_rows = at::empty({n_candidates, d_}, x_.options());
+    at::Tensor candidate_dots = at::empty({n_candidates * M_}, x_.options());  // [n_candidates, n] per step
+    at::Tensor seed_dots = at::empty({n_candidates * k}, x_.options());        // [n_candidates, step] per step
     std::vector<int64_t> seed_of(k);  // the point each seed is
     seed_of[0] = first;
     scalar_t* rows = candidate_rows.data_ptr<scalar_t>();
@@ -642,6 +641,7 @@ class KmeansSolver {
   // The seeding's candidate rows of one class [<= C, d] and their products [<= C, n] (float32 only).
   std::vector<float> class_rows_, class_dots_;
   double max_c_norm_ = 0.0;
+  at::Tensor scratch_dots_;  // [k, M] dot products
 };
 
 }  // namespace

@@ -13,7 +13,6 @@
 #include "parallel_tasks.h"
 #include "row_gather.h"
 #include "symmetric_eigenvalues.h"
-#include "tensor_utils.h"  // thread_buffer
 
 namespace sdd {
 namespace cpu {
@@ -75,6 +74,16 @@ std::vector<Chunk> make_chunks(const RowMatrices& mats, Cut cut) {
   return chunks;
 }
 
+// A thread's buffer of at least `numel` elements (float64, or `dtype`), kept for the thread's life.
+at::Tensor thread_buffer(int slot, int64_t numel, at::ScalarType dtype = at::kDouble) {
+  thread_local at::Tensor buffers[5];
+  at::Tensor& buffer = buffers[slot];
+  if (!buffer.defined() || buffer.numel() < numel || buffer.scalar_type() != dtype) {
+    buffer = at::empty({numel}, dtype);
+  }
+  return buffer.narrow(0, 0, numel);
+}
+
 // out [padded, d] (out_t) <- matrix i, centered in float64 if asked, zero rows below; mean: [d] scratch.
 template <typename in_t, typename out_t>
 void gather_member(const RowMatrices& mats, int64_t i, int64_t padded, double* mean, out_t* out) {
@@ -120,8 +129,7 @@ GramSource chunk_source(const RowMatrices& mats, const Chunk& chunk, AlignedVect
 // buffer, as float64 (the Grams) or in the table's own dtype (the operand of the backward's products).
 at::Tensor gather_chunk(const RowMatrices& mats, const Chunk& chunk, at::ScalarType dtype = at::kDouble) {
   const int64_t c = static_cast<int64_t>(chunk.members.size()), d = mats.table.size(1);
-  const Scratch slot = dtype == at::kDouble ? Scratch::kStacked : Scratch::kStackedInput;
-  at::Tensor stacked = thread_buffer(slot, c * chunk.padded * d, dtype);
+  at::Tensor stacked = thread_buffer(dtype == at::kDouble ? 0 : 4, c * chunk.padded * d, dtype);
   AT_DISPATCH_FLOATING_TYPES(mats.table.scalar_type(), "sdd::gather", [&] {
     if (dtype == at::kDouble) {
       gather<scalar_t, double>(mats, chunk, stacked.data_ptr<double>());
@@ -137,7 +145,7 @@ at::Tensor gather_chunk(const RowMatrices& mats, const Chunk& chunk, at::ScalarT
 // flagged in `bad`.
 at::Tensor chunk_grams(const at::Tensor& stacked, const Chunk& chunk, std::vector<char>& bad) {
   const int64_t c = stacked.size(0), m = chunk.gram_size(stacked.size(2));
-  at::Tensor gram = thread_buffer(Scratch::kGrams, c * m * m).view({c, m, m});
+  at::Tensor gram = thread_buffer(1, c * m * m).view({c, m, m});
   const at::Tensor t = stacked.transpose(1, 2);
   if (chunk.gram) {
     at::bmm_out(gram, stacked, t);
@@ -260,7 +268,7 @@ void solve_chunk(const SpectrumJob& job, const Chunk& chunk) {
     return;
   }
   // Eigenvalues only; NaN for a matrix with a non-finite entry.
-  at::Tensor values = thread_buffer(Scratch::kValues, c * m).view({c, m});
+  at::Tensor values = thread_buffer(2, c * m).view({c, m});
   if (chunk.gram) {
     AlignedVector<double> mean(d);
     const std::vector<int64_t> sizes = member_rows(mats, chunk);
@@ -359,7 +367,7 @@ void add_spectral_gradients(const RowMatrices& mats, const SpectralWeightFn& wei
     const int64_t c = static_cast<int64_t>(chunk.members.size()), m = chunk.gram_size(d);
     // vectors [c, m, m]: member j's [n, n] eigenvectors U in its top-left corner, zeros around;
     // weighted: U diag(w) there, w its weights times its scale.
-    at::Tensor vectors = thread_buffer(Scratch::kVectors, c * m * m).view({c, m, m});
+    at::Tensor vectors = thread_buffer(3, c * m * m).view({c, m, m});
     at::Tensor weighted = at::empty({c, m, m}, vectors.options());
     std::vector<double> weights(m);
     bool any = false;

@@ -10,24 +10,6 @@
 namespace sdd {
 namespace cpu {
 
-// Scratch tensors a thread keeps for its life (no allocation per call), one per use that can be live
-// at the same time on a thread: the spectral chunks' (small_eigh.cpp) and one k-means problem's.
-enum class Scratch {
-  kStacked, kGrams, kValues, kVectors, kStackedInput,           // small_eigh.cpp
-  kRankDots, kCandidateRows, kCandidateDots, kSeedDots, kCentroids,  // kmeans_kernel.cpp, dse_kernel.cpp
-  kCount
-};
-
-// The calling thread's `slot` buffer narrowed to `numel` elements of `dtype` (grown when needed).
-inline at::Tensor thread_buffer(Scratch slot, int64_t numel, at::ScalarType dtype = at::kDouble) {
-  thread_local at::Tensor buffers[static_cast<int>(Scratch::kCount)];
-  at::Tensor& buffer = buffers[static_cast<int>(slot)];
-  if (!buffer.defined() || buffer.numel() < numel || buffer.scalar_type() != dtype) {
-    buffer = at::empty({numel}, dtype);
-  }
-  return buffer.narrow(0, 0, numel);
-}
-
 // `t` in its compute dtype, contiguous (no copy when it already is).
 inline at::Tensor compute_copy(const at::Tensor& t) { return t.to(compute_dtype(t)).contiguous(); }
 
