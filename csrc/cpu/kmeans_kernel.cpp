@@ -391,8 +391,7 @@ class KmeansSolver {
     int64_t rechecked = 0;
     for (int64_t r = 0; r < n; ++r) {
       const int64_t i = points != nullptr ? points[r] : r;
-      const double err = 2.0 * dot_error_ * std::sqrt(x_norms_[i]) * max_c_norm_ +
-                         8.0 * std::numeric_limits<double>::epsilon() * (x_norms_[i] + max_c_norm_ * max_c_norm_);
+      const double err = product_error(x_norms_[i], max_c_norm_, max_c_norm_ * max_c_norm_);
       int64_t best = 0;
       for (int64_t cl = 0; cl < k; ++cl) {
         approx_[cl] = x_norms_[i] + c_norms_[cl] - 2.0 * static_cast<double>(dot[cl * n + r]);
@@ -425,6 +424,12 @@ class KmeansSolver {
     WorkCounters& work = work_counters();
     work.distances_computed.fetch_add(n * k, std::memory_order_relaxed);
     work.exact_rechecks.fetch_add(rechecked, std::memory_order_relaxed);
+  }
+
+  // Error bound of a squared distance ||a||^2 + ||b||^2 - 2 a.b whose a.b is a GEMM product (see the
+  // constructor), from aa = ||a||^2, b_norm = ||b|| and bb = ||b||^2 (or bounds above them).
+  double product_error(double aa, double b_norm, double bb) const {
+    return 2.0 * dot_error_ * std::sqrt(aa) * b_norm + 8.0 * kEps * (aa + bb);
   }
 
   double weight(double squared) const {
@@ -495,7 +500,7 @@ class KmeansSolver {
         std::copy(data_ + candidates[j] * d_, data_ + (candidates[j] + 1) * d_, rows + j * d_);
       }
       // Lower bounds of the candidates' distances to the seeds, from their products [C, step] less
-      // the error bound of rank_rows (the seeds and candidates are points: their norms are known).
+      // their error bound (the seeds and candidates are points: their norms are known).
       at::Tensor products = seed_dots.narrow(0, 0, n_candidates * step).view({n_candidates, step});
       point_dots(candidate_rows, centroids, nullptr, step, products);
       const scalar_t* product = products.data_ptr<scalar_t>();
@@ -503,7 +508,7 @@ class KmeansSolver {
         const double qq = x_norms_[candidates[j]];
         for (int64_t t = 0; t < step; ++t) {
           const double ss = x_norms_[seed_of[t]];
-          const double err = 2.0 * dot_error_ * std::sqrt(qq * ss) + 8.0 * kEps * (qq + ss);
+          const double err = product_error(qq, std::sqrt(ss), ss);
           const double sq = qq + ss - 2.0 * static_cast<double>(product[j * step + t]) - err;
           to_seeds[t * n_candidates + j] = std::sqrt(std::max(0.0, sq)) * (1.0 - 1e-12);
         }

@@ -1,12 +1,29 @@
 #include "row_gather.h"
 
-#include <algorithm>
-
 #include "clones.h"
 
 namespace sdd {
 namespace cpu {
 namespace {
+
+// Rows asked for ahead of the one read: the gathered rows lie anywhere in the table (often beyond
+// the caches), one row ahead left the copy waiting on memory (forward ~3% slower than three).
+constexpr int64_t kAhead = 3;
+
+// Asks for the cache lines of `row` [d].
+template <typename scalar_t>
+inline __attribute__((always_inline)) void prefetch_row(const scalar_t* row, int64_t d) {
+  constexpr int64_t kLine = 64 / sizeof(scalar_t);
+  for (int64_t c = 0; c < d; c += kLine) __builtin_prefetch(row + c);
+}
+
+// Before row r of a pass over rows `rows` [n] of table: asks for row r + kAhead (at r = 0, for
+// rows 1 .. kAhead).
+template <typename scalar_t>
+inline __attribute__((always_inline)) void fetch_ahead(const scalar_t* table, const int64_t* rows, int64_t r,
+                                                       int64_t n, int64_t d) {
+  for (int64_t s = r == 0 ? 1 : r + kAhead; s <= r + kAhead && s < n; ++s) prefetch_row(table + rows[s] * d, d);
+}
 
 // mean [d] <- the mean of rows `rows` of table (float64, rows in order); `rows` null: rows 0 .. n - 1.
 template <typename scalar_t>
@@ -14,21 +31,11 @@ inline __attribute__((always_inline)) void mean_row(const scalar_t* table, const
                                                     double* mean) {
   for (int64_t c = 0; c < d; ++c) mean[c] = 0.0;
   for (int64_t r = 0; r < n; ++r) {
+    if (rows != nullptr) fetch_ahead(table, rows, r, n, d);
     const scalar_t* src = table + (rows != nullptr ? rows[r] : r) * d;
     for (int64_t c = 0; c < d; ++c) mean[c] += static_cast<double>(src[c]);
   }
   for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
-}
-
-// Rows asked for ahead of the one read: the gathered rows lie anywhere in the table (often beyond
-// the caches), one row ahead left the copy waiting on memory (forward ~3% slower than three).
-constexpr int64_t kAhead = 3;
-
-// Asks for the cache lines of `row` [d], kAhead rows before they are read.
-template <typename scalar_t>
-inline __attribute__((always_inline)) void prefetch_row(const scalar_t* row, int64_t d) {
-  constexpr int64_t kLine = 64 / sizeof(scalar_t);
-  for (int64_t c = 0; c < d; c += kLine) __builtin_prefetch(row + c);
 }
 
 // out [n, d] <- rows `rows` of table, minus their float64 mean when centered (then `mean` [d] holds
@@ -39,21 +46,13 @@ template <typename in_t, typename out_t>
 inline __attribute__((always_inline)) void gather(const in_t* table, const int64_t* rows, int64_t n, int64_t d,
                                                   bool centered, double* mean, out_t* out) {
   static_assert(sizeof(out_t) >= sizeof(in_t), "gather: out_t must hold in_t exactly");
-  for (int64_t c = 0; c < d; ++c) mean[c] = 0.0;
   if (centered) {
-    for (int64_t r = 1; r < std::min(n, kAhead); ++r) prefetch_row(table + rows[r] * d, d);
-    for (int64_t r = 0; r < n; ++r) {
-      if (r + kAhead < n) prefetch_row(table + rows[r + kAhead] * d, d);
-      const in_t* src = table + rows[r] * d;
-      for (int64_t c = 0; c < d; ++c) mean[c] += static_cast<double>(src[c]);
-    }
-    for (int64_t c = 0; c < d; ++c) mean[c] /= static_cast<double>(n);
-  }
-  if (!centered) {
-    for (int64_t r = 1; r < std::min(n, kAhead); ++r) prefetch_row(table + rows[r] * d, d);
+    mean_row(table, rows, n, d, mean);
+  } else {
+    for (int64_t c = 0; c < d; ++c) mean[c] = 0.0;
   }
   for (int64_t r = 0; r < n; ++r) {
-    if (!centered && r + kAhead < n) prefetch_row(table + rows[r + kAhead] * d, d);
+    if (!centered) fetch_ahead(table, rows, r, n, d);
     const in_t* src = table + rows[r] * d;
     out_t* dst = out + r * d;
     for (int64_t c = 0; c < d; ++c) dst[c] = static_cast<out_t>(static_cast<double>(src[c]) - mean[c]);
@@ -70,9 +69,8 @@ inline __attribute__((always_inline)) void scatter(scalar_t* grad, const int64_t
       for (int64_t c = 0; c < d; ++c) g[c] = static_cast<scalar_t>(g[c] - mean[c]);
     }
   }
-  for (int64_t r = 1; r < std::min(n, kAhead); ++r) prefetch_row(table + rows[r] * d, d);
   for (int64_t r = 0; r < n; ++r) {
-    if (r + kAhead < n) prefetch_row(table + rows[r + kAhead] * d, d);
+    fetch_ahead(table, rows, r, n, d);
     scalar_t* dst = table + rows[r] * d;
     const scalar_t* g = grad + r * d;
     for (int64_t c = 0; c < d; ++c) dst[c] += g[c];
