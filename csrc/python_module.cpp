@@ -72,13 +72,15 @@ PYBIND11_MODULE(_C, m) {
         read("exact_rechecks", w.exact_rechecks);
         read("seeding_full", w.seeding_full);
         read("seeding_computed", w.seeding_computed);
+        read("other_distances", w.other_distances);
         return out;
       },
       pybind11::arg("reset") = false,
       "Work the CPU k-means did since the last reset: seeding + Lloyd runs, centroid updates, point x "
       "assignment passes, point-centroid distances plain Lloyd evaluates and those the bound-based "
       "assignment evaluated, fp64 rechecks of near ties, point-candidate products of the greedy seeding (full loop "
-      "and taken after pruning). reset=True zeroes them after reading.");
+      "and taken after pruning), and distances dse's k-means took to find each point's nearest other centroid. "
+      "reset=True zeroes them after reading.");
   m.def(
       "set_plain_lloyd", [](bool plain) { return sdd::cpu::plain_lloyd().exchange(plain); }, pybind11::arg("plain"),
       "Test switch: True makes the CPU k-means evaluate every distance every iteration (plain Lloyd) and "

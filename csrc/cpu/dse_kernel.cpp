@@ -109,13 +109,15 @@ std::vector<int64_t> permuted_rows(const at::Tensor& perm) {
 
 // Every k-means of the call in one parallel region: the G groups (global_k clusters, the larger
 // problems, first) and the B images (local_k clusters). Given labels replace a level's k-means;
-// the groups' centroids are then their labelled means. Returns per group which centroids may be
-// the nearest other one: empty after k-means (all), else those with points. norms [B N]: the rows'
-// squared norms (prepare_features), shared by both levels' k-means.
+// the groups' centroids are then their labelled means. A group's k-means also finds each point's
+// nearest other centroid (other [G, group N]) and their mean distance (group_inter [G]: M_inter * s
+// of the group); with given labels, inter_group does, later. Returns per group which centroids may
+// be the nearest other one: empty after k-means (all), else those with points. norms [B N]: the
+// rows' squared norms (prepare_features), shared by both levels' k-means.
 std::vector<std::vector<bool>> cluster_all(const at::Tensor& x, const std::vector<double>& norms,
                                            const DseShape& shape, const DseOptions& options, bool local_given,
                                            bool global_given, at::Tensor& local_labels, at::Tensor& global_labels,
-                                           at::Tensor& centroids) {
+                                           at::Tensor& centroids, at::Tensor& other, std::vector<double>& group_inter) {
   const int64_t B = shape.batch, N = shape.patches, G = shape.groups, d = shape.channels;
   const at::Tensor table = rows_of(x);
   std::vector<std::vector<bool>> usable(G);
@@ -132,8 +134,10 @@ std::vector<std::vector<bool>> cluster_all(const at::Tensor& x, const std::vecto
         usable[g].resize(options.global.k);
         for (int64_t c = 0; c < options.global.k; ++c) usable[g][c] = counts[c] > 0;
       } else {
+        NearestOthers others{other.data_ptr<int64_t>() + g * other.size(1)};
         kmeans_problem(points, options.global, common::RandomStream::kGlobalKmeansSeeding, g, cg, rows, false,
-                       norms.data() + g * shape.group * N);
+                       norms.data() + g * shape.group * N, &others);
+        group_inter[g] = others.mean;
       }
       return;
     }
@@ -251,13 +255,14 @@ DseForward dse_forward(const at::Tensor& feats, int64_t local_k, int64_t global_
   const at::Tensor& x = prep.x;  // [B, N, d]
   double inter_raw = 0.0, intra_image_raw = 0.0, intra_batch_raw = 0.0;
   std::vector<std::vector<bool>> usable;
+  std::vector<double> group_inter(G);  // M_inter * s per group: from the k-means, or in the spectra's region
   if (!prep.collapsed) {  // collapsed: the class-relevance terms are 0
     usable = cluster_all(x, prep.row_norms, shape, options, local_labels.has_value(), global_labels.has_value(),
-                         local_out, global_out, centroids);
+                         local_out, global_out, centroids, other, group_inter);
   }
-  std::vector<double> group_inter(G);  // M_inter * s per group, in the spectra's region
+  const int64_t inter_tasks = !prep.collapsed && global_labels.has_value() ? G : 0;
   const SpectralParts spectra = spectral_parts(
-      x, shape, local_out, global_out, local_k, global_k, !prep.collapsed, perm, parts, prep.collapsed ? 0 : G,
+      x, shape, local_out, global_out, local_k, global_k, !prep.collapsed, perm, parts, inter_tasks,
       [&](int64_t g) { group_inter[g] = inter_group(x, shape, centroids, global_out, usable[g], other, g); });
   if (!prep.collapsed) {
     intra_image_raw = image_mean(spectra.image_values, spectra.image_counts, B, local_k);  // M_intra_image * s

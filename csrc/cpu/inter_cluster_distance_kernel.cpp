@@ -4,41 +4,70 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "kernels.h"
-#include "row_products.h"  // squared_distance
+#include "row_products.h"  // squared_distance, product error bounds
 #include "tensor_utils.h"
 
 namespace sdd {
 namespace cpu {
 
-double nearest_other_centroid(const at::Tensor& x, const at::Tensor& centroids, const int64_t* labels,
-                              const std::vector<bool>& usable, int64_t* other) {
-  const int64_t M = x.size(0), d = x.size(1), k = centroids.size(0);
-  double total = 0.0;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sdd::nearest_other_centroid", [&] {
+void nearest_others_from_products(const at::Tensor& x, const double* x_norms, const at::Tensor& centroids,
+                                  const int64_t* labels, const std::vector<bool>& usable, const int64_t* points,
+                                  int64_t n, const at::Tensor& dots, int64_t* other, double* distance) {
+  const int64_t d = x.size(1), k = centroids.size(0);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sdd::nearest_others_from_products", [&] {
     const scalar_t* xd = x.data_ptr<scalar_t>();
     const scalar_t* cd = centroids.data_ptr<scalar_t>();
     const std::vector<double> c_norms = squared_norms(cd, k, d);
-    at::Tensor dots = at::empty({k, M}, x.options());
-    point_dots(centroids, x, nullptr, M, dots);
+    double c_max = 0.0;  // the largest centroid norm, for the products' error bound
+    for (double norm : c_norms) c_max = std::max(c_max, std::sqrt(norm));
+    const double gamma = dot_product_error(d, std::numeric_limits<scalar_t>::epsilon() / 2.0);
     const scalar_t* dot = dots.data_ptr<scalar_t>();
-    for (int64_t i = 0; i < M; ++i) {
+    std::vector<double> score(k);  // ||c||^2 - 2 x.c: the squared distance less ||x||^2, from the product
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t i = points != nullptr ? points[r] : r;
+      auto competes = [&](int64_t c) { return c != labels[i] && (usable.empty() || usable[c]); };
       int64_t best = -1;
-      double best_score = std::numeric_limits<double>::infinity();
       for (int64_t c = 0; c < k; ++c) {
-        if (c == labels[i] || (!usable.empty() && !usable[c])) continue;
-        const double score = c_norms[c] - 2.0 * static_cast<double>(dot[c * M + i]);
-        if (best < 0 || score < best_score) { best_score = score; best = c; }
+        score[c] = c_norms[c] - 2.0 * static_cast<double>(dot[c * n + r]);
+        if (competes(c) && (best < 0 || score[c] < score[best])) best = c;
       }
       other[i] = best;
+      distance[i] = 0.0;
       if (best < 0) continue;
-      total += std::sqrt(squared_distance(xd + i * d, cd + best * d, d));
+      // Every centroid whose score is within twice the error bound of the best may be the nearest:
+      // their float64 distances decide.
+      const double reach = score[best] + 2.0 * product_error(gamma, x_norms[i], c_max, c_max * c_max);
+      double best_sq = std::numeric_limits<double>::infinity();
+      for (int64_t c = 0; c < k; ++c) {
+        if (!competes(c) || score[c] > reach) continue;
+        const double sq = squared_distance(xd + i * d, cd + c * d, d);
+        if (sq < best_sq) {  // in index order: ties keep the lowest
+          best_sq = sq;
+          other[i] = c;
+        }
+      }
+      distance[i] = std::sqrt(best_sq);
     }
   });
+}
+
+double nearest_other_centroid(const at::Tensor& x, const at::Tensor& centroids, const int64_t* labels,
+                              const std::vector<bool>& usable, int64_t* other) {
+  const int64_t M = x.size(0), k = centroids.size(0);
+  std::vector<double> x_norms, distance(M);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sdd::nearest_other_centroid",
+                             [&] { x_norms = squared_norms(x.data_ptr<scalar_t>(), M, x.size(1)); });
+  at::Tensor dots = at::empty({k, M}, x.options());
+  point_dots(centroids, x, nullptr, M, dots);
+  nearest_others_from_products(x, x_norms.data(), centroids, labels, usable, nullptr, M, dots, other, distance.data());
+  double total = 0.0;
+  for (double value : distance) total += value;
   return total / static_cast<double>(M);
 }
 

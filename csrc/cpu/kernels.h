@@ -17,13 +17,22 @@ namespace sdd {
 namespace cpu {
 
 // ---- k-means ---------------------------------------------------------------------------
+// Each point's nearest centroid other than its own, as nearest_other_centroid gives it for the
+// k-means' centroids and labels (the same indices and mean, bit for bit).
+struct NearestOthers {
+  int64_t* index;     // [M] written: the nearest other centroid, -1 when k == 1
+  double mean = 0.0;  // written: the mean over points of the distance to it
+};
+
 // Lloyd's k-means after k-means++ seeding (SPEC "k-means"). Writes centroids [k, d],
 // labels [M] and returns the inertia (NaN when not asked for and n_init is 1: a pass over the
 // points saved). Draws come from (seed, stream, problem). norms [M]: the rows' squared norms
-// (sum_of_squares) when the caller has them, else taken here.
+// (sum_of_squares) when the caller has them, else taken here. With `others`, the nearest other
+// centroids too, from the distance bounds the Lloyd loop keeps (most distances are never taken).
 double kmeans_problem(const at::Tensor& x, const KmeansOptions& options,
                       common::RandomStream stream, int64_t problem, at::Tensor& centroids,
-                      int64_t* labels, bool want_inertia = true, const double* norms = nullptr);
+                      int64_t* labels, bool want_inertia = true, const double* norms = nullptr,
+                      NearestOthers* others = nullptr);
 
 // dots [r, n] (contiguous) <- rows [r, d] . the points x[points[j]] (points null: x's first n rows),
 // x [M, d]: row_dots in float32 (the points read where they lie, no GEMM packing), gathered points
@@ -86,11 +95,20 @@ void effective_ranks_backward(const at::Tensor& table, const std::vector<int64_t
 
 // ---- distance to the nearest other centroid ---------------------------------------------
 // For each point i: other[i] = the nearest centroid other than labels[i] among those with
-// usable[c] (all when `usable` is empty), or -1 when there is none. Returns the mean over
-// points of || x_i - centroid[other_i] || (0 for points with no other centroid).
+// usable[c] (all when `usable` is empty), or -1 when there is none: by float64 distance
+// (squared_distance; ties: the lowest index), the candidates found from float32 products and their
+// error bound. Returns the mean over points of || x_i - centroid[other_i] || (0 for points with no
+// other centroid).
 double nearest_other_centroid(const at::Tensor& x, const at::Tensor& centroids,
                               const int64_t* labels, const std::vector<bool>& usable,
                               int64_t* other);
+
+// The same for the points `points` (nullptr: 0 .. n - 1) of x [M, d] from their products with the
+// centroids, dots [k, n] (point_dots), and x_norms [M] their squared norms: other[i] <- the nearest
+// other centroid (-1: none), distance[i] <- the distance to it (0: none).
+void nearest_others_from_products(const at::Tensor& x, const double* x_norms, const at::Tensor& centroids,
+                                  const int64_t* labels, const std::vector<bool>& usable, const int64_t* points,
+                                  int64_t n, const at::Tensor& dots, int64_t* other, double* distance);
 
 // grad_x[i] += grad_mean / M * u_i and grad_centroids[other_i] -= grad_mean / M * u_i with
 // u_i the unit vector from centroid[other_i] to x_i. grad_centroids may be undefined.

@@ -41,22 +41,30 @@ constexpr double kMargin = 1e-9;  // relative: covers the fp64 rounding of bound
 constexpr double kEps = std::numeric_limits<double>::epsilon();
 constexpr double kInfinity = std::numeric_limits<double>::infinity();
 
+// A lower bound of a point's distance to a centroid (see assign_bounded): its stored Elkan bound less
+// the centroid's movement since (less the rounding of the two), or twice the half distance from the
+// point's own centroid less `upper` (the point's distance to its own centroid, or more); less the
+// rounding margin.
+inline double centroid_lower_bound(double stored, double moved, double half_from_own, double upper) {
+  const double from_point = (stored - moved) - 4.0 * kEps * (stored + moved);
+  const double from_centroids = 2.0 * half_from_own - upper;
+  return std::max(from_point, from_centroids) * (1.0 - kMargin);
+}
+
 // Elkan's per-centroid test of one point whose centroid is `own`, its distance to it at most `upper`
-// (`reach` with the rounding margin): every other centroid cl has the lower bound max(stored[cl] -
-// moved[cl] less the rounding of the two, 2 half_from_own[cl] - upper) (less the margin; see
-// assign_bounded). Those not beyond reach go, in order, into candidates; returns their count, and
-// in *ruled_out the least bound of the others (+inf when none). Not inlined: its own registers keep
-// the running minimum (inlined, GCC keeps it in memory, a store-to-load chain per centroid), and no
-// branch depends on the test (its outcome varies from point to point).
+// (`reach` with the rounding margin): every other centroid cl has the lower bound
+// centroid_lower_bound(stored[cl], moved[cl], half_from_own[cl], upper). Those not beyond reach go, in
+// order, into candidates; returns their count, and in *ruled_out the least bound of the others (+inf
+// when none). Not inlined: its own registers keep the running minimum (inlined, GCC keeps it in
+// memory, a store-to-load chain per centroid), and no branch depends on the test (its outcome varies
+// from point to point).
 __attribute__((noinline)) int64_t elkan_candidates(const double* stored, const double* moved,
                                                    const double* half_from_own, int64_t k, int64_t own, double upper,
                                                    double reach, int64_t* candidates, double* ruled_out) {
   double least = std::numeric_limits<double>::infinity();
   int64_t count = 0;
   for (int64_t cl = 0; cl < k; ++cl) {
-    const double from_point = (stored[cl] - moved[cl]) - 4.0 * kEps * (stored[cl] + moved[cl]);
-    const double from_centroids = 2.0 * half_from_own[cl] - upper;
-    const double other = std::max(from_point, from_centroids) * (1.0 - kMargin);
+    const double other = centroid_lower_bound(stored[cl], moved[cl], half_from_own[cl], upper);
     const bool out = reach < other;
     least = out && cl != own && other < least ? other : least;
     candidates[count] = cl;
@@ -120,17 +128,15 @@ class KmeansSolver {
     double squares = 0.0;
     for (double norm : x_norms_) squares += norm;
     threshold_ = opt_.tol * std::sqrt(squares / static_cast<double>(M_));  // tol x RMS point norm (SPEC)
-    // |fl(x.c) - x.c| <= gamma_d ||x|| ||c|| for any summation order (Higham, Thm 3.5), gamma_d =
-    // d u / (1 - d u), u the unit roundoff of scalar_t; the fp64 terms add a few ulps of the norms.
-    const double u = std::numeric_limits<scalar_t>::epsilon() / 2.0;
-    const double du = static_cast<double>(d_ + 2) * u;
-    dot_error_ = 1.5 * du / (1.0 - du);
+    dot_error_ = dot_product_error(d_, std::numeric_limits<scalar_t>::epsilon() / 2.0);
     scratch_dots_ = at::empty({opt_.k, M_}, x_.options());
   }
 
   // One seeding + Lloyd run; writes centroids [k, d] and labels [M]; returns the inertia (NaN
-  // without want_inertia).
-  double run(int64_t init, at::Tensor& centroids, int64_t* labels, bool want_inertia) {
+  // without want_inertia). With `others`: each point's nearest other centroid [M] (nearest_others),
+  // and the sum of the distances to them in *other_total.
+  double run(int64_t init, at::Tensor& centroids, int64_t* labels, bool want_inertia, int64_t* others = nullptr,
+             double* other_total = nullptr) {
     const int64_t k = opt_.k;
     const bool bounded = !plain_lloyd().load(std::memory_order_relaxed);
     upper_.assign(M_, 0.0);
@@ -176,10 +182,90 @@ class KmeansSolver {
     work.kmeans_runs.fetch_add(1, std::memory_order_relaxed);
     work.lloyd_iterations.fetch_add(updates, std::memory_order_relaxed);
     work.lloyd_point_iterations.fetch_add((updates + 1) * M_, std::memory_order_relaxed);
+    if (others != nullptr) *other_total = nearest_others(centroids, labels, others);
     if (!want_inertia) return std::numeric_limits<double>::quiet_NaN();
     double inertia = 0.0;
     for (int64_t i = 0; i < M_; ++i) inertia += squared_distance(data_ + i * d_, c + labels[i] * d_, d_);
     return inertia;
+  }
+
+  // The nearest centroid to each point other than its own, as nearest_other_centroid finds it for
+  // these centroids and labels (the same indices and distances, bit for bit), mostly from the bounds
+  // the last assignment left: the other centroids are taken in order of their lower bound
+  // (centroid_lower_bound), each distance bounded in float32 (distance_bounds), until the next lower
+  // bound is beyond the least upper one; of those, the ones whose lower bound is not beyond it get
+  // float64 distances. A point that would take more than kBoundedOthers (where the other centroids
+  // are all about equally far, as in high dimensions they can be) goes with the others like it
+  // through products (nearest_others_from_products). others [M] (-1 when k == 1); returns the sum
+  // over points (in order) of the distance to it.
+  double nearest_others(const at::Tensor& centroids, const int64_t* labels, int64_t* others) {
+    constexpr int64_t kBoundedOthers = 8;
+    const int64_t k = opt_.k;
+    const scalar_t* c = centroids.data_ptr<scalar_t>();
+    std::vector<double>& bound = approx_;  // [k]: lower bounds of the centroids not yet taken
+    bound.resize(k);
+    candidate_bounds_.resize(k);
+    other_distance_.resize(M_);
+    need_.clear();
+    int64_t evaluated = 0;
+    for (int64_t i = 0; i < M_; ++i) {
+      const int64_t a = labels[i];
+      const double* stored = elkan_.data() + i * k;
+      const double* half = half_between_.data() + a * k;
+      for (int64_t cl = 0; cl < k; ++cl) {
+        const double lower = std::max(0.0, centroid_lower_bound(stored[cl], moved_[cl], half[cl], upper_[i]));
+        bound[cl] = cl == a ? kInfinity : lower;
+      }
+      double least_upper = kInfinity;  // squared
+      int64_t taken = 0;
+      bool many = false;  // more than kBoundedOthers centroids to take
+      for (;;) {
+        int64_t next = 0;  // the least bound left (ties: the lowest index)
+        for (int64_t cl = 1; cl < k; ++cl) next = bound[cl] < bound[next] ? cl : next;
+        if (bound[next] == kInfinity || !(bound[next] * bound[next] <= least_upper)) break;  // inf: none left
+        if (taken == kBoundedOthers) {
+          many = true;
+          break;
+        }
+        candidates_[taken] = next;
+        candidate_bounds_[taken] = distance_bounds(data_ + i * d_, c + next * d_);
+        least_upper = std::min(least_upper, candidate_bounds_[taken].upper);
+        bound[next] = kInfinity;
+        ++taken;
+      }
+      evaluated += taken;
+      if (many) {
+        need_.push_back(i);
+        continue;
+      }
+      int64_t best = -1;
+      double best_sq = kInfinity;
+      for (int64_t j = 0; j < taken; ++j) {
+        // The margin covers the float64 distances' rounding: a centroid whose float64 distance may be
+        // the least is never skipped.
+        if (candidate_bounds_[j].lower > least_upper * (1.0 + kMargin)) continue;
+        const int64_t cl = candidates_[j];
+        const double sq = squared_distance(data_ + i * d_, c + cl * d_, d_);
+        if (sq < best_sq || (sq == best_sq && cl < best)) {
+          best_sq = sq;
+          best = cl;
+        }
+      }
+      others[i] = best;
+      other_distance_[i] = best >= 0 ? std::sqrt(best_sq) : 0.0;
+    }
+    const int64_t n = static_cast<int64_t>(need_.size());
+    if (n > 0) {
+      at::Tensor dots = scratch_dots_.view(-1).narrow(0, 0, k * n).view({k, n});
+      point_dots(centroids, x_, need_.data(), n, dots);
+      nearest_others_from_products(x_, x_norms_.data(), centroids, labels, {}, need_.data(), n, dots, others,
+                                   other_distance_.data());
+      evaluated += n * k;
+    }
+    work_counters().other_distances.fetch_add(evaluated, std::memory_order_relaxed);
+    double total = 0.0;
+    for (double distance : other_distance_) total += distance;
+    return total;
   }
 
  private:
@@ -426,10 +512,9 @@ class KmeansSolver {
     work.exact_rechecks.fetch_add(rechecked, std::memory_order_relaxed);
   }
 
-  // Error bound of a squared distance ||a||^2 + ||b||^2 - 2 a.b whose a.b is a GEMM product (see the
-  // constructor), from aa = ||a||^2, b_norm = ||b|| and bb = ||b||^2 (or bounds above them).
+  // Error bound of a squared distance from a GEMM product of this table (row_products.h).
   double product_error(double aa, double b_norm, double bb) const {
-    return 2.0 * dot_error_ * std::sqrt(aa) * b_norm + 8.0 * kEps * (aa + bb);
+    return cpu::product_error(dot_error_, aa, b_norm, bb);
   }
 
   double weight(double squared) const {
@@ -462,7 +547,7 @@ class KmeansSolver {
     slack.resize(M_);
     for (int64_t i = 0; i < M_; ++i) closest[i] = squared_distance(data_ + i * d_, c, d_);
     // slack_i bounds the error of a computed squared distance of point i to any point, twice over
-    // (GEMM dot products: dot_error_ ||x_i|| ||x_j||; see the constructor).
+    // (GEMM dot products: dot_error_ ||x_i|| ||x_j||; dot_product_error).
     double largest_norm = 0.0;
     for (double norm : x_norms_) largest_norm = std::max(largest_norm, std::sqrt(norm));
     for (int64_t i = 0; i < M_; ++i) slack[i] = 4.0 * dot_error_ * std::sqrt(x_norms_[i]) * largest_norm + 1e-300;
@@ -626,7 +711,7 @@ class KmeansSolver {
   const scalar_t* data_;
   std::vector<double> x_norms_;
   double threshold_;   // early stop when the centroid shift falls under it
-  double dot_error_;   // relative error bound of a GEMM dot product (see the constructor)
+  double dot_error_;   // relative error bound of a GEMM dot product (dot_product_error)
   // Per run: Hamerly bounds [M], Elkan bounds [M, k], centroid moves (last, cumulative) / norms / half
   // gaps [k], half distances between centroids [k, k], sums [k, d], counts [k].
   std::vector<double> upper_, lower_, elkan_, drift_, moved_, c_norms_, half_gap_, half_between_, approx_;
@@ -637,6 +722,7 @@ class KmeansSolver {
   std::vector<double> closest_, slack_, reach_;
   std::vector<int64_t> counts_, need_, candidates_;  // candidates_: the centroids a point may be nearer to
   std::vector<DistanceBounds> candidate_bounds_;
+  std::vector<double> other_distance_;  // [M] each point's distance to its nearest other centroid
   // Per run: each centroid's version (its changes so far) [k]; each point's bounds of its distance to
   // its own centroid [M], with that centroid and its version then, and each pair's versions at its
   // half distance: while they hold, distance_bounds would give the same bits again.
@@ -666,24 +752,32 @@ void point_dots(const at::Tensor& rows, const at::Tensor& x, const int64_t* poin
 
 double kmeans_problem(const at::Tensor& x, const KmeansOptions& options,
                       common::RandomStream stream, int64_t problem, at::Tensor& centroids,
-                      int64_t* labels, bool want_inertia, const double* norms) {
+                      int64_t* labels, bool want_inertia, const double* norms, NearestOthers* others) {
   double best_inertia = 0.0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sdd::kmeans", [&] {
     KmeansSolver<scalar_t> solver(x, options, stream, problem, norms);
+    const int64_t M = x.size(0);
+    double other_total = 0.0;
     if (options.n_init == 1) {
-      best_inertia = solver.run(0, centroids, labels, want_inertia);
-      return;
-    }
-    at::Tensor trial_centroids = at::empty_like(centroids);
-    std::vector<int64_t> trial_labels(x.size(0));
-    for (int64_t init = 0; init < options.n_init; ++init) {
-      const double inertia = solver.run(init, trial_centroids, trial_labels.data(), true);  // picks the run
-      if (init == 0 || inertia < best_inertia) {  // ties: the earlier run
-        best_inertia = inertia;
-        centroids.copy_(trial_centroids);
-        std::copy(trial_labels.begin(), trial_labels.end(), labels);
+      best_inertia = solver.run(0, centroids, labels, want_inertia, others != nullptr ? others->index : nullptr,
+                                &other_total);
+    } else {
+      at::Tensor trial_centroids = at::empty_like(centroids);
+      std::vector<int64_t> trial_labels(M), trial_others(others != nullptr ? M : 0);
+      for (int64_t init = 0; init < options.n_init; ++init) {
+        double trial_total = 0.0;
+        const double inertia = solver.run(init, trial_centroids, trial_labels.data(), true,  // picks the run
+                                          others != nullptr ? trial_others.data() : nullptr, &trial_total);
+        if (init == 0 || inertia < best_inertia) {  // ties: the earlier run
+          best_inertia = inertia;
+          centroids.copy_(trial_centroids);
+          std::copy(trial_labels.begin(), trial_labels.end(), labels);
+          std::copy(trial_others.begin(), trial_others.end(), others != nullptr ? others->index : nullptr);
+          other_total = trial_total;
+        }
       }
     }
+    if (others != nullptr) others->mean = other_total / static_cast<double>(M);
   });
   return best_inertia;
 }

@@ -8,7 +8,9 @@
 // twice, so the last bits can differ between machine kinds.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 namespace sdd {
 namespace cpu {
@@ -23,6 +25,21 @@ struct DistanceBounds {
   double lower, upper;
 };
 DistanceBounds squared_distance_bounds(const float* a, const float* b, int64_t d);
+
+// Relative error bound gamma of a d-term dot product summed in any order in a type of unit roundoff
+// u: |fl(a.b) - a.b| <= gamma ||a|| ||b|| (Higham, Thm 3.5: d u / (1 - d u); 1.5x and d + 2 cover
+// the float64 steps around it).
+inline double dot_product_error(int64_t d, double u) {
+  const double du = static_cast<double>(d + 2) * u;
+  return 1.5 * du / (1.0 - du);
+}
+
+// Error bound of a squared distance ||a||^2 + ||b||^2 - 2 a.b whose a.b carries a relative error of at
+// most gamma (dot_product_error), from aa = ||a||^2, b_norm = ||b|| and bb = ||b||^2 (or bounds above
+// them); the float64 terms add a few ulps of the norms.
+inline double product_error(double gamma, double aa, double b_norm, double bb) {
+  return 2.0 * gamma * std::sqrt(aa) * b_norm + 8.0 * std::numeric_limits<double>::epsilon() * (aa + bb);
+}
 
 // sums [d] += row [d] in float64, element by element (the same bits in every copy).
 void add_row(double* sums, const float* row, int64_t d);

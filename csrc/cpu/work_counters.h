@@ -18,6 +18,7 @@ struct WorkCounters {
   std::atomic<int64_t> exact_rechecks{0};         // points whose fp32 best and second best were re-ranked in fp64
   std::atomic<int64_t> seeding_full{0};           // point-candidate products the full greedy seeding takes
   std::atomic<int64_t> seeding_computed{0};       // ... that the bound-pruned seeding took
+  std::atomic<int64_t> other_distances{0};        // distances the k-means took for the nearest other centroids
 };
 
 WorkCounters& work_counters();
