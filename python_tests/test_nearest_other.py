@@ -56,6 +56,14 @@ def test_op_picks_the_exact_nearest_at_near_ties():
     torch.testing.assert_close(mean.double(), sq.min(1).values.sqrt(), rtol=1e-6, atol=0)
 
 
+def test_op_gives_nan_for_a_problem_with_a_non_finite_point():
+    x, centroids, labels = _near_ties(3, 16, seed=1)
+    clean = torch.ops.sdd.inter_cluster_distance(x, centroids, labels)
+    x[1, 0, 5] = float("nan")
+    means = torch.ops.sdd.inter_cluster_distance(x, centroids, labels)
+    assert bool(means[1].isnan()) and torch.equal(means[[0, 2]], clean[[0, 2]])
+
+
 def _dse_forward(feats, global_k, n_init, seeding, labels=(None, None), group=4):
     return torch.ops.sdd.dse_forward(feats, 3, global_k, group, True, 20, 1e-4, n_init, seeding, 0, *labels)
 

@@ -41,13 +41,13 @@ void nearest_others_from_products(const at::Tensor& x, const double* x_norms, co
       distance[i] = 0.0;
       if (best < 0) continue;
       // Every centroid whose score is within twice the error bound of the best may be the nearest:
-      // their float64 distances decide.
+      // their float64 distances decide (a non-finite row or centroid: the products' pick, NaN).
       const double reach = score[best] + 2.0 * product_error(gamma, x_norms[i], c_max, c_max * c_max);
-      double best_sq = std::numeric_limits<double>::infinity();
+      double best_sq = squared_distance(xd + i * d, cd + best * d, d);
       for (int64_t c = 0; c < k; ++c) {
-        if (!competes(c) || score[c] > reach) continue;
+        if (c == best || !competes(c) || !(score[c] <= reach)) continue;
         const double sq = squared_distance(xd + i * d, cd + c * d, d);
-        if (sq < best_sq) {  // in index order: ties keep the lowest
+        if (sq < best_sq || (sq == best_sq && c < other[i])) {
           best_sq = sq;
           other[i] = c;
         }
