@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -77,3 +78,13 @@ def run_on_lane_copy(script: str, lanes: int) -> bool:
         assert int(used) < lanes, "a wider copy than asked for"
         pytest.skip(f"this CPU has no {lanes}-lane copy (got {used})")
     return ok == "True"
+
+
+@contextlib.contextmanager
+def plain_lloyd():
+    """The CPU k-means without its bounds (every distance, every seeding product) inside the block."""
+    previous = sdd_fast._C.set_plain_lloyd(True)
+    try:
+        yield
+    finally:
+        sdd_fast._C.set_plain_lloyd(previous)

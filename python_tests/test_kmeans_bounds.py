@@ -3,23 +3,13 @@ greedy seeding skips the point-candidate products the triangle inequality rules 
 labels, centroids and inertia of plain Lloyd after the full seeding loop (every distance every
 iteration, every product), bit for bit, and its labels must be the exact nearest centroids."""
 
-import contextlib
 
 import pytest
 import torch
-from helpers import clustered_feats
+from helpers import clustered_feats, plain_lloyd
 
 import sdd_fast
 from sdd_fast import _C
-
-
-@contextlib.contextmanager
-def plain_lloyd():
-    previous = _C.set_plain_lloyd(True)
-    try:
-        yield
-    finally:
-        _C.set_plain_lloyd(previous)
 
 
 def _both(x, k, **options):

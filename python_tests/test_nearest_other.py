@@ -7,19 +7,10 @@ import contextlib
 
 import pytest
 import torch
-from helpers import clustered_feats
+from helpers import clustered_feats, plain_lloyd
 
 from sdd_fast import _C
 from sdd_fast.core.synthetic import structured_feats
-
-
-@contextlib.contextmanager
-def plain_lloyd():
-    previous = _C.set_plain_lloyd(True)
-    try:
-        yield
-    finally:
-        _C.set_plain_lloyd(previous)
 
 
 def _near_ties(problems: int, dim: int, seed: int):
