@@ -4,6 +4,7 @@
 #include <ATen/Dispatch.h>
 
 #include <cmath>
+#include <optional>
 #include <utility>
 
 #include "../inputs/features.h"  // kNormEps, kCollapseFraction
@@ -50,11 +51,11 @@ PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType
     const double norm = std::max(std::sqrt(sq), kNormEps);
     partial[chunk] += normalize ? sq / (norm * norm) : sq;
   };
-  auto factor_of = [&]() {  // the factor from partial; 0 when a row is not finite
+  auto factor_of = [&]() -> std::optional<double> {  // the factor from partial; none when a row is not finite
     double total = 0.0;
     for (double p : partial) total += p;
     for (char ok : finite) {
-      if (!ok) return 0.0;
+      if (!ok) return std::nullopt;
     }
     const double rms = std::sqrt(total / static_cast<double>(rows));
     return std::isfinite(rms) && rms > 0 ? std::exp2(-std::round(std::log2(rms))) : 1.0;
@@ -65,8 +66,9 @@ PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType
     over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {
       for (int64_t i = begin; i < end; ++i) measure_row(sum_of_squares(src + i * d, d), chunk);
     });
-    factor = factor_of();
-    if (factor == 0.0) return out;  // not finite: the caller returns NaN
+    const std::optional<double> found = factor_of();
+    if (!found) return out;  // not finite: the caller returns NaN
+    factor = *found;
   }
   // Pass 2: x = f / max(||f||, eps) * factor, rounded to the compute dtype; column sums and norms of x.
   at::Tensor x_tensor = at::empty(feats.sizes(), feats.options().dtype(compute));
@@ -91,10 +93,10 @@ PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType
   };
   pass_two(normalize);
   if (normalize) {
-    const double found = factor_of();
-    if (found == 0.0) return out;  // not finite: the caller returns NaN
-    if (found != factor) {
-      factor = found;
+    const std::optional<double> found = factor_of();
+    if (!found) return out;  // not finite: the caller returns NaN
+    if (*found != factor) {
+      factor = *found;
       pass_two(false);
     }
   }
