@@ -113,16 +113,19 @@ std::vector<int64_t> permuted_rows(const at::Tensor& perm) {
 // nearest other centroid (other [G, group N]) and their mean distance (group_inter [G]: M_inter * s
 // of the group); with given labels, inter_group does, later. Returns per group which centroids may
 // be the nearest other one: empty after k-means (all), else those with points. norms [B N]: the
-// rows' squared norms (prepare_features), shared by both levels' k-means.
+// rows' squared norms (prepare_features), shared by both levels' k-means. side() runs as one more
+// task of the region, after the groups' (the caller's independent work: no serial time of its own).
 std::vector<std::vector<bool>> cluster_all(const at::Tensor& x, const std::vector<double>& norms,
                                            const DseShape& shape, const DseOptions& options, bool local_given,
                                            bool global_given, at::Tensor& local_labels, at::Tensor& global_labels,
-                                           at::Tensor& centroids, at::Tensor& other, std::vector<double>& group_inter) {
+                                           at::Tensor& centroids, at::Tensor& other, std::vector<double>& group_inter,
+                                           const std::function<void()>& side) {
   const int64_t B = shape.batch, N = shape.patches, G = shape.groups, d = shape.channels;
   const at::Tensor table = rows_of(x);
   std::vector<std::vector<bool>> usable(G);
   const int64_t image_tasks = local_given ? 0 : B;
-  parallel_tasks(G + image_tasks, [&](int64_t task) {
+  parallel_tasks(G + 1 + image_tasks, [&](int64_t task) {
+    if (task == G) return side();
     if (task < G) {
       const int64_t g = task;
       const at::Tensor points = table.narrow(0, g * shape.group * N, shape.group_images(g) * N);
@@ -141,7 +144,7 @@ std::vector<std::vector<bool>> cluster_all(const at::Tensor& x, const std::vecto
       }
       return;
     }
-    const int64_t b = task - G;
+    const int64_t b = task - G - 1;
     at::Tensor scratch = at::empty({options.local.k, d}, x.options());  // centroids [k, d], unused
     kmeans_problem(x.select(0, b), options.local, common::RandomStream::kKmeansSeeding, b, scratch,
                    local_labels.data_ptr<int64_t>() + b * N, false, norms.data() + b * N);
@@ -244,11 +247,12 @@ DseForward dse_forward(const at::Tensor& feats, int64_t local_k, int64_t global_
   std::memset(centroids.data_ptr(), 0, centroids.nbytes());  // all-zero bytes: 0.0
   at::Tensor other = at::full({G, group * N}, -1, long_opts);
   at::Tensor perm = at::empty({B, N}, long_opts);
-  patch_permutation(seed, B, N, perm.data_ptr<int64_t>());
+  auto permute = [&] { patch_permutation(seed, B, N, perm.data_ptr<int64_t>()); };
 
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const PreparedFeatures prep = prepare_features(feats, normalize);
   if (!prep.finite) {
+    permute();
     return {tensor_from({nan, nan, nan, nan, nan}, centroids.options()), local_out, global_out, centroids.fill_(nan),
             other, perm};
   }
@@ -258,7 +262,9 @@ DseForward dse_forward(const at::Tensor& feats, int64_t local_k, int64_t global_
   std::vector<double> group_inter(G);  // M_inter * s per group: from the k-means, or in the spectra's region
   if (!prep.collapsed) {  // collapsed: the class-relevance terms are 0
     usable = cluster_all(x, prep.row_norms, shape, options, local_labels.has_value(), global_labels.has_value(),
-                         local_out, global_out, centroids, other, group_inter);
+                         local_out, global_out, centroids, other, group_inter, permute);
+  } else {
+    permute();
   }
   const int64_t inter_tasks = !prep.collapsed && global_labels.has_value() ? G : 0;
   const SpectralParts spectra = spectral_parts(
