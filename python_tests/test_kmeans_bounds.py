@@ -3,7 +3,6 @@ greedy seeding skips the point-candidate products the triangle inequality rules 
 labels, centroids and inertia of plain Lloyd after the full seeding loop (every distance every
 iteration, every product), bit for bit, and its labels must be the exact nearest centroids."""
 
-
 import pytest
 import torch
 from helpers import clustered_feats, plain_lloyd

@@ -772,7 +772,7 @@ double kmeans_problem(const at::Tensor& x, const KmeansOptions& options,
           best_inertia = inertia;
           centroids.copy_(trial_centroids);
           std::copy(trial_labels.begin(), trial_labels.end(), labels);
-          std::copy(trial_others.begin(), trial_others.end(), others != nullptr ? others->index : nullptr);
+          if (others != nullptr) std::copy(trial_others.begin(), trial_others.end(), others->index);
           other_total = trial_total;
         }
       }
