@@ -59,7 +59,7 @@ constexpr int kMaxLanes = 8;
 struct Kernel {
   int lanes;         // W
   int value_groups;  // kValueGroups: groups per QR for eigenvalues only (a quad); d, e rows hold as many
-  void (*lane_gram)(const double* x, int64_t rows, int64_t d, double* a, int lane);
+  void (*lane_gram)(const double* x, int64_t n, int64_t rows, int64_t d, double* a, int lane);
   void (*scale_group)(double* a, int64_t elements, double* scale, bool* failed);
   void (*reduce_group)(double* a, int64_t m, int g, double* d, double* e, double* scratch, double* house);
   void (*solve_pair)(double* d, double* e, int64_t m, bool* failed, double* zt, double* rotations, int vector_groups,
@@ -68,7 +68,7 @@ struct Kernel {
   void (*back_transform)(const double* house, int64_t m, double* zt);
   int64_t (*eigenvector_row)(int64_t m);  // doubles between rows of a group's Z^T block
   // One matrix at a time (tridiagonalize_rows.inc): packed triangles of doubles.
-  void (*row_gram)(const double* x, int64_t rows, int64_t d, double* a);
+  void (*row_gram)(const double* x, int64_t n, int64_t rows, int64_t d, double* a);
   double (*scale_matrix)(double* a, int64_t elements, bool* failed);
   void (*tridiagonalize_rows)(double* a, int64_t m, double* d, double* e, double* scratch);
 };
@@ -327,8 +327,9 @@ GroupFill pack_grams(const GramSource& source, int64_t rows, int64_t d, const in
     for (int l = 0; l < k.lanes; ++l) {
       int64_t own = 0;  // rows of lane l's Gram; the triangle's layout is the same for every size
       if (l < used) {
-        own = sizes != nullptr ? std::min(gram_rows(sizes[first + l]), size) : size;
-        k.lane_gram(source(first + l, buffer), own, d, a, l);
+        const int64_t n = sizes != nullptr ? std::min(sizes[first + l], size) : size;  // its nonzero rows
+        own = std::min(gram_rows(n), size);
+        k.lane_gram(source(first + l, buffer), n, own, d, a, l);
       }
       for (int64_t at = own * (own + 1) / 2 * k.lanes + l; at < size * (size + 1) / 2 * k.lanes; at += k.lanes) {
         a[at] = 0.0;
@@ -338,10 +339,11 @@ GroupFill pack_grams(const GramSource& source, int64_t rows, int64_t d, const in
 }
 
 // MatrixFill forming one matrix's Gram over its first `size` rows of the `source`'s [rows, d] (the
-// rows beyond its own must be zero).
-MatrixFill pack_one_gram(const GramSource& source, int64_t rows, int64_t d) {
-  return [&source, rows, d](int64_t j, int64_t size, double* a) {
-    kernel().row_gram(source(j, rows_buffer(rows * d)), size, d, a);
+// rows beyond its own, sizes[j], must be zero).
+MatrixFill pack_one_gram(const GramSource& source, int64_t rows, int64_t d, const int64_t* sizes) {
+  return [&source, rows, d, sizes](int64_t j, int64_t size, double* a) {
+    const int64_t n = sizes != nullptr ? std::min(sizes[j], size) : size;
+    kernel().row_gram(source(j, rows_buffer(rows * d)), n, size, d, a);
   };
 }
 
@@ -369,7 +371,7 @@ void gram_eigenvalues(const GramSource& source, int64_t count, int64_t rows, int
                       double* values) {
   if (count <= 0 || rows <= 0) return;
   solve_by_pairs(count, rows, pack_grams(source, rows, d, sizes), Results{values, sizes},
-                 pack_one_gram(source, rows, d));
+                 pack_one_gram(source, rows, d, sizes));
 }
 
 void gram_eigh(const GramSource& source, int64_t count, int64_t rows, int64_t d, const int64_t* sizes,
