@@ -107,47 +107,78 @@ std::vector<int64_t> permuted_rows(const at::Tensor& perm) {
 
 // ---- forward, one helper per component; each returns its raw value (before the division by s) ----
 
+// The clusters of a forward: the labels of both levels, the groups' centroids (k-means' or the means
+// of given labels), each point's nearest other centroid and every group's M_inter * s. Made by
+// make_clustering (given labels copied in, the rest to be filled), filled by cluster_all.
+struct Clustering {
+  at::Tensor local_labels;          // [B, N]
+  at::Tensor global_labels;         // [G, group N], -1 past a smaller last group's points
+  at::Tensor centroids;             // [G, global_k, d] (compute dtype), zeros until filled
+  at::Tensor other;                 // [G, group N]: the nearest other centroid, -1 where none
+  std::vector<double> group_inter;  // [G]: M_inter * s of each group
+  bool local_given = false, global_given = false;
+};
+
+Clustering make_clustering(const at::Tensor& feats, const DseShape& shape, const DseOptions& options,
+                           const c10::optional<at::Tensor>& local_labels,
+                           const c10::optional<at::Tensor>& global_labels) {
+  const int64_t B = shape.batch, N = shape.patches, G = shape.groups, group_rows = options.group * N;
+  const at::TensorOptions long_opts = feats.options().dtype(at::kLong);
+  Clustering out;
+  out.local_given = local_labels.has_value();
+  out.global_given = global_labels.has_value();
+  out.local_labels = out.local_given ? local_labels->contiguous().clone() : at::zeros({B, N}, long_opts);
+  out.global_labels = out.global_given ? global_labels->contiguous().clone() : at::full({G, group_rows}, -1, long_opts);
+  if (!out.global_given) {  // 0 where k-means does not run (collapse, NaN), -1 = padding
+    for (int64_t g = 0; g < G; ++g) out.global_labels.select(0, g).narrow(0, 0, shape.group_images(g) * N).fill_(0);
+  }
+  // Zeroed on this thread: at::zeros fills a tensor this size in a parallel region (one more join).
+  out.centroids = at::empty({G, options.global_k, shape.channels}, feats.options().dtype(compute_dtype(feats)));
+  std::memset(out.centroids.data_ptr(), 0, out.centroids.nbytes());  // all-zero bytes: 0.0
+  out.other = at::full({G, group_rows}, -1, long_opts);
+  out.group_inter.assign(G, 0.0);
+  return out;
+}
+
 // Every k-means of the call in one parallel region: the G groups (global_k clusters, the larger
-// problems, first) and the B images (local_k clusters). Given labels replace a level's k-means;
-// the groups' centroids are then their labelled means. A group's k-means also finds each point's
-// nearest other centroid (other [G, group N]) and their mean distance (group_inter [G]: M_inter * s
-// of the group); with given labels, inter_group does, later. Returns per group which centroids may
-// be the nearest other one: empty after k-means (all), else those with points. norms [B N]: the
-// rows' squared norms (prepare_features), shared by both levels' k-means. side() runs as one more
-// task of the region, after the groups' (the caller's independent work: no serial time of its own).
+// problems, first) and the B images (local_k clusters), into `out`. Given labels replace a level's
+// k-means; the groups' centroids are then their labelled means. A group's k-means also finds each
+// point's nearest other centroid (out.other) and their mean distance (out.group_inter); with given
+// labels, inter_group does, later. Returns per group which centroids may be the nearest other one:
+// empty after k-means (all), else those with points. norms [B N]: the rows' squared norms
+// (prepare_features), shared by both levels' k-means. side() runs as one more task of the region,
+// after the groups' (the caller's independent work: no serial time of its own).
 std::vector<std::vector<bool>> cluster_all(const at::Tensor& x, const std::vector<double>& norms,
-                                           const DseShape& shape, const DseOptions& options, bool local_given,
-                                           bool global_given, at::Tensor& local_labels, at::Tensor& global_labels,
-                                           at::Tensor& centroids, at::Tensor& other, std::vector<double>& group_inter,
+                                           const DseShape& shape, const DseOptions& options, Clustering& out,
                                            const std::function<void()>& side) {
   const int64_t B = shape.batch, N = shape.patches, G = shape.groups, d = shape.channels;
   const at::Tensor table = rows_of(x);
   std::vector<std::vector<bool>> usable(G);
-  const int64_t image_tasks = local_given ? 0 : B;
+  const int64_t image_tasks = out.local_given ? 0 : B;
   parallel_tasks(G + 1 + image_tasks, [&](int64_t task) {
     if (task == G) return side();
     if (task < G) {
       const int64_t g = task;
       const at::Tensor points = table.narrow(0, g * shape.group * N, shape.group_images(g) * N);
-      at::Tensor cg = centroids.select(0, g);
-      int64_t* rows = global_labels.data_ptr<int64_t>() + g * global_labels.size(1);
-      if (global_given) {
+      at::Tensor cg = out.centroids.select(0, g);
+      int64_t* rows = out.global_labels.data_ptr<int64_t>() + g * out.global_labels.size(1);
+      if (out.global_given) {
         std::vector<int64_t> counts;
         cluster_means(points, rows, options.global.k, cg, counts);
         usable[g].resize(options.global.k);
         for (int64_t c = 0; c < options.global.k; ++c) usable[g][c] = counts[c] > 0;
       } else {
-        NearestOthers others{other.data_ptr<int64_t>() + g * other.size(1)};
+        NearestOthers others{out.other.data_ptr<int64_t>() + g * out.other.size(1)};
         kmeans_problem(points, options.global, common::RandomStream::kGlobalKmeansSeeding, g, cg, rows, false,
                        norms.data() + g * shape.group * N, &others);
-        group_inter[g] = others.mean;
+        out.group_inter[g] = others.mean;
       }
       return;
     }
     const int64_t b = task - G - 1;
     at::Tensor scratch = at::empty({options.local.k, d}, x.options());  // centroids [k, d], unused
     kmeans_problem(x.select(0, b), options.local, common::RandomStream::kKmeansSeeding, b, scratch,
-                   local_labels.data_ptr<int64_t>() + b * N, false, norms.data() + b * N);
+                   out.local_labels.data_ptr<int64_t>() + b * N, false, norms.data() + b * N);
   });
   return usable;
 }
@@ -179,31 +210,33 @@ double batch_mean(const std::vector<double>& values, const std::vector<int64_t>&
 }
 
 // The spectra of the three spectral components, in one parallel region (for_each_spectrum): the
-// clusters of every image (labels [B, N]) and of every group (when class relevance runs), and
-// the N matrices Y[n] [B, d] of permuted patches, Y[n, b] = x[b, perm[b, n]] (x [B, N, d], perm
-// [B, N]). Outputs: S per image cluster [B, local_k] and group cluster [G, global_k] with the
-// clusters' sizes, the effective rank per matrix [N]. side(t), t < side_tasks, runs in the same region.
+// clusters of every image and of every group (their labels in `clusters`, null when class relevance
+// does not run), and the N matrices Y[n] [B, d] of permuted patches, Y[n, b] = x[b, perm[b, n]] (x
+// [B, N, d], perm [B, N]). Outputs: S per image cluster [B, local_k] and group cluster [G, global_k]
+// with the clusters' sizes, the effective rank per matrix [N]. side(t), t < side_tasks, runs in the
+// same region.
 struct SpectralParts {
   std::vector<double> image_values, group_values, ranks;
   std::vector<int64_t> image_counts, group_counts;
 };
 
-SpectralParts spectral_parts(const at::Tensor& x, const DseShape& shape, const at::Tensor& local_labels,
-                             const at::Tensor& global_labels, int64_t local_k, int64_t global_k, bool clusters,
-                             const at::Tensor& perm, std::vector<KeptSpectra>* parts, int64_t side_tasks,
-                             const std::function<void(int64_t)>& side) {
+SpectralParts spectral_parts(const at::Tensor& x, const DseShape& shape, const DseOptions& options,
+                             const Clustering* clusters, const at::Tensor& perm, std::vector<KeptSpectra>* parts,
+                             int64_t side_tasks, const std::function<void(int64_t)>& side) {
   const int64_t B = x.size(0), N = x.size(1), G = shape.groups;
+  const int64_t local_k = options.local_k, global_k = options.global_k;
   SpectralParts out;
   out.ranks.resize(N);
   std::vector<SpectrumJob> jobs;
-  if (clusters) {
+  if (clusters != nullptr) {
     out.image_values.resize(B * local_k);
     out.image_counts.resize(B * local_k);
     out.group_values.resize(G * global_k);
     out.group_counts.resize(G * global_k);
-    jobs.push_back(cluster_singular_sums_job(image_problems(x, local_labels, local_k), out.image_values.data(),
-                                             out.image_counts.data(), kept_part(parts, kImage)));
-    jobs.push_back(cluster_singular_sums_job(group_problems(x, shape, global_labels, global_k),
+    jobs.push_back(cluster_singular_sums_job(image_problems(x, clusters->local_labels, local_k),
+                                             out.image_values.data(), out.image_counts.data(),
+                                             kept_part(parts, kImage)));
+    jobs.push_back(cluster_singular_sums_job(group_problems(x, shape, clusters->global_labels, global_k),
                                              out.group_values.data(), out.group_counts.data(),
                                              kept_part(parts, kGroup)));
   }
@@ -232,48 +265,38 @@ DseForward dse_forward(const at::Tensor& feats, int64_t local_k, int64_t global_
   std::vector<KeptSpectra>* parts = keep != nullptr ? &kept : nullptr;
   const DseOptions options = make_dse_options(local_k, global_k, group, iters, tol, n_init, std::string(seeding), seed);
   const DseShape shape = check_dse_inputs(feats, options, local_labels, global_labels);
-  const int64_t B = shape.batch, N = shape.patches, d = shape.channels, G = shape.groups;
-  const at::ScalarType compute = compute_dtype(feats);
-  const at::TensorOptions long_opts = feats.options().dtype(at::kLong);
-
-  at::Tensor local_out = local_labels.has_value() ? local_labels->contiguous().clone() : at::zeros({B, N}, long_opts);
-  at::Tensor global_out = global_labels.has_value() ? global_labels->contiguous().clone()
-                                                    : at::full({G, group * N}, -1, long_opts);
-  if (!global_labels.has_value()) {  // 0 where k-means does not run (collapse, NaN), -1 = padding
-    for (int64_t g = 0; g < G; ++g) global_out.select(0, g).narrow(0, 0, shape.group_images(g) * N).fill_(0);
-  }
-  // Zeroed on this thread: at::zeros fills a tensor this size in a parallel region (one more join).
-  at::Tensor centroids = at::empty({G, global_k, d}, feats.options().dtype(compute));
-  std::memset(centroids.data_ptr(), 0, centroids.nbytes());  // all-zero bytes: 0.0
-  at::Tensor other = at::full({G, group * N}, -1, long_opts);
-  at::Tensor perm = at::empty({B, N}, long_opts);
+  const int64_t B = shape.batch, N = shape.patches, G = shape.groups;
+  Clustering clustering = make_clustering(feats, shape, options, local_labels, global_labels);
+  at::Tensor perm = at::empty({B, N}, feats.options().dtype(at::kLong));
   auto permute = [&] { patch_permutation(seed, B, N, perm.data_ptr<int64_t>()); };
 
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const PreparedFeatures prep = prepare_features(feats, normalize);
   if (!prep.finite) {
     permute();
-    return {tensor_from({nan, nan, nan, nan, nan}, centroids.options()), local_out, global_out, centroids.fill_(nan),
-            other, perm};
+    return {tensor_from({nan, nan, nan, nan, nan}, clustering.centroids.options()), clustering.local_labels,
+            clustering.global_labels, clustering.centroids.fill_(nan), clustering.other, perm};
   }
   const at::Tensor& x = prep.x;  // [B, N, d]
   double inter_raw = 0.0, intra_image_raw = 0.0, intra_batch_raw = 0.0;
   std::vector<std::vector<bool>> usable;
-  std::vector<double> group_inter(G);  // M_inter * s per group: from the k-means, or in the spectra's region
   if (!prep.collapsed) {  // collapsed: the class-relevance terms are 0
-    usable = cluster_all(x, prep.row_norms, shape, options, local_labels.has_value(), global_labels.has_value(),
-                         local_out, global_out, centroids, other, group_inter, permute);
+    usable = cluster_all(x, prep.row_norms, shape, options, clustering, permute);
   } else {
     permute();
   }
-  const int64_t inter_tasks = !prep.collapsed && global_labels.has_value() ? G : 0;
-  const SpectralParts spectra = spectral_parts(
-      x, shape, local_out, global_out, local_k, global_k, !prep.collapsed, perm, parts, inter_tasks,
-      [&](int64_t g) { group_inter[g] = inter_group(x, shape, centroids, global_out, usable[g], other, g); });
+  // With given global labels, M_inter per group in the spectra's region (group_inter: from the k-means otherwise).
+  const int64_t inter_tasks = !prep.collapsed && clustering.global_given ? G : 0;
+  auto inter_of_group = [&](int64_t g) {
+    clustering.group_inter[g] =
+        inter_group(x, shape, clustering.centroids, clustering.global_labels, usable[g], clustering.other, g);
+  };
+  const SpectralParts spectra = spectral_parts(x, shape, options, prep.collapsed ? nullptr : &clustering, perm,
+                                               parts, inter_tasks, inter_of_group);
   if (!prep.collapsed) {
     intra_image_raw = image_mean(spectra.image_values, spectra.image_counts, B, local_k);  // M_intra_image * s
     intra_batch_raw = batch_mean(spectra.group_values, spectra.group_counts);            // M_intra_batch * s
-    for (int64_t g = 0; g < G; ++g) inter_raw += group_inter[g] / G;                     // M_inter * s: their mean
+    for (int64_t g = 0; g < G; ++g) inter_raw += clustering.group_inter[g] / G;          // M_inter * s: their mean
   }
   double dim = 0.0;  // M_dim (scale-free): the mean effective rank
   for (double r : spectra.ranks) dim += r / N;
@@ -286,7 +309,8 @@ DseForward dse_forward(const at::Tensor& feats, int64_t local_k, int64_t global_
   const double inter = inter_raw / s, intra_image = intra_image_raw / s, intra_batch = intra_batch_raw / s;
   const std::vector<double> values = {inter + dim - (intra_batch + intra_image) / 2.0, inter, intra_image,
                                       intra_batch, dim};
-  return {tensor_from(values, centroids.options()), local_out, global_out, centroids, other, perm};
+  return {tensor_from(values, clustering.centroids.options()), clustering.local_labels, clustering.global_labels,
+          clustering.centroids, clustering.other, perm};
 }
 
 // ---- backward, one helper per component; each adds its part of d loss / d x to gx [B, N, d] ----
