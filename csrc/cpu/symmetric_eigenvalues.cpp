@@ -308,9 +308,6 @@ GroupFill pack_matrices(const double* matrices, int64_t m) {
   };
 }
 
-// GroupFill forming the Grams X X^T of the `source`'s matrices [rows, d] in the solver's layout,
-// matrix j over its first sizes[j] rows rounded up to a multiple of 4 (all `rows` when sizes is
-// null; the rows beyond sizes[j] must be zero), its lane zero beyond them.
 // The calling thread's buffer for one matrix's rows, at least `doubles` long (kept between calls;
 // one matrix at a time: it stays in cache for its Gram).
 double* rows_buffer(int64_t doubles) {
@@ -319,6 +316,15 @@ double* rows_buffer(int64_t doubles) {
   return buffer.data();
 }
 
+// Nonzero rows of matrix j of a Gram solve whose group has `size` rows: sizes[j] (all `size` when
+// sizes is null), at most size.
+int64_t nonzero_rows(const int64_t* sizes, int64_t j, int64_t size) {
+  return sizes != nullptr ? std::min(sizes[j], size) : size;
+}
+
+// GroupFill forming the Grams X X^T of the `source`'s matrices [rows, d] in the solver's layout,
+// matrix j over its first sizes[j] rows rounded up to a multiple of 4 (all `rows` when sizes is
+// null; the rows beyond sizes[j] must be zero), its lane zero beyond them.
 GroupFill pack_grams(const GramSource& source, int64_t rows, int64_t d, const int64_t* sizes) {
   TORCH_CHECK(rows % kGramRowMultiple == 0, "gram eigensolver: rows must be a multiple of 4, got ", rows);
   return [&source, rows, d, sizes](int64_t first, int64_t used, int64_t size, double* a) {
@@ -327,7 +333,7 @@ GroupFill pack_grams(const GramSource& source, int64_t rows, int64_t d, const in
     for (int l = 0; l < k.lanes; ++l) {
       int64_t own = 0;  // rows of lane l's Gram; the triangle's layout is the same for every size
       if (l < used) {
-        const int64_t n = sizes != nullptr ? std::min(sizes[first + l], size) : size;  // its nonzero rows
+        const int64_t n = nonzero_rows(sizes, first + l, size);
         own = std::min(gram_rows(n), size);
         k.lane_gram(source(first + l, buffer), n, own, d, a, l);
       }
@@ -342,8 +348,7 @@ GroupFill pack_grams(const GramSource& source, int64_t rows, int64_t d, const in
 // rows beyond its own, sizes[j], must be zero).
 MatrixFill pack_one_gram(const GramSource& source, int64_t rows, int64_t d, const int64_t* sizes) {
   return [&source, rows, d, sizes](int64_t j, int64_t size, double* a) {
-    const int64_t n = sizes != nullptr ? std::min(sizes[j], size) : size;
-    kernel().row_gram(source(j, rows_buffer(rows * d)), n, size, d, a);
+    kernel().row_gram(source(j, rows_buffer(rows * d)), nonzero_rows(sizes, j, size), size, d, a);
   };
 }
 
