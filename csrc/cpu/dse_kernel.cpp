@@ -146,17 +146,17 @@ Clustering make_clustering(const at::Tensor& feats, const DseShape& shape, const
 // point's nearest other centroid (out.other) and their mean distance (out.group_inter); with given
 // labels, inter_group does, later. Returns per group which centroids may be the nearest other one:
 // empty after k-means (all), else those with points. norms [B N]: the rows' squared norms
-// (prepare_features), shared by both levels' k-means. side() runs as one more task of the region,
-// after the groups' (the caller's independent work: no serial time of its own).
+// (prepare_features), shared by both levels' k-means. side(t), t < side_tasks, run as more tasks of the
+// region, after the groups' (the caller's independent work: no serial time of its own).
 std::vector<std::vector<bool>> cluster_all(const at::Tensor& x, const std::vector<double>& norms,
                                            const DseShape& shape, const DseOptions& options, Clustering& out,
-                                           const std::function<void()>& side) {
+                                           int64_t side_tasks, const std::function<void(int64_t)>& side) {
   const int64_t B = shape.batch, N = shape.patches, G = shape.groups, d = shape.channels;
   const at::Tensor table = rows_of(x);
   std::vector<std::vector<bool>> usable(G);
   const int64_t image_tasks = out.local_given ? 0 : B;
-  parallel_tasks(G + 1 + image_tasks, [&](int64_t task) {
-    if (task == G) return side();
+  parallel_tasks(G + side_tasks + image_tasks, [&](int64_t task) {
+    if (task >= G && task < G + side_tasks) return side(task - G);
     if (task < G) {
       const int64_t g = task;
       const at::Tensor points = table.narrow(0, g * shape.group * N, shape.group_images(g) * N);
@@ -175,7 +175,7 @@ std::vector<std::vector<bool>> cluster_all(const at::Tensor& x, const std::vecto
       }
       return;
     }
-    const int64_t b = task - G - 1;
+    const int64_t b = task - G - side_tasks;
     at::Tensor scratch = at::empty({options.local.k, d}, x.options());  // centroids [k, d], unused
     kmeans_problem(x.select(0, b), options.local, common::RandomStream::kKmeansSeeding, b, scratch,
                    out.local_labels.data_ptr<int64_t>() + b * N, false, norms.data() + b * N);
@@ -271,7 +271,7 @@ DseForward dse_forward(const at::Tensor& feats, int64_t local_k, int64_t global_
   auto permute = [&] { patch_permutation(seed, B, N, perm.data_ptr<int64_t>()); };
 
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  const PreparedFeatures prep = prepare_features(feats, normalize);
+  PreparedFeatures prep = prepare_features(feats, normalize, /*defer_scale=*/true);
   if (!prep.finite) {
     permute();
     return {tensor_from({nan, nan, nan, nan, nan}, clustering.centroids.options()), clustering.local_labels,
@@ -279,12 +279,17 @@ DseForward dse_forward(const at::Tensor& feats, int64_t local_k, int64_t global_
   }
   const at::Tensor& x = prep.x;  // [B, N, d]
   double inter_raw = 0.0, intra_image_raw = 0.0, intra_batch_raw = 0.0;
-  std::vector<std::vector<bool>> usable;
-  if (!prep.collapsed) {  // collapsed: the class-relevance terms are 0
-    usable = cluster_all(x, prep.row_norms, shape, options, clustering, permute);
-  } else {
-    permute();
-  }
+  // The scale s is measured in the k-means' region (no join of its own), so the k-means runs before it
+  // is known whether the features collapsed; if they did, its results are dropped (the class-relevance
+  // terms are 0) and the clusters are as make_clustering left them.
+  std::vector<double> scale_partials(scale_chunks(prep));
+  std::vector<std::vector<bool>> usable =
+      cluster_all(x, prep.row_norms, shape, options, clustering, 1 + scale_chunks(prep), [&](int64_t t) {
+        if (t == 0) return permute();
+        scale_part(prep, t - 1, scale_partials.data());
+      });
+  finish_scale(prep, scale_partials.data());
+  if (prep.collapsed) clustering = make_clustering(feats, shape, options, local_labels, global_labels);
   // With given global labels, M_inter per group in the spectra's region (group_inter: from the k-means otherwise).
   const int64_t inter_tasks = !prep.collapsed && clustering.global_given ? G : 0;
   auto inter_of_group = [&](int64_t g) {

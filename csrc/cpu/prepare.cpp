@@ -33,8 +33,18 @@ void over_row_chunks(int64_t rows, const Fn& fn) {
   });
 }
 
+// partials[chunk] <- the sum over the chunk's rows of x [rows, d] of ||x_i - mean||, in row order.
+template <typename scalar_t>
+void scale_partial(const scalar_t* x, int64_t rows, int64_t d, const double* mean, int64_t chunk, double* partials) {
+  int64_t begin = 0, end = 0;
+  chunk_range(rows, row_chunks(rows), chunk, begin, end);
+  double sum = 0.0;
+  for (int64_t i = begin; i < end; ++i) sum += std::sqrt(sum_of_squares(x + i * d, d, mean));
+  partials[chunk] = sum;
+}
+
 template <typename in_t, typename out_t>
-PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType compute) {
+PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType compute, bool defer_scale) {
   const int64_t d = feats.size(-1), rows = feats.numel() / d;
   const at::Tensor f = feats.contiguous();
   const in_t* src = f.data_ptr<in_t>();
@@ -101,40 +111,50 @@ PreparedFeatures prepare(const at::Tensor& feats, bool normalize, at::ScalarType
     }
   }
   out = {x_tensor, factor, std::vector<double>(d, 0.0), 0.0, false, true, std::move(row_norms)};
-  double mean_norm = 0.0;
   for (int64_t c = 0; c < chunks; ++c) {
-    mean_norm += norm_sums[c];
+    out.mean_norm += norm_sums[c];
     for (int64_t j = 0; j < d; ++j) out.mean[j] += column_sums[c * d + j];
   }
-  mean_norm /= static_cast<double>(rows);
+  out.mean_norm /= static_cast<double>(rows);
   for (double& m : out.mean) m /= static_cast<double>(rows);
+  if (defer_scale) return out;
   // Pass 3: s = mean ||x_i - mean||.
-  std::fill(norm_sums.begin(), norm_sums.end(), 0.0);
-  over_row_chunks(rows, [&](int64_t begin, int64_t end, int64_t chunk) {
-    for (int64_t i = begin; i < end; ++i) {
-      norm_sums[chunk] += std::sqrt(sum_of_squares(x + i * d, d, out.mean.data()));
-    }
-  });
-  for (double p : norm_sums) out.scale += p;
-  out.scale /= static_cast<double>(rows);
-  out.collapsed = out.scale <= kCollapseFraction * mean_norm;
+  parallel_tasks(chunks, [&](int64_t chunk) { scale_part(out, chunk, norm_sums.data()); });
+  finish_scale(out, norm_sums.data());
   return out;
 }
 
 }  // namespace
 
-PreparedFeatures prepare_features(const at::Tensor& feats, bool normalize) {
+PreparedFeatures prepare_features(const at::Tensor& feats, bool normalize, bool defer_scale) {
   const at::ScalarType compute = compute_dtype(feats);
   PreparedFeatures out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, feats.scalar_type(), "sdd::prepare_features", [&] {
     using in_t = scalar_t;
     if (compute == at::kDouble) {
-      out = prepare<in_t, double>(feats, normalize, compute);
+      out = prepare<in_t, double>(feats, normalize, compute, defer_scale);
     } else {
-      out = prepare<in_t, float>(feats, normalize, compute);
+      out = prepare<in_t, float>(feats, normalize, compute, defer_scale);
     }
   });
   return out;
+}
+
+int64_t scale_chunks(const PreparedFeatures& prep) { return row_chunks(prep.x.numel() / prep.x.size(-1)); }
+
+void scale_part(const PreparedFeatures& prep, int64_t chunk, double* partials) {
+  const int64_t d = prep.x.size(-1), rows = prep.x.numel() / d;
+  AT_DISPATCH_FLOATING_TYPES(prep.x.scalar_type(), "sdd::scale_part", [&] {
+    scale_partial(prep.x.data_ptr<scalar_t>(), rows, d, prep.mean.data(), chunk, partials);
+  });
+}
+
+void finish_scale(PreparedFeatures& prep, const double* partials) {
+  const int64_t rows = prep.x.numel() / prep.x.size(-1);
+  prep.scale = 0.0;
+  for (int64_t c = 0; c < row_chunks(rows); ++c) prep.scale += partials[c];
+  prep.scale /= static_cast<double>(rows);
+  prep.collapsed = prep.scale <= kCollapseFraction * prep.mean_norm;
 }
 
 void add_scale_gradient(const PreparedFeatures& prep, double coeff, at::Tensor& gx) {
