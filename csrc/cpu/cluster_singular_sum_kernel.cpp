@@ -18,17 +18,29 @@ namespace sdd {
 namespace cpu {
 namespace {
 
-// The clusters of >= 2 points of every problem (those with a non-zero gradient when grad_values
-// is given) as row matrices of the table, and which (problem, cluster) each matrix is.
+// The clusters of >= 2 points of every problem of every set (those with a non-zero gradient when
+// grad_values is given) as row matrices of the sets' one table, and which (set, problem, cluster) each
+// matrix is.
 struct ClusterMatrices {
   RowMatrices mats;
-  std::vector<int64_t> problem, cluster;
+  std::vector<int64_t> set, problem, cluster;
 
-  ClusterMatrices(const ClusterProblems& problems, std::vector<int64_t>* counts_out,
+  // counts_out (may be null): per set, its [P, k] cluster sizes.
+  ClusterMatrices(const std::vector<const ClusterProblems*>& sets, const std::vector<int64_t*>& counts_out,
                   const double* grad_values = nullptr) {
-    const int64_t P = static_cast<int64_t>(problems.first_row.size()), k = problems.k;
-    mats.table = problems.table;
+    mats.table = sets.front()->table;
     mats.centered = true;
+    for (size_t s = 0; s < sets.size(); ++s) {
+      const ClusterProblems& problems = *sets[s];
+      TORCH_CHECK(problems.table.data_ptr() == mats.table.data_ptr() && problems.table.sizes() == mats.table.sizes(),
+                  "cluster_singular_sums: the sets must share one table");
+      add_clusters(problems, s, counts_out.empty() ? nullptr : counts_out[s], grad_values);
+    }
+  }
+
+ private:
+  void add_clusters(const ClusterProblems& problems, int64_t s, int64_t* counts_out, const double* grad_values) {
+    const int64_t P = static_cast<int64_t>(problems.first_row.size()), k = problems.k;
     std::vector<int64_t> offsets(k + 1), members;
     for (int64_t p = 0; p < P; ++p) {  // counting sort of the problem's points by label
       const int64_t M = problems.points[p], first = problems.first_row[p];
@@ -41,9 +53,10 @@ struct ClusterMatrices {
       for (int64_t i = 0; i < M; ++i) members[next[labels[i]]++] = first + i;
       for (int64_t c = 0; c < k; ++c) {
         const int64_t n = offsets[c + 1] - offsets[c];
-        if (counts_out != nullptr) (*counts_out)[p * k + c] = n;
+        if (counts_out != nullptr) counts_out[p * k + c] = n;
         if (n < 2 || (grad_values != nullptr && grad_values[p * k + c] == 0.0)) continue;
         mats.add(members.data() + offsets[c], n);
+        set.push_back(s);
         problem.push_back(p);
         cluster.push_back(c);
       }
@@ -53,19 +66,33 @@ struct ClusterMatrices {
 
 }  // namespace
 
-SpectrumJob cluster_singular_sums_job(const ClusterProblems& problems, double* values, int64_t* counts,
-                                      KeptSpectra* keep) {
-  const int64_t P = static_cast<int64_t>(problems.first_row.size()), k = problems.k, d = problems.table.size(1);
-  std::vector<int64_t> sizes(P * k);
-  const auto clusters = std::make_shared<const ClusterMatrices>(problems, &sizes);
-  std::fill(values, values + P * k, 0.0);
-  std::copy(sizes.begin(), sizes.end(), counts);
+SpectrumJob cluster_singular_sums_job(const std::vector<ClusterSums>& sets, KeptSpectra* keep) {
+  const int64_t d = sets.front().problems->table.size(1);
+  std::vector<const ClusterProblems*> problems;
+  std::vector<int64_t*> counts;
+  std::vector<double*> values;
+  std::vector<int64_t> ks;
+  for (const ClusterSums& set : sets) {
+    const int64_t P = static_cast<int64_t>(set.problems->first_row.size()), k = set.problems->k;
+    problems.push_back(set.problems);
+    counts.push_back(set.counts);
+    values.push_back(set.values);
+    ks.push_back(k);
+    std::fill(set.values, set.values + P * k, 0.0);
+  }
+  const auto clusters = std::make_shared<const ClusterMatrices>(problems, counts);
   return {std::shared_ptr<const RowMatrices>(clusters, &clusters->mats),
-          [clusters, values, k, d](int64_t i, const double* eig, int64_t m) {
-            values[clusters->problem[i] * k + clusters->cluster[i]] =
+          [clusters, values, ks, d](int64_t i, const double* eig, int64_t m) {
+            const int64_t s = clusters->set[i];
+            values[s][clusters->problem[i] * ks[s] + clusters->cluster[i]] =
                 common::sum_singular_values(eig, m) / common::singular_sum_scale(clusters->mats.rows(i), d);
           },
           keep};
+}
+
+SpectrumJob cluster_singular_sums_job(const ClusterProblems& problems, double* values, int64_t* counts,
+                                      KeptSpectra* keep) {
+  return cluster_singular_sums_job({ClusterSums{&problems, values, counts}}, keep);
 }
 
 void cluster_singular_sums(const ClusterProblems& problems, double* values, int64_t* counts, KeptSpectra* keep) {
@@ -76,7 +103,7 @@ void cluster_singular_sums_backward(const ClusterProblems& problems, const doubl
                                     at::Tensor& grad_table, const KeptSpectra* kept, double* values) {
   const int64_t P = static_cast<int64_t>(problems.first_row.size()), k = problems.k, d = problems.table.size(1);
   // Kept spectra are laid out over every cluster of >= 2 points: zero-gradient ones are not left out then.
-  const ClusterMatrices clusters(problems, nullptr, kept != nullptr ? nullptr : grad_values);
+  const ClusterMatrices clusters({&problems}, {}, kept != nullptr ? nullptr : grad_values);
   if (values != nullptr) std::fill(values, values + P * k, 0.0);
   add_spectral_gradients(
       clusters.mats,

@@ -72,6 +72,15 @@ void cluster_singular_sums(const ClusterProblems& problems, double* values, int6
 // spectra: counts are written now, values (zeroed now) as the job runs.
 SpectrumJob cluster_singular_sums_job(const ClusterProblems& problems, double* values, int64_t* counts,
                                       KeptSpectra* keep = nullptr);
+// One job for several sets of problems on one table (both levels of a dse forward): their clusters are
+// solved together, sorted by size across the sets (fuller lane groups than a job per set; values agree
+// with separate jobs' to rounding). Each set's values [P, k] and counts [P, k] as above.
+struct ClusterSums {
+  const ClusterProblems* problems;
+  double* values;
+  int64_t* counts;
+};
+SpectrumJob cluster_singular_sums_job(const std::vector<ClusterSums>& sets, KeptSpectra* keep = nullptr);
 
 // grad_table[rows of cluster c of p] += grad_values[p * k + c] * d S(cluster) / d rows (clusters of >= 2 points).
 // values [P, k], if given: S(cluster) from the backward's own spectra (the kept ones, or LAPACK's), for the
