@@ -19,22 +19,21 @@ namespace cpu {
 namespace {
 
 // The clusters of >= 2 points of every problem of every set (those with a non-zero gradient when
-// grad_values is given) as row matrices of the sets' one table, and which (set, problem, cluster) each
-// matrix is.
+// grad_values is given) as row matrices of the sets' one table, and where each matrix's values go: its
+// set, and its index p k + c in that set's [P, k] values. Each set's cluster sizes go to its counts
+// (when not null).
 struct ClusterMatrices {
   RowMatrices mats;
-  std::vector<int64_t> set, problem, cluster;
+  std::vector<int64_t> set, value_index;
 
-  // counts_out (may be null): per set, its [P, k] cluster sizes.
-  ClusterMatrices(const std::vector<const ClusterProblems*>& sets, const std::vector<int64_t*>& counts_out,
-                  const double* grad_values = nullptr) {
-    mats.table = sets.front()->table;
+  explicit ClusterMatrices(const std::vector<ClusterSums>& sets, const double* grad_values = nullptr) {
+    mats.table = sets.front().problems->table;
     mats.centered = true;
     for (size_t s = 0; s < sets.size(); ++s) {
-      const ClusterProblems& problems = *sets[s];
+      const ClusterProblems& problems = *sets[s].problems;
       TORCH_CHECK(problems.table.data_ptr() == mats.table.data_ptr() && problems.table.sizes() == mats.table.sizes(),
                   "cluster_singular_sums: the sets must share one table");
-      add_clusters(problems, s, counts_out.empty() ? nullptr : counts_out[s], grad_values);
+      add_clusters(problems, s, sets[s].counts, grad_values);
     }
   }
 
@@ -57,8 +56,7 @@ struct ClusterMatrices {
         if (n < 2 || (grad_values != nullptr && grad_values[p * k + c] == 0.0)) continue;
         mats.add(members.data() + offsets[c], n);
         set.push_back(s);
-        problem.push_back(p);
-        cluster.push_back(c);
+        value_index.push_back(p * k + c);
       }
     }
   }
@@ -68,23 +66,16 @@ struct ClusterMatrices {
 
 SpectrumJob cluster_singular_sums_job(const std::vector<ClusterSums>& sets, KeptSpectra* keep) {
   const int64_t d = sets.front().problems->table.size(1);
-  std::vector<const ClusterProblems*> problems;
-  std::vector<int64_t*> counts;
   std::vector<double*> values;
-  std::vector<int64_t> ks;
   for (const ClusterSums& set : sets) {
     const int64_t P = static_cast<int64_t>(set.problems->first_row.size()), k = set.problems->k;
-    problems.push_back(set.problems);
-    counts.push_back(set.counts);
-    values.push_back(set.values);
-    ks.push_back(k);
     std::fill(set.values, set.values + P * k, 0.0);
+    values.push_back(set.values);
   }
-  const auto clusters = std::make_shared<const ClusterMatrices>(problems, counts);
+  const auto clusters = std::make_shared<const ClusterMatrices>(sets);
   return {std::shared_ptr<const RowMatrices>(clusters, &clusters->mats),
-          [clusters, values, ks, d](int64_t i, const double* eig, int64_t m) {
-            const int64_t s = clusters->set[i];
-            values[s][clusters->problem[i] * ks[s] + clusters->cluster[i]] =
+          [clusters, values, d](int64_t i, const double* eig, int64_t m) {
+            values[clusters->set[i]][clusters->value_index[i]] =
                 common::sum_singular_values(eig, m) / common::singular_sum_scale(clusters->mats.rows(i), d);
           },
           keep};
@@ -103,12 +94,12 @@ void cluster_singular_sums_backward(const ClusterProblems& problems, const doubl
                                     at::Tensor& grad_table, const KeptSpectra* kept, double* values) {
   const int64_t P = static_cast<int64_t>(problems.first_row.size()), k = problems.k, d = problems.table.size(1);
   // Kept spectra are laid out over every cluster of >= 2 points: zero-gradient ones are not left out then.
-  const ClusterMatrices clusters({&problems}, {}, kept != nullptr ? nullptr : grad_values);
+  const ClusterMatrices clusters({ClusterSums{&problems, nullptr, nullptr}}, kept != nullptr ? nullptr : grad_values);
   if (values != nullptr) std::fill(values, values + P * k, 0.0);
   add_spectral_gradients(
       clusters.mats,
       [&](int64_t i, const double* eig, int64_t m, double* weights, double& scale) {
-        const int64_t at = clusters.problem[i] * k + clusters.cluster[i];
+        const int64_t at = clusters.value_index[i];
         const double normaliser = common::singular_sum_scale(clusters.mats.rows(i), d);
         common::singular_sum_backward_weights(eig, m, weights);
         scale = grad_values[at] / normaliser;

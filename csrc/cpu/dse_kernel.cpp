@@ -288,8 +288,9 @@ DseForward dse_forward(const at::Tensor& feats, int64_t local_k, int64_t global_
   // is known whether the features collapsed; if they did, its results are dropped (the class-relevance
   // terms are 0) and the clusters are as make_clustering left them.
   std::vector<double> scale_partials(scale_chunks(prep));
+  const int64_t side_tasks = 1 + static_cast<int64_t>(scale_partials.size());  // the permutation, the scale's chunks
   std::vector<std::vector<bool>> usable =
-      cluster_all(x, prep.row_norms, shape, options, clustering, 1 + scale_chunks(prep), [&](int64_t t) {
+      cluster_all(x, prep.row_norms, shape, options, clustering, side_tasks, [&](int64_t t) {
         if (t == 0) return permute();
         scale_part(prep, t - 1, scale_partials.data());
       });
